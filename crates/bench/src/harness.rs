@@ -1,0 +1,243 @@
+//! Shared pieces: finding and running the `hookwarden` binary, a minimal receiver, an HTTP
+//! client, percentiles and peak RSS.
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The `hookwarden` binary: `--bin`, else next to this executable (built if missing).
+pub fn hookwarden_bin(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no parent directory")?;
+    let candidate = dir.join("hookwarden");
+    if !candidate.exists() {
+        let profile_release = dir.ends_with("release");
+        eprintln!("hookwarden-bench: building the hookwarden binary first");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "hookwarden"]);
+        if profile_release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status()?;
+        if !status.success() || !candidate.exists() {
+            bail!("could not build hookwarden; pass --bin PATH");
+        }
+    }
+    Ok(candidate)
+}
+
+/// A `hookwarden serve` child process.
+pub struct Serve {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    pub fn start(bin: &Path, config: &str, log_level: &str) -> Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("bench.toml");
+        std::fs::write(&cfg, config)?;
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .env("HOOKWARDEN_LOG", log_level)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting hookwarden serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        let mut key = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (addr.is_none() || key.is_none()) && Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(a) = line.strip_prefix("hookwarden: listening on http://") {
+                addr = Some(a.trim().parse()?);
+            }
+            if let Some(i) = line.find("hwk_") {
+                key = Some(line[i..].trim().to_owned());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        match (addr, key) {
+            (Some(addr), Some(key)) => Ok(Serve {
+                child,
+                addr,
+                key,
+                _dir: dir,
+            }),
+            _ => bail!("hookwarden serve did not start"),
+        }
+    }
+
+    /// Peak resident set size in MiB (VmHWM).
+    pub fn peak_rss_mb(&self) -> f64 {
+        peak_rss_mb(self.child.id())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// A minimal receiver: answers 200 to everything, counts requests, and when a body carries
+/// `"sent_at_us":N` records the latency from that moment (µs since `epoch`).
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub count: Arc<AtomicU64>,
+    pub latencies_us: Arc<Mutex<Vec<u64>>>,
+    pub epoch: Instant,
+}
+
+pub fn extract_sent_at(body: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"sent_at_us\":";
+    let pos = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits: Vec<u8> = body[pos..]
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+impl Receiver {
+    pub async fn start(epoch: Instant) -> Result<Receiver> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let r = Receiver {
+            addr: listener.local_addr()?,
+            count: Arc::default(),
+            latencies_us: Arc::default(),
+            epoch,
+        };
+        let r2 = r.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let r3 = r2.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let r4 = r3.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if let Some(sent) = extract_sent_at(&body) {
+                                let now = r4.epoch.elapsed().as_micros() as u64;
+                                if let Ok(mut l) = r4.latencies_us.lock() {
+                                    l.push(now.saturating_sub(sent));
+                                }
+                            }
+                            r4.count.fetch_add(1, Ordering::Relaxed);
+                            Ok::<_, std::convert::Infallible>(Response::new(
+                                Full::new(Bytes::new()),
+                            ))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(r)
+    }
+
+    pub fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        if let Ok(mut l) = self.latencies_us.lock() {
+            l.clear();
+        }
+    }
+}
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client(max_idle: usize) -> HttpClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build(conn)
+}
+
+pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
+    let resp = client.request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+/// The p-th percentile (0..=100) of `v` in milliseconds from microseconds.
+pub fn percentile_ms(v: &mut [u64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable();
+    let idx = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[idx.min(v.len() - 1)] as f64 / 1000.0
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_at_is_found_anywhere() {
+        assert_eq!(
+            extract_sent_at(br#"{"data":{"sent_at_us":12345,"x":1}}"#),
+            Some(12345)
+        );
+        assert_eq!(extract_sent_at(br#"{"data":{}}"#), None);
+        assert_eq!(extract_sent_at(br#""sent_at_us":"#), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        assert_eq!(percentile_ms(&mut v, 50.0), 51.0);
+        assert_eq!(percentile_ms(&mut v, 99.0), 99.0);
+        assert_eq!(percentile_ms(&mut [], 50.0), 0.0);
+    }
+}

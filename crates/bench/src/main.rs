@@ -1,0 +1,37 @@
+#![forbid(unsafe_code)]
+//! `hookwarden-bench <scenario> [options]`: measures a scenario and, in the same run, a baseline,
+//! and prints one JSON object per line with their ratio. Figures are ratios first: the machine
+//! is noisy, the comparison within one run is not.
+
+mod delivery;
+mod harness;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hookwarden-bench",
+    about = "Hookwarden benchmarks, each against a same-run baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Signed, durable outbound deliveries through `serve` vs a bare HTTP client loop.
+    Delivery(delivery::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.scenario {
+            Scenario::Delivery(args) => delivery::run(args).await,
+        }
+    })
+}

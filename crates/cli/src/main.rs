@@ -1,0 +1,425 @@
+#![forbid(unsafe_code)]
+//! `hookwarden`: the one binary. Thin: parsing arguments and wiring the library crates.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use hookwarden_server::config::Config;
+use hookwarden_signatures::{Outbound, Scheme};
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+
+#[derive(Parser)]
+#[command(
+    name = "hookwarden",
+    version,
+    about = "A self-hosted webhook gateway with security in both directions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (API, dispatcher) in the foreground. SIGTERM drains in-flight work.
+    Serve(ServeArgs),
+    /// Manage admin API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Sign a payload the way Hookwarden signs deliveries (for testing receivers).
+    Sign(SignArgs),
+    /// Verify a payload and its signature headers; exits 0 when valid, 1 when not.
+    Verify(VerifyArgs),
+    /// Run the egress forward proxy (HTTP CONNECT and absolute-form HTTP) in the foreground.
+    EgressProxy(EgressProxyArgs),
+}
+
+#[derive(Args)]
+struct EgressProxyArgs {
+    /// Proxy configuration file (TOML): listeners, users, policy, egress addresses, limits.
+    #[arg(
+        long,
+        env = "HOOKWARDEN_EGRESS_PROXY_CONFIG",
+        required_unless_present = "hash_password"
+    )]
+    config: Option<PathBuf>,
+    /// Listen address (overrides `listen` in the file), e.g. 0.0.0.0:4750.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Print a `password_hash` for `[[users]]`: of the password read from stdin, or of a new
+    /// random password (printed too) when stdin is empty.
+    #[arg(long)]
+    hash_password: bool,
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Configuration file (TOML).
+    #[arg(long, env = "HOOKWARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded database (overrides server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> Result<Config> {
+        let mut cfg = Config::load(self.config.as_deref())?;
+        if let Some(d) = &self.data_dir {
+            cfg.server.data_dir = d.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Listen address (overrides server.listen), e.g. 0.0.0.0:8080.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print one new admin API key, alone on one line of stdout.
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// What the key is for.
+        #[arg(long, default_value = "created with hookwarden keys create")]
+        description: String,
+    },
+}
+
+#[derive(Args)]
+struct SecretArgs {
+    /// Signing secret (repeat for several during rotation). Prefer --secret-env or --secret-file:
+    /// command lines are visible to other users.
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// Read the secret from this environment variable.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// Read the secret from this file (one secret per line).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    fn collect(&self) -> Result<Vec<String>> {
+        let mut out = self.secrets.clone();
+        if let Some(var) = &self.secret_env {
+            out.push(
+                std::env::var(var)
+                    .with_context(|| format!("environment variable {var} is not set"))?,
+            );
+        }
+        if let Some(path) = &self.secret_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            out.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        if out.is_empty() {
+            bail!("no secret given (use --secret, --secret-env or --secret-file)");
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// standard-webhooks, github-sha256, hub-sha1 or date-sha1 (repeatable).
+    #[arg(long = "scheme", default_value = "standard-webhooks")]
+    schemes: Vec<String>,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Message id (webhook-id); default: a new evt_ id.
+    #[arg(long)]
+    id: Option<String>,
+    /// Unix timestamp in seconds; default: now.
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// Output: `headers` (one `Name: value` per line) or `curl` (-H arguments).
+    #[arg(long, default_value = "headers")]
+    format: String,
+    /// The payload file (`-` for stdin).
+    payload: PathBuf,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The scheme the sender used.
+    #[arg(long, default_value = "standard-webhooks")]
+    scheme: String,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// A received header as `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// A file of received headers, one `Name: value` per line.
+    #[arg(long)]
+    headers_file: Option<PathBuf>,
+    /// Largest allowed difference between the signed time and now, in seconds.
+    #[arg(long, default_value_t = 300)]
+    tolerance: i64,
+    /// The payload file (`-` for stdin).
+    payload: PathBuf,
+}
+
+fn read_payload(path: &PathBuf) -> Result<Vec<u8>> {
+    const MAX: u64 = 64 * 1024 * 1024;
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().take(MAX + 1).read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX {
+            bail!("payload larger than 64 MiB");
+        }
+        return Ok(buf);
+    }
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > MAX {
+        bail!("payload larger than 64 MiB");
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("HOOKWARDEN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut cfg = args.store.load()?;
+    if let Some(l) = args.listen {
+        cfg.server.listen = l;
+    }
+    let running = hookwarden_server::start(cfg.clone()).await?;
+    let addr = running.local_addr;
+    if !addr.ip().is_loopback() && !cfg.server.listen.starts_with("127.") {
+        tracing::warn!(
+            "the API is served over plain HTTP on a non-loopback address; put a TLS-terminating proxy in front"
+        );
+    }
+    println!("hookwarden: listening on http://{addr}");
+    println!("hookwarden: data in {}", cfg.sqlite_path().display());
+    if let Some(key) = &running.first_start_key {
+        println!(
+            "hookwarden: admin API key (shown once; `hookwarden keys create` makes more): {key}"
+        );
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight deliveries");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn keys_create(store: StoreArgs, description: String) -> Result<()> {
+    let cfg = store.load()?;
+    let db = hookwarden_server::open_store(&cfg)?;
+    let key = hookwarden_server::create_api_key(&*db, &description).await?;
+    db.close();
+    println!("{key}");
+    Ok(())
+}
+
+fn sign(args: SignArgs) -> Result<()> {
+    let body = read_payload(&args.payload)?;
+    let secrets = args.secret.collect()?;
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let id = args
+        .id
+        .unwrap_or_else(|| hookwarden_server::crypto::new_id("evt"));
+    let msg = Outbound {
+        msg_id: &id,
+        timestamp: args.timestamp.unwrap_or_else(unix_now),
+        body: &body,
+    };
+    let mut lines = Vec::new();
+    for s in &args.schemes {
+        let scheme = Scheme::from_str(s).map_err(|_| anyhow::anyhow!("unknown scheme {s:?}"))?;
+        for (name, value) in hookwarden_signatures::sign(scheme, &refs, &msg)? {
+            if !lines.iter().any(|(n, _): &(&str, String)| *n == name) {
+                lines.push((name, value));
+            }
+        }
+    }
+    for (name, value) in lines {
+        match args.format.as_str() {
+            "curl" => println!("-H '{name}: {value}' \\"),
+            _ => println!("{name}: {value}"),
+        }
+    }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let body = read_payload(&args.payload)?;
+    let secrets = args.secret.collect()?;
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let scheme = Scheme::from_str(&args.scheme)
+        .map_err(|_| anyhow::anyhow!("unknown scheme {:?}", args.scheme))?;
+    let mut raw = args.headers.clone();
+    if let Some(path) = &args.headers_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        raw.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let mut headers = http::HeaderMap::new();
+    for h in raw {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("header {h:?} is not `Name: value`"))?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("bad header name {name:?}"))?,
+            http::HeaderValue::from_str(value.trim())
+                .with_context(|| format!("bad header value for {name}"))?,
+        );
+    }
+    match hookwarden_signatures::verify(scheme, &refs, &headers, &body, unix_now(), args.tolerance)
+    {
+        Ok(()) => {
+            println!("valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("invalid: {} ({e})", e.code());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn egress_proxy(args: EgressProxyArgs) -> Result<()> {
+    use hookwarden_egress::proxy;
+    let path = args.config.context("--config is required")?;
+    let mut cfg = proxy::ProxyConfig::load(&path)?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    let running = proxy::start(cfg, None).await?;
+    println!(
+        "hookwarden egress-proxy: listening on http://{}",
+        running.listen_addr
+    );
+    if let Some(a) = running.tls_addr {
+        println!("hookwarden egress-proxy: TLS listener on https://{a}");
+    }
+    if let Some(a) = running.metrics_addr {
+        println!("hookwarden egress-proxy: metrics on http://{a}/metrics");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down the egress proxy");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn hash_password() -> Result<()> {
+    use base64::Engine;
+    let mut input = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut input)?;
+    let typed = input.trim_end_matches(['\r', '\n']);
+    let password = if typed.is_empty() {
+        let p = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(hookwarden_server::crypto::random_bytes::<24>());
+        println!("# new password (give it to the client; it is not stored): {p}");
+        p
+    } else {
+        typed.to_owned()
+    };
+    println!(
+        "password_hash = \"{}\"",
+        hookwarden_egress::proxy::hash_password(&password)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            runtime()
+                .and_then(|rt| rt.block_on(serve(args)))
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Create { store, description },
+        } => runtime()
+            .and_then(|rt| rt.block_on(keys_create(store, description)))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Sign(args) => sign(args).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => verify(args),
+        Command::EgressProxy(args) if args.hash_password => {
+            hash_password().map(|()| ExitCode::SUCCESS)
+        }
+        Command::EgressProxy(args) => {
+            init_logging();
+            runtime()
+                .and_then(|rt| rt.block_on(egress_proxy(args)))
+                .map(|()| ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookwarden: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,646 @@
+//! `/api/v1/endpoints`: receivers of outbound webhooks.
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use crate::crypto;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use hookwarden_signatures::Scheme;
+use hookwarden_store::{Endpoint, now_millis};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+const MAX_EVENT_TYPES: usize = 100;
+const MAX_HEADERS: usize = 20;
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+const MAX_DEVELOPER_PAYLOAD: usize = 1024;
+const MAX_DESCRIPTION: usize = 512;
+pub const MAX_GRACE_SECS: u64 = 30 * 86_400;
+const DEFAULT_GRACE_SECS: u64 = 86_400;
+
+/// Headers Hookwarden sets itself (or that would break HTTP framing); never configurable.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-hub-signature",
+    "x-hub-signature-256",
+];
+
+/// Header names whose values are masked when an endpoint is shown.
+fn is_sensitive_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cookie",
+        "token",
+        "secret",
+        "key",
+        "auth",
+        "password",
+        "signature",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// Distinguishes an absent field from an explicit `null`.
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    url: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    developer_payload: Option<String>,
+    #[serde(default)]
+    signature_schemes: Option<Vec<String>>,
+    #[serde(default)]
+    rate_limit_per_second: Option<u32>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    /// Bring your own signing secret (`whsec_` + base64 of 24..=64 bytes).
+    #[serde(default)]
+    secret: Option<String>,
+    /// A client certificate (`cert_…`, active) to present to this endpoint (mTLS).
+    #[serde(default)]
+    client_certificate_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    event_types: Option<Vec<String>>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    developer_payload: Option<Option<String>>,
+    #[serde(default)]
+    signature_schemes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    rate_limit_per_second: Option<Option<u32>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    /// Attach (`"cert_…"`, must be active) or detach (`null`) a client certificate.
+    #[serde(default, deserialize_with = "double_option")]
+    client_certificate_id: Option<Option<String>>,
+}
+
+#[derive(Serialize)]
+pub struct EndpointView {
+    id: String,
+    url: String,
+    description: String,
+    event_types: Vec<String>,
+    /// Values of sensitive headers (authorization, tokens, keys…) are masked.
+    headers: BTreeMap<String, String>,
+    has_developer_payload: bool,
+    signature_schemes: Vec<String>,
+    rate_limit_per_second: Option<u32>,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    disabled_at: Option<String>,
+    client_certificate_id: Option<String>,
+    consecutive_failures: i64,
+    failing_since: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Endpoint> for EndpointView {
+    fn from(e: Endpoint) -> Self {
+        EndpointView {
+            headers: e
+                .headers
+                .into_iter()
+                .map(|(k, v)| {
+                    let shown = if is_sensitive_header(&k) { mask(&v) } else { v };
+                    (k, shown)
+                })
+                .collect(),
+            id: e.id,
+            url: e.url,
+            description: e.description,
+            event_types: e.event_types,
+            has_developer_payload: e.developer_payload.is_some(),
+            signature_schemes: e.signature_schemes,
+            rate_limit_per_second: e.rate_limit_per_second,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            disabled_at: rfc3339_opt(e.disabled_at),
+            client_certificate_id: e.client_certificate_id,
+            consecutive_failures: e.consecutive_failures,
+            failing_since: rfc3339_opt(e.failing_since),
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+        }
+    }
+}
+
+fn mask(v: &str) -> String {
+    let n = v.chars().count();
+    if n <= 8 {
+        "****".into()
+    } else {
+        let tail: String = v.chars().skip(n - 4).collect();
+        format!("****{tail}")
+    }
+}
+
+pub fn validate_event_type(t: &str) -> ApiResult<()> {
+    if t.is_empty() || t.len() > 128 {
+        return Err(ApiError::invalid(
+            "INVALID_EVENT_TYPE",
+            "event types are 1 to 128 characters",
+        ));
+    }
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+    {
+        return Err(ApiError::invalid(
+            "INVALID_EVENT_TYPE",
+            format!("event type {t:?} may only contain letters, digits and . _ - : /"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_event_types(types: Vec<String>) -> ApiResult<Vec<String>> {
+    if types.len() > MAX_EVENT_TYPES {
+        return Err(ApiError::invalid(
+            "INVALID_EVENT_TYPE",
+            format!("at most {MAX_EVENT_TYPES} event types"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(types.len());
+    for t in types {
+        validate_event_type(&t)?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn validate_headers(headers: BTreeMap<String, String>) -> ApiResult<BTreeMap<String, String>> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::invalid(
+            "INVALID_HEADER",
+            format!("at most {MAX_HEADERS} custom headers"),
+        ));
+    }
+    let mut total = 0;
+    let mut out = BTreeMap::new();
+    for (k, v) in headers {
+        let name = k.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.len() > 64 {
+            return Err(ApiError::invalid(
+                "INVALID_HEADER",
+                format!("{k:?} is not a valid header name"),
+            ));
+        }
+        if RESERVED_HEADERS.contains(&name.as_str())
+            || name.starts_with("x-hookwarden-")
+            || name.starts_with("proxy-")
+            || name.starts_with("webhook-")
+        {
+            return Err(ApiError::invalid(
+                "RESERVED_HEADER",
+                format!("header {k:?} is set by Hookwarden and cannot be overridden"),
+            ));
+        }
+        if v.len() > 1024
+            || http::HeaderValue::from_str(&v).is_err()
+            || v.bytes().any(|b| b < 0x20 && b != b'\t')
+        {
+            return Err(ApiError::invalid(
+                "INVALID_HEADER",
+                format!("invalid value for header {k:?}"),
+            ));
+        }
+        total += name.len() + v.len();
+        if out.insert(name, v).is_some() {
+            return Err(ApiError::invalid(
+                "INVALID_HEADER",
+                format!("header {k:?} given twice"),
+            ));
+        }
+    }
+    if total > MAX_HEADER_BYTES {
+        return Err(ApiError::invalid(
+            "INVALID_HEADER",
+            "custom headers exceed 8 KiB",
+        ));
+    }
+    Ok(out)
+}
+
+fn validate_schemes(schemes: Vec<String>) -> ApiResult<Vec<String>> {
+    if schemes.is_empty() {
+        return Err(ApiError::invalid(
+            "INVALID_SIGNATURE_SCHEME",
+            "at least one signature scheme is required",
+        ));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for s in schemes {
+        let scheme = Scheme::from_str(&s).map_err(|_| {
+            ApiError::invalid(
+                "INVALID_SIGNATURE_SCHEME",
+                format!(
+                    "unknown signature scheme {s:?}; known: {}",
+                    Scheme::ALL
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let name = scheme.as_str().to_owned();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn validate_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
+    if v.len() > max || v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("{field} must be at most {max} bytes of printable text"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_rate(r: Option<u32>) -> ApiResult<Option<u32>> {
+    match r {
+        Some(0) | None => Ok(None),
+        Some(r) if r <= 100_000 => Ok(Some(r)),
+        Some(_) => Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            "rate_limit_per_second must be at most 100000",
+        )),
+    }
+}
+
+pub fn validate_custom_secret(s: &str) -> ApiResult<()> {
+    use base64::Engine;
+    let raw = s
+        .strip_prefix("whsec_")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    match raw {
+        Some(r) if (24..=64).contains(&r.len()) => Ok(()),
+        _ => Err(ApiError::invalid(
+            "INVALID_SECRET",
+            "a signing secret is whsec_ followed by base64 of 24 to 64 bytes",
+        )),
+    }
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<CreateEndpoint>,
+) -> ApiResult<impl IntoResponse> {
+    let url = state.check_endpoint_url(&req.url).await?;
+    let description = req.description.unwrap_or_default();
+    validate_text("description", &description, MAX_DESCRIPTION)?;
+    let event_types = validate_event_types(req.event_types.unwrap_or_default())?;
+    let headers = validate_headers(req.headers.unwrap_or_default())?;
+    if let Some(p) = &req.developer_payload {
+        validate_text("developer_payload", p, MAX_DEVELOPER_PAYLOAD)?;
+    }
+    let schemes = validate_schemes(
+        req.signature_schemes
+            .unwrap_or_else(|| vec![Scheme::StandardWebhooks.as_str().to_owned()]),
+    )?;
+    let rate = validate_rate(req.rate_limit_per_second)?;
+    let client_certificate_id = match &req.client_certificate_id {
+        Some(c) => Some(super::certificates::check_attachable(&state, c).await?),
+        None => None,
+    };
+    let secret = match req.secret {
+        Some(s) => {
+            validate_custom_secret(&s)?;
+            s
+        }
+        None => crypto::new_signing_secret(),
+    };
+    let now = now_millis();
+    let enabled = req.enabled.unwrap_or(true);
+    let ep = Endpoint {
+        id: crypto::new_id("ep"),
+        url,
+        description,
+        event_types,
+        headers,
+        developer_payload: req
+            .developer_payload
+            .as_deref()
+            .map(|p| state.secrets.seal(p)),
+        signature_schemes: schemes,
+        rate_limit_per_second: rate,
+        enabled,
+        disabled_reason: (!enabled).then(|| "manual".to_owned()),
+        disabled_at: (!enabled).then_some(now),
+        client_certificate_id,
+        consecutive_failures: 0,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_endpoint(ep.clone(), state.secrets.seal(&secret))
+        .await?;
+    let mut body =
+        serde_json::to_value(EndpointView::from(ep)).map_err(|_| ApiError::internal())?;
+    body["secret"] = serde_json::Value::String(secret);
+    if let Some(p) = req.developer_payload {
+        body["developer_payload"] = serde_json::Value::String(p);
+    }
+    Ok((StatusCode::CREATED, axum::Json(body)))
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<axum::Json<Paged<EndpointView>>> {
+    let page = q.page()?;
+    let limit = page.limit;
+    let rows = state.store.list_endpoints(page).await?;
+    Ok(axum::Json(paged(
+        rows,
+        limit,
+        |e| e.id.clone(),
+        EndpointView::from,
+    )))
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<Endpoint> {
+    state
+        .store
+        .get_endpoint(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))
+}
+
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<EndpointView>> {
+    Ok(axum::Json(load(&state, &id).await?.into()))
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateEndpoint>,
+) -> ApiResult<axum::Json<EndpointView>> {
+    let mut ep = load(&state, &id).await?;
+    if let Some(url) = req.url {
+        ep.url = state.check_endpoint_url(&url).await?;
+    }
+    if let Some(d) = req.description {
+        validate_text("description", &d, MAX_DESCRIPTION)?;
+        ep.description = d;
+    }
+    if let Some(t) = req.event_types {
+        ep.event_types = validate_event_types(t)?;
+    }
+    if let Some(h) = req.headers {
+        ep.headers = validate_headers(h)?;
+    }
+    if let Some(p) = req.developer_payload {
+        if let Some(p) = &p {
+            validate_text("developer_payload", p, MAX_DEVELOPER_PAYLOAD)?;
+        }
+        ep.developer_payload = p.as_deref().map(|p| state.secrets.seal(p));
+    }
+    if let Some(s) = req.signature_schemes {
+        ep.signature_schemes = validate_schemes(s)?;
+    }
+    if let Some(r) = req.rate_limit_per_second {
+        ep.rate_limit_per_second = validate_rate(r)?;
+    }
+    if let Some(c) = req.client_certificate_id {
+        ep.client_certificate_id = match c {
+            Some(c) => Some(super::certificates::check_attachable(&state, &c).await?),
+            None => None,
+        };
+    }
+    let now = now_millis();
+    ep.updated_at = now;
+    if !state.store.update_endpoint(ep).await? {
+        return Err(ApiError::not_found("endpoint"));
+    }
+    if let Some(enabled) = req.enabled {
+        set_enabled(&state, &id, enabled).await?;
+    }
+    state.dispatcher.endpoints().invalidate(&id);
+    Ok(axum::Json(load(&state, &id).await?.into()))
+}
+
+async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> ApiResult<()> {
+    let reason = (!enabled).then(|| "manual".to_owned());
+    if !state
+        .store
+        .set_endpoint_enabled(id, enabled, reason, now_millis())
+        .await?
+    {
+        return Err(ApiError::not_found("endpoint"));
+    }
+    state.dispatcher.endpoints().invalidate(id);
+    if enabled {
+        state.dispatcher.wake();
+    }
+    Ok(())
+}
+
+pub async fn enable(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<EndpointView>> {
+    set_enabled(&state, &id, true).await?;
+    Ok(axum::Json(load(&state, &id).await?.into()))
+}
+
+pub async fn disable(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<axum::Json<EndpointView>> {
+    set_enabled(&state, &id, false).await?;
+    Ok(axum::Json(load(&state, &id).await?.into()))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    if !state.store.delete_endpoint(&id, now_millis()).await? {
+        return Err(ApiError::not_found("endpoint"));
+    }
+    state.dispatcher.endpoints().invalidate(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotateRequest {
+    grace_period_seconds: Option<u64>,
+    secret: Option<String>,
+}
+
+pub async fn rotate_secret(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<impl IntoResponse> {
+    // The body is optional: empty means the defaults.
+    let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid(
+                "VALIDATION_FAILED",
+                format!("invalid rotation request: {e}"),
+            )
+        })?
+    };
+    let grace = req.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+    if grace > MAX_GRACE_SECS {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("grace_period_seconds must be at most {MAX_GRACE_SECS}"),
+        ));
+    }
+    let secret = match req.secret {
+        Some(s) => {
+            validate_custom_secret(&s)?;
+            s
+        }
+        None => crypto::new_signing_secret(),
+    };
+    let now = now_millis();
+    let expires = now + i64::try_from(grace * 1000).unwrap_or(i64::MAX);
+    if !state
+        .store
+        .rotate_secret(&id, state.secrets.seal(&secret), expires, now)
+        .await?
+    {
+        return Err(ApiError::not_found("endpoint"));
+    }
+    state.dispatcher.endpoints().invalidate(&id);
+    Ok(axum::Json(serde_json::json!({
+        "endpoint_id": id,
+        "secret": secret,
+        "previous_secrets_expire_at": rfc3339(expires),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_rules() {
+        let ok = BTreeMap::from([("X-Customer-Waf".to_string(), "allow-hookwarden".to_string())]);
+        assert_eq!(
+            validate_headers(ok).unwrap().keys().next().unwrap(),
+            "x-customer-waf"
+        );
+        for bad in [
+            "Host",
+            "content-length",
+            "Webhook-Signature",
+            "x-hookwarden-attempt",
+            "proxy-authorization",
+            "bad header",
+            "",
+        ] {
+            let m = BTreeMap::from([(bad.to_string(), "v".to_string())]);
+            assert!(validate_headers(m).is_err(), "{bad}");
+        }
+        let m = BTreeMap::from([("x-a".to_string(), "line\r\nInjected: 1".to_string())]);
+        assert!(validate_headers(m).is_err());
+        let m = BTreeMap::from([("x-a".to_string(), "a".repeat(2000))]);
+        assert!(validate_headers(m).is_err());
+        let dup = BTreeMap::from([
+            ("X-A".to_string(), "1".to_string()),
+            ("x-a".to_string(), "2".to_string()),
+        ]);
+        assert!(validate_headers(dup).is_err());
+    }
+
+    #[test]
+    fn event_type_rules() {
+        assert!(validate_event_type("invoice.paid").is_ok());
+        assert!(validate_event_type("a/b:c-d_e").is_ok());
+        for bad in ["", "has space", "émoji", "a\nb", &"x".repeat(129)] {
+            assert!(validate_event_type(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            validate_event_types(vec!["b".into(), "a".into(), "b".into()]).unwrap(),
+            vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn scheme_and_secret_rules() {
+        assert_eq!(
+            validate_schemes(vec!["hub-sha1".into(), "hub-sha1".into()]).unwrap(),
+            vec!["hub-sha1"]
+        );
+        assert!(validate_schemes(vec![]).is_err());
+        assert!(validate_schemes(vec!["md5".into()]).is_err());
+        assert!(validate_custom_secret(&crypto::new_signing_secret()).is_ok());
+        assert!(validate_custom_secret("whsec_c2hvcnQ=").is_err());
+        assert!(validate_custom_secret("nope").is_err());
+    }
+
+    #[test]
+    fn sensitive_headers_are_masked() {
+        assert_eq!(mask("Bearer abcdefghijkl"), "****ijkl");
+        assert_eq!(mask("short"), "****");
+        assert!(is_sensitive_header("Authorization"));
+        assert!(is_sensitive_header("X-Api-Key"));
+        assert!(!is_sensitive_header("X-Customer-Waf"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Public security information (no API key): the egress ranges receivers allow-list and the
+//! client certificates they pin.
+
+use super::extract::ApiQuery;
+use super::rfc3339;
+use crate::error::ApiResult;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hookwarden_store::{CertificateStatus, Page, now_millis};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// At most this many certificates are published.
+const MAX_PUBLISHED: usize = 1000;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/security/egress-ips", get(egress_ips))
+        .route("/security/client-certificates", get(client_certificates))
+}
+
+#[derive(Deserialize, Default)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+fn wants_text(q: &FormatQuery, headers: &HeaderMap) -> bool {
+    match q.format.as_deref() {
+        Some(f) => f.eq_ignore_ascii_case("text"),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/plain") && !a.contains("application/json")),
+    }
+}
+
+fn last_modified(ms: i64) -> Option<HeaderValue> {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).ok()?);
+    HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()
+}
+
+/// `GET /api/v1/security/egress-ips`: `{"ranges": [...], "updated_at": "..."}`, or one range
+/// per line with `?format=text` or `Accept: text/plain`.
+pub async fn egress_ips(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<FormatQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let stored = state.certs.published_ranges().await?;
+    let (ranges, updated_at) = match stored {
+        Some(p) => (p.ranges, p.updated_at),
+        None => (Vec::new(), now_millis()),
+    };
+    let mut resp = if wants_text(&q, &headers) {
+        let mut body = ranges.join("\n");
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    } else {
+        axum::Json(serde_json::json!({
+            "ranges": ranges,
+            "updated_at": rfc3339(updated_at),
+        }))
+        .into_response()
+    };
+    if let Some(lm) = last_modified(updated_at) {
+        resp.headers_mut().insert(header::LAST_MODIFIED, lm);
+    }
+    Ok(resp)
+}
+
+#[derive(Serialize)]
+struct PublishedCertificate {
+    id: String,
+    subject: String,
+    issuer: String,
+    serial: String,
+    sha256: String,
+    sha1: String,
+    not_before: String,
+    not_after: String,
+    status: &'static str,
+}
+
+/// `GET /api/v1/security/client-certificates`: every certificate not deleted (active and
+/// retiring), with thumbprints for pinning.
+pub async fn client_certificates(
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let mut out = Vec::new();
+    let mut before = None;
+    while out.len() < MAX_PUBLISHED {
+        let rows = state
+            .certs
+            .list_certificates(Page {
+                before: before.clone(),
+                limit: 250,
+            })
+            .await?;
+        let n = rows.len();
+        before = rows.last().map(|c| c.id.clone());
+        out.extend(rows.into_iter().map(|c| PublishedCertificate {
+            status: match c.status {
+                CertificateStatus::Active => "active",
+                CertificateStatus::Retiring => "retiring",
+            },
+            id: c.id,
+            subject: c.subject,
+            issuer: c.issuer,
+            serial: c.serial,
+            sha256: c.sha256,
+            sha1: c.sha1,
+            not_before: rfc3339(c.not_before),
+            not_after: rfc3339(c.not_after),
+        }));
+        if n < 250 {
+            break;
+        }
+    }
+    out.truncate(MAX_PUBLISHED);
+    Ok(axum::Json(serde_json::json!({ "certificates": out })))
+}

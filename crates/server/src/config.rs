@@ -1,0 +1,377 @@
+//! Configuration: one TOML file plus `HOOKWARDEN_*` environment variables (`__` between levels,
+//! e.g. `HOOKWARDEN_EGRESS__ALLOW_HTTP=true`). Every option has a safe default.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use hookwarden_store::sqlite::Synchronous;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub delivery: DeliveryConfig,
+    pub circuit_breaker: BreakerConfig,
+    pub egress: EgressConfig,
+    pub security: SecurityConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the API (and ingest) listener.
+    pub listen: String,
+    /// Where the embedded database and the instance lock live.
+    pub data_dir: PathBuf,
+    /// The externally visible base URL (used to build inbound webhook URLs).
+    pub public_url: Option<String>,
+    /// Largest request body accepted by the API, in bytes.
+    pub max_body_bytes: usize,
+    /// Most concurrent client connections; further connections wait in the accept queue.
+    pub max_connections: usize,
+    /// Time allowed for a client to send its request headers.
+    pub header_read_timeout_secs: u64,
+    /// Time allowed to handle one API request.
+    pub request_timeout_secs: u64,
+    /// On SIGTERM, how long in-flight deliveries may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./hookwarden-data"),
+            public_url: None,
+            max_body_bytes: 1024 * 1024,
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite:///path/to/file.db` (default: `<data_dir>/hookwarden.db`).
+    pub url: Option<String>,
+    /// `full` (survives power loss) or `normal` (survives a killed process).
+    pub sqlite_synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Most HTTP requests in flight at once, over all endpoints.
+    pub concurrency: usize,
+    pub request_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Attempts per delivery, the first included.
+    pub max_attempts: u32,
+    /// Backoff before retry n (n = 1, 2, …) is `initial * multiplier^(n-1)`, capped at `max`,
+    /// then spread by ±`jitter` (a fraction).
+    pub backoff_initial_secs: u64,
+    pub backoff_multiplier: f64,
+    pub backoff_max_secs: u64,
+    pub jitter: f64,
+    /// A receiver's `Retry-After` is honoured up to this many seconds.
+    pub retry_after_max_secs: u64,
+    /// Extra HTTP statuses to retry besides 408, 429 and 5xx (e.g. 404 while a receiver deploys).
+    pub retry_on_status: Vec<u16>,
+    /// Bytes of the response body read (the rest is discarded).
+    pub max_response_body_bytes: usize,
+    /// Bytes of the response body kept in the attempt log.
+    pub stored_response_bytes: usize,
+    /// How long a dispatcher owns a claimed delivery before others may take it over.
+    pub lease_secs: u64,
+    /// How often the dispatcher looks for due deliveries (it is also woken on new work).
+    pub claim_interval_ms: u64,
+    /// An idempotency key returns the first event for this long.
+    pub idempotency_ttl_secs: u64,
+    pub user_agent: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            concurrency: 512,
+            request_timeout_secs: 15,
+            connect_timeout_secs: 5,
+            max_attempts: 15,
+            backoff_initial_secs: 5,
+            backoff_multiplier: 2.0,
+            backoff_max_secs: 86_400,
+            jitter: 0.2,
+            retry_after_max_secs: 86_400,
+            retry_on_status: Vec::new(),
+            max_response_body_bytes: 64 * 1024,
+            stored_response_bytes: 4096,
+            lease_secs: 300,
+            claim_interval_ms: 1000,
+            idempotency_ttl_secs: 86_400,
+            user_agent: format!("Hookwarden/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    pub enabled: bool,
+    /// Consecutive failed attempts…
+    pub failure_threshold: i64,
+    /// …spanning at least this long disable the endpoint.
+    pub min_failing_secs: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            enabled: true,
+            failure_threshold: 20,
+            min_failing_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Exceptions to the default denial of internal address ranges (e.g. `["127.0.0.0/8"]` for
+    /// local development). Deny ranges still win.
+    pub allow_ranges: Vec<String>,
+    /// Extra ranges that are always refused.
+    pub deny_ranges: Vec<String>,
+    /// Allow `http://` endpoint URLs (default: `https` only).
+    pub allow_http: bool,
+    /// Local addresses deliveries leave from (spread across them). Empty: the OS chooses.
+    pub bind_addresses: Vec<IpAddr>,
+    /// The egress ranges published at `/api/v1/security/egress-ips` for receivers' firewalls.
+    pub published_ranges: Vec<String>,
+    /// PEM files with extra trusted root certificates (private CAs of receivers).
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Fixed DNS answers (host → addresses), checked by the same policy as real answers.
+    pub resolve_overrides: BTreeMap<String, Vec<IpAddr>>,
+    /// Egress proxies (`hookwarden egress-proxy` or any HTTP CONNECT proxy). When set, every
+    /// outbound connection is a CONNECT tunnel through one of them, spread across them with
+    /// health checks and failover; never a direct connection.
+    pub proxies: Vec<crate::security::EgressProxyConfig>,
+    /// How often each egress proxy is probed (default 10 s).
+    pub proxy_health_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Base64 of 32 random bytes. When set, signing secrets and developer payloads are encrypted
+    /// at rest with XChaCha20-Poly1305. Keep it out of the config file: use
+    /// `HOOKWARDEN_SECURITY__MASTER_KEY`.
+    pub master_key: Option<String>,
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig { master_key: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `/metrics` on the main listener.
+    pub enabled: bool,
+    /// Without an API key (for scrapers on a trusted network).
+    pub public: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            public: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `HOOKWARDEN_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("HOOKWARDEN_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        if let Ok(url) = std::env::var("HOOKWARDEN_DATABASE_URL") {
+            fig = fig.merge(Serialized::default("storage.url", url));
+        }
+        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.delivery;
+        if d.concurrency == 0 || d.concurrency > 100_000 {
+            return Err(ConfigError(
+                "delivery.concurrency must be 1..=100000".into(),
+            ));
+        }
+        if d.max_attempts == 0 || d.max_attempts > 1000 {
+            return Err(ConfigError("delivery.max_attempts must be 1..=1000".into()));
+        }
+        if !(1.0..=10.0).contains(&d.backoff_multiplier) {
+            return Err(ConfigError(
+                "delivery.backoff_multiplier must be 1..=10".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&d.jitter) {
+            return Err(ConfigError("delivery.jitter must be 0..=1".into()));
+        }
+        if d.request_timeout_secs == 0 || d.connect_timeout_secs == 0 {
+            return Err(ConfigError("delivery timeouts must be at least 1 s".into()));
+        }
+        if d.lease_secs < d.request_timeout_secs + 10 {
+            return Err(ConfigError(
+                "delivery.lease_secs must exceed delivery.request_timeout_secs by at least 10 s"
+                    .into(),
+            ));
+        }
+        if d.stored_response_bytes > d.max_response_body_bytes {
+            return Err(ConfigError(
+                "delivery.stored_response_bytes cannot exceed max_response_body_bytes".into(),
+            ));
+        }
+        for s in &d.retry_on_status {
+            if !(100..=599).contains(s) {
+                return Err(ConfigError(format!(
+                    "delivery.retry_on_status: {s} is not an HTTP status"
+                )));
+            }
+        }
+        if self.circuit_breaker.failure_threshold < 1 {
+            return Err(ConfigError(
+                "circuit_breaker.failure_threshold must be >= 1".into(),
+            ));
+        }
+        if self.server.max_body_bytes == 0 || self.server.max_connections == 0 {
+            return Err(ConfigError("server limits must be positive".into()));
+        }
+        for (name, list) in [
+            ("egress.allow_ranges", &self.egress.allow_ranges),
+            ("egress.deny_ranges", &self.egress.deny_ranges),
+            ("egress.published_ranges", &self.egress.published_ranges),
+        ] {
+            parse_ranges(list).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+        }
+        if let Some(url) = &self.storage.url
+            && !url.starts_with("sqlite:")
+        {
+            return Err(ConfigError(format!(
+                "storage.url: unsupported database URL scheme in {:?} (this build supports sqlite:)",
+                url.split(':').next().unwrap_or("")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The SQLite file to use.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.storage.url {
+            Some(url) => {
+                let p = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                PathBuf::from(p)
+            }
+            None => self.server.data_dir.join("hookwarden.db"),
+        }
+    }
+}
+
+/// Parses CIDR ranges and single addresses (`10.0.0.0/8`, `203.0.113.7`, `2001:db8::/32`).
+pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_safe() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(!c.egress.allow_http);
+        assert!(c.egress.allow_ranges.is_empty());
+        assert_eq!(c.delivery.max_attempts, 15);
+        assert_eq!(c.delivery.request_timeout_secs, 15);
+    }
+
+    #[test]
+    fn file_and_env_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[egress]\nallow_http = true\nallow_ranges = [\"127.0.0.0/8\"]\n[delivery]\nmax_attempts = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert!(c.egress.allow_http);
+        assert_eq!(c.delivery.max_attempts, 3);
+        assert!(Config::load(Some(&dir.path().join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_values_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[egress]\nallow_rangez = []\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        std::fs::write(&path, "[egress]\nallow_ranges = [\"not-a-range\"]\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        let mut c = Config::default();
+        c.delivery.lease_secs = 5;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.storage.url = Some("mysql://x".into());
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn ranges_accept_single_addresses() {
+        let r = parse_ranges(&["10.1.2.3".into(), "192.168.1.0/24".into(), "::1".into()]).unwrap();
+        assert_eq!(r[0].to_string(), "10.1.2.3/32");
+        assert_eq!(r[2].to_string(), "::1/128");
+    }
+}

@@ -1,0 +1,325 @@
+//! What the dispatcher keeps in memory per endpoint: decrypted secrets, parsed schemes, the
+//! custom headers as a ready `HeaderMap`, and the rate limiter.
+
+use crate::crypto::SecretBox;
+use hookwarden_egress::client::ClientIdentity;
+use hookwarden_signatures::Scheme;
+use hookwarden_store::{CertificateStore, Endpoint, Store, StoreError, now_millis};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Spaces requests `1/rate` apart (GCRA without burst). Deliveries that would have to wait long
+/// are deferred in the database instead of held in memory, spread one interval apart.
+#[derive(Debug)]
+pub struct RateLimiter {
+    pub per_second: u32,
+    interval: Duration,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug)]
+struct LimiterState {
+    /// The theoretical arrival time of the next request.
+    tat: Instant,
+    /// Where the next deferred delivery is placed.
+    defer_cursor: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Send after waiting this long (zero: now). The slot is reserved.
+    Wait(Duration),
+    /// Too far out: make the delivery due again this far in the future.
+    Defer(Duration),
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u32) -> RateLimiter {
+        let now = Instant::now();
+        RateLimiter {
+            per_second,
+            interval: Duration::from_secs_f64(1.0 / f64::from(per_second.max(1))),
+            state: Mutex::new(LimiterState {
+                tat: now,
+                defer_cursor: now,
+            }),
+        }
+    }
+
+    pub fn admit(&self, now: Instant, max_wait: Duration) -> Admit {
+        let Ok(mut s) = self.state.lock() else {
+            return Admit::Defer(Duration::from_secs(1));
+        };
+        let slot = s.tat.max(now);
+        let wait = slot - now;
+        if wait <= max_wait {
+            s.tat = slot + self.interval;
+            return Admit::Wait(wait);
+        }
+        let at = s.defer_cursor.max(slot);
+        s.defer_cursor = at + self.interval;
+        Admit::Defer(at - now)
+    }
+}
+
+#[derive(Debug)]
+pub struct EndpointRuntime {
+    pub endpoint: Endpoint,
+    /// Plain signing secrets, newest first.
+    pub secrets: Vec<String>,
+    pub schemes: Vec<Scheme>,
+    pub headers: HeaderMap,
+    pub developer_payload: Option<String>,
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// The client certificate presented to this endpoint (mTLS).
+    pub identity: Option<Arc<ClientIdentity>>,
+    fresh_until: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("endpoint {0} cannot be used: {1}")]
+    Unusable(String, String),
+}
+
+/// Endpoint runtimes by id, reloaded after `ttl` (or when a secret expires, or on invalidation).
+pub struct EndpointCache {
+    store: Arc<dyn Store>,
+    secrets: SecretBox,
+    ttl: Duration,
+    map: RwLock<HashMap<String, Arc<EndpointRuntime>>>,
+    loading: tokio::sync::Mutex<()>,
+    certs: Option<Arc<dyn CertificateStore>>,
+}
+
+impl EndpointCache {
+    pub fn new(store: Arc<dyn Store>, secrets: SecretBox, ttl: Duration) -> EndpointCache {
+        EndpointCache {
+            store,
+            secrets,
+            ttl,
+            map: RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+            certs: None,
+        }
+    }
+
+    /// Where endpoints' client certificates are loaded from (without it, an endpoint with a
+    /// client certificate is unusable).
+    pub fn with_certificates(mut self, certs: Arc<dyn CertificateStore>) -> EndpointCache {
+        self.certs = Some(certs);
+        self
+    }
+
+    async fn load_identity(
+        &self,
+        id: &str,
+        cert_id: Option<&str>,
+        previous: Option<&EndpointRuntime>,
+    ) -> Result<Option<Arc<ClientIdentity>>, LoadError> {
+        let Some(cert_id) = cert_id else {
+            return Ok(None);
+        };
+        // Same certificate as before: keep the identity (and so its pooled connections).
+        if let Some(prev) = previous.and_then(|p| p.identity.clone())
+            && prev.id == cert_id
+        {
+            return Ok(Some(prev));
+        }
+        let certs = self.certs.as_ref().ok_or_else(|| {
+            LoadError::Unusable(id.into(), "client certificates are not available".into())
+        })?;
+        let cert = certs.get_certificate(cert_id).await?.ok_or_else(|| {
+            LoadError::Unusable(id.into(), format!("client certificate {cert_id} not found"))
+        })?;
+        let identity = crate::certs::identity(&cert, &self.secrets)
+            .map_err(|e| LoadError::Unusable(id.into(), e))?;
+        Ok(Some(Arc::new(identity)))
+    }
+
+    fn cached(&self, id: &str) -> Option<Arc<EndpointRuntime>> {
+        let map = self.map.read().ok()?;
+        let rt = map.get(id)?;
+        (rt.fresh_until > Instant::now()).then(|| rt.clone())
+    }
+
+    /// `Ok(None)` when the endpoint does not exist (deleted).
+    pub async fn get(&self, id: &str) -> Result<Option<Arc<EndpointRuntime>>, LoadError> {
+        if let Some(rt) = self.cached(id) {
+            return Ok(Some(rt));
+        }
+        let _guard = self.loading.lock().await;
+        if let Some(rt) = self.cached(id) {
+            return Ok(Some(rt));
+        }
+        let Some(endpoint) = self.store.get_endpoint(id).await? else {
+            if let Ok(mut map) = self.map.write() {
+                map.remove(id);
+            }
+            return Ok(None);
+        };
+        let now = now_millis();
+        let records = self.store.active_secrets(id, now).await?;
+        let mut secrets = Vec::with_capacity(records.len());
+        let mut fresh_until = Instant::now() + self.ttl;
+        for r in &records {
+            let plain = self
+                .secrets
+                .open(&r.secret)
+                .map_err(|e| LoadError::Unusable(id.into(), e.to_string()))?;
+            secrets.push(plain);
+            if let Some(exp) = r.expires_at {
+                let left =
+                    Duration::from_millis(u64::try_from(exp.saturating_sub(now)).unwrap_or(0));
+                fresh_until = fresh_until.min(Instant::now() + left);
+            }
+        }
+        if secrets.is_empty() {
+            return Err(LoadError::Unusable(
+                id.into(),
+                "no active signing secret".into(),
+            ));
+        }
+        let schemes = endpoint
+            .signature_schemes
+            .iter()
+            .map(|s| {
+                Scheme::from_str(s)
+                    .map_err(|_| LoadError::Unusable(id.into(), format!("unknown scheme {s}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut headers = HeaderMap::with_capacity(endpoint.headers.len());
+        for (k, v) in &endpoint.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| LoadError::Unusable(id.into(), format!("bad header name {k}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| LoadError::Unusable(id.into(), format!("bad header value for {k}")))?;
+            headers.insert(name, value);
+        }
+        let developer_payload = match &endpoint.developer_payload {
+            Some(p) => Some(
+                self.secrets
+                    .open(p)
+                    .map_err(|e| LoadError::Unusable(id.into(), e.to_string()))?,
+            ),
+            None => None,
+        };
+        let previous = self.map.read().ok().and_then(|m| m.get(id).cloned());
+        let limiter = endpoint
+            .rate_limit_per_second
+            .filter(|r| *r > 0)
+            .map(
+                |rate| match previous.as_ref().and_then(|p| p.limiter.clone()) {
+                    Some(l) if l.per_second == rate => l,
+                    _ => Arc::new(RateLimiter::new(rate)),
+                },
+            );
+        let identity = self
+            .load_identity(
+                id,
+                endpoint.client_certificate_id.as_deref(),
+                previous.as_deref(),
+            )
+            .await?;
+        let rt = Arc::new(EndpointRuntime {
+            identity,
+            endpoint,
+            secrets,
+            schemes,
+            headers,
+            developer_payload,
+            limiter,
+            fresh_until,
+        });
+        if let Ok(mut map) = self.map.write() {
+            map.insert(id.to_owned(), rt.clone());
+        }
+        Ok(Some(rt))
+    }
+
+    pub fn invalidate(&self, id: &str) {
+        if let Ok(mut map) = self.map.write()
+            && let Some(rt) = map.get(id).cloned()
+        {
+            // Keep the limiter (its state) but force a reload.
+            map.insert(
+                id.to_owned(),
+                Arc::new(EndpointRuntime {
+                    endpoint: rt.endpoint.clone(),
+                    secrets: rt.secrets.clone(),
+                    schemes: rt.schemes.clone(),
+                    headers: rt.headers.clone(),
+                    developer_payload: rt.developer_payload.clone(),
+                    limiter: rt.limiter.clone(),
+                    identity: rt.identity.clone(),
+                    fresh_until: Instant::now(),
+                }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_spaces_and_defers() {
+        let l = RateLimiter::new(10); // 100 ms apart
+        let t0 = Instant::now();
+        assert_eq!(
+            l.admit(t0, Duration::from_millis(250)),
+            Admit::Wait(Duration::ZERO)
+        );
+        assert_eq!(
+            l.admit(t0, Duration::from_millis(250)),
+            Admit::Wait(Duration::from_millis(100))
+        );
+        assert_eq!(
+            l.admit(t0, Duration::from_millis(250)),
+            Admit::Wait(Duration::from_millis(200))
+        );
+        // The next slot (300 ms) is beyond the wait limit: deferred, spread one interval apart.
+        assert_eq!(
+            l.admit(t0, Duration::from_millis(250)),
+            Admit::Defer(Duration::from_millis(300))
+        );
+        assert_eq!(
+            l.admit(t0, Duration::from_millis(250)),
+            Admit::Defer(Duration::from_millis(400))
+        );
+        // Time passes: slots free up again.
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(
+            l.admit(later, Duration::from_millis(250)),
+            Admit::Wait(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn limiter_never_exceeds_its_rate() {
+        let l = RateLimiter::new(50);
+        let t0 = Instant::now();
+        let mut sends = Vec::new();
+        for i in 0..500u64 {
+            let now = t0 + Duration::from_millis(i * 3);
+            if let Admit::Wait(w) = l.admit(now, Duration::from_secs(1)) {
+                sends.push(now + w);
+            }
+        }
+        sends.sort();
+        // In any 1-second window at most 50 (+1 for the boundary) sends.
+        for (i, s) in sends.iter().enumerate() {
+            let n = sends[i..]
+                .iter()
+                .take_while(|x| **x < *s + Duration::from_secs(1))
+                .count();
+            assert!(n <= 51, "{n} sends in one second");
+        }
+    }
+}

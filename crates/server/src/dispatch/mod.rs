@@ -1,0 +1,677 @@
+//! The outbound dispatcher: publishes events, claims due deliveries, signs and sends them through
+//! the guarded client, records every attempt and decides what happens next.
+//!
+//! Two ways in: the fast path (deliveries leased to this process in the same transaction that
+//! stored the event, dispatched at once) and the claim loop (due deliveries: retries, expired
+//! leases, overflow). Outcomes are written in batches. Work in memory is bounded by `max_load`.
+
+pub mod endpoints;
+pub mod retry;
+
+use crate::config::{BreakerConfig, DeliveryConfig};
+use endpoints::{Admit, EndpointCache, EndpointRuntime, LoadError};
+use hookwarden_egress::client::{GuardedClient, OutboundRequest};
+use hookwarden_signatures::Outbound;
+use hookwarden_store::{
+    BreakerPolicy, Claimed, CreateEventResult, LeaseRequest, NewAttempt, NewEvent, Next, Outcome,
+    Store, StoreError, now_millis,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use retry::{RetryPolicy, Verdict};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tracing::{debug, error, info, warn};
+
+/// Longest a rate-limited delivery waits in memory before it is deferred in the database.
+const MAX_RATE_WAIT: Duration = Duration::from_secs(2);
+
+pub struct DispatcherOptions {
+    pub delivery: DeliveryConfig,
+    pub breaker: BreakerConfig,
+    /// This process's lease owner name (unique per instance and start).
+    pub owner: String,
+    /// Release every lease at start (single-instance SQLite: leases in the file belong to dead
+    /// processes).
+    pub release_all_leases_at_start: bool,
+}
+
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    client: GuardedClient,
+    endpoints: Arc<EndpointCache>,
+    cfg: DeliveryConfig,
+    policy: RetryPolicy,
+    breaker: BreakerPolicy,
+    owner: String,
+    lease: Duration,
+    /// Deliveries held in memory (waiting or in flight).
+    load: AtomicUsize,
+    max_load: usize,
+    permits: Arc<Semaphore>,
+    wake_claimer: Notify,
+    idle: Notify,
+    outcomes: mpsc::UnboundedSender<Msg>,
+    stopping: AtomicBool,
+}
+
+impl Dispatcher {
+    /// Starts the claim loop and the outcome writer.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        client: GuardedClient,
+        endpoints: Arc<EndpointCache>,
+        opts: DispatcherOptions,
+    ) -> Result<(Dispatcher, DispatcherTasks), StoreError> {
+        if opts.release_all_leases_at_start {
+            let n = store.release_leases(None, now_millis()).await?;
+            if n > 0 {
+                info!(
+                    released = n,
+                    "resuming deliveries that were in flight when the previous process stopped"
+                );
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let concurrency = opts.delivery.concurrency;
+        let inner = Arc::new(Inner {
+            store,
+            client,
+            endpoints,
+            policy: RetryPolicy::new(&opts.delivery),
+            breaker: BreakerPolicy {
+                enabled: opts.breaker.enabled,
+                failure_threshold: opts.breaker.failure_threshold,
+                min_failing_ms: i64::try_from(opts.breaker.min_failing_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+            },
+            lease: Duration::from_secs(opts.delivery.lease_secs),
+            cfg: opts.delivery,
+            owner: opts.owner,
+            load: AtomicUsize::new(0),
+            max_load: concurrency.saturating_mul(4).max(64),
+            permits: Arc::new(Semaphore::new(concurrency)),
+            wake_claimer: Notify::new(),
+            idle: Notify::new(),
+            outcomes: tx,
+            stopping: AtomicBool::new(false),
+        });
+        let claimer = tokio::spawn(claim_loop(inner.clone()));
+        let writer = tokio::spawn(outcome_loop(inner.clone(), rx));
+        Ok((Dispatcher { inner }, DispatcherTasks { claimer, writer }))
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    pub fn endpoints(&self) -> &Arc<EndpointCache> {
+        &self.inner.endpoints
+    }
+
+    /// Wakes the claim loop (after a retry request or re-enabling an endpoint).
+    pub fn wake(&self) {
+        self.inner.wake_claimer.notify_one();
+    }
+
+    /// Stores an event with its deliveries and dispatches what it can right away.
+    pub async fn publish(&self, event: NewEvent) -> Result<CreateEventResult, StoreError> {
+        publish(&self.inner, event).await
+    }
+
+    /// Deliveries held in memory right now.
+    pub fn load(&self) -> usize {
+        self.inner.load.load(Ordering::Acquire)
+    }
+
+    /// Stops taking new work, waits up to `grace` for in-flight deliveries, writes every
+    /// recorded outcome and hands unfinished leases back.
+    pub async fn shutdown(&self, tasks: DispatcherTasks, grace: Duration) {
+        let inner = &self.inner;
+        inner.stopping.store(true, Ordering::Release);
+        inner.wake_claimer.notify_one();
+        let deadline = Instant::now() + grace;
+        while inner.load.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(50), inner.idle.notified()).await;
+        }
+        let _ = tasks.claimer.await;
+        let left = inner.load.load(Ordering::Acquire);
+        if left > 0 {
+            warn!(
+                in_flight = left,
+                "shutdown grace elapsed with deliveries in flight; they will be retried"
+            );
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if inner.outcomes.send(Msg::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+        }
+        tasks.writer.abort();
+        if let Err(e) = inner
+            .store
+            .release_leases(Some(&inner.owner), now_millis())
+            .await
+        {
+            warn!(error = %e, "could not release leases at shutdown (they expire on their own)");
+        }
+    }
+}
+
+pub struct DispatcherTasks {
+    claimer: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+// Outcomes are nearly every message; boxing them would allocate once per delivery.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Outcome(Outcome),
+    /// Answered once every outcome sent before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Reserves up to `want` units of in-memory capacity; returns how many were granted.
+fn reserve(inner: &Inner, want: usize) -> usize {
+    let mut cur = inner.load.load(Ordering::Acquire);
+    loop {
+        let free = inner.max_load.saturating_sub(cur);
+        let take = want.min(free);
+        if take == 0 {
+            return 0;
+        }
+        match inner
+            .load
+            .compare_exchange_weak(cur, cur + take, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return take,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+fn release(inner: &Inner, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let before = inner.load.fetch_sub(n, Ordering::AcqRel);
+    if before == n {
+        inner.idle.notify_waiters();
+    }
+    // Capacity freed: the claim loop may have work waiting.
+    if before >= inner.max_load {
+        inner.wake_claimer.notify_one();
+    }
+}
+
+async fn publish(inner: &Arc<Inner>, event: NewEvent) -> Result<CreateEventResult, StoreError> {
+    let stopping = inner.stopping.load(Ordering::Acquire);
+    let reserved = if stopping { 0 } else { reserve(inner, 256) };
+    let lease = (reserved > 0).then(|| LeaseRequest {
+        owner: inner.owner.clone(),
+        until: now_millis() + millis(inner.lease),
+        max: reserved,
+    });
+    let ttl =
+        i64::try_from(inner.cfg.idempotency_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let result = inner.store.create_event(event, lease, ttl).await;
+    let (used, unleased) = match &result {
+        Ok(CreateEventResult::Created { event, deliveries }) => {
+            let payload: Arc<str> = Arc::from(event.payload.as_str());
+            let mut used = 0;
+            let mut unleased = false;
+            let lease_until = now_millis() + millis(inner.lease);
+            for d in deliveries {
+                if d.leased {
+                    used += 1;
+                    let job = Claimed {
+                        delivery_id: d.id.clone(),
+                        event_id: event.id.clone(),
+                        endpoint_id: d.endpoint_id.clone(),
+                        event_type: event.event_type.clone(),
+                        payload: payload.clone(),
+                        event_created_at: event.created_at,
+                        attempt_count: 0,
+                        lease_until,
+                    };
+                    tokio::spawn(run_job(inner.clone(), job));
+                } else {
+                    unleased = true;
+                }
+            }
+            (used, unleased)
+        }
+        _ => (0, false),
+    };
+    release(inner, reserved - used);
+    if unleased {
+        inner.wake_claimer.notify_one();
+    }
+    result
+}
+
+async fn claim_loop(inner: Arc<Inner>) {
+    let interval = Duration::from_millis(inner.cfg.claim_interval_ms.max(10));
+    loop {
+        if inner.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(interval, inner.wake_claimer.notified()).await;
+        if inner.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        // Claim while there is capacity and due work.
+        loop {
+            let granted = reserve(&inner, 512);
+            if granted == 0 {
+                break;
+            }
+            let now = now_millis();
+            let claimed = match inner
+                .store
+                .claim_due(&inner.owner, now, now + millis(inner.lease), granted)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    release(&inner, granted);
+                    error!(error = %e, "claiming due deliveries failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            };
+            let n = claimed.len();
+            release(&inner, granted - n);
+            for job in claimed {
+                tokio::spawn(run_job(inner.clone(), job));
+            }
+            metrics::counter!("hookwarden_deliveries_claimed_total").increment(n as u64);
+            if n < granted || inner.stopping.load(Ordering::Acquire) {
+                break;
+            }
+        }
+    }
+}
+
+async fn outcome_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    // The loop holds only a weak reference: the channel's sender lives in `inner`.
+    let store = inner.store.clone();
+    let breaker = inner.breaker;
+    let weak = Arc::downgrade(&inner);
+    drop(inner);
+    let mut batch = Vec::with_capacity(1024);
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.recv().await {
+        match first {
+            Msg::Outcome(o) => batch.push(o),
+            Msg::Flush(f) => flushes.push(f),
+        }
+        while batch.len() < 2048 && flushes.is_empty() {
+            match rx.try_recv() {
+                Ok(Msg::Outcome(o)) => batch.push(o),
+                Ok(Msg::Flush(f)) => flushes.push(f),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+            continue;
+        }
+        let n = batch.len();
+        let mut delay = Duration::from_millis(100);
+        let tripped = loop {
+            match store
+                .record_outcomes(batch.clone(), breaker, now_millis())
+                .await
+            {
+                Ok(t) => break t,
+                Err(e) => {
+                    error!(error = %e, outcomes = n, "recording delivery outcomes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    if delay >= Duration::from_secs(5) && !flushes.is_empty() {
+                        // Shutting down and the database keeps failing: the leases expire and
+                        // the deliveries are retried (at least once).
+                        break Vec::new();
+                    }
+                }
+            }
+        };
+        batch.clear();
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
+        metrics::counter!("hookwarden_outcomes_recorded_total").increment(n as u64);
+        if let Some(inner) = weak.upgrade() {
+            for t in tripped {
+                inner.endpoints.invalidate(&t.endpoint_id);
+                warn!(endpoint_id = %t.endpoint_id, failures = t.consecutive_failures, "circuit breaker disabled endpoint");
+                metrics::counter!("hookwarden_circuit_breaker_trips_total").increment(1);
+                let payload = serde_json::json!({
+                    "endpoint_id": t.endpoint_id,
+                    "reason": "circuit_breaker",
+                    "consecutive_failures": t.consecutive_failures,
+                    "failing_since": crate::api::rfc3339(t.failing_since),
+                });
+                let ev = NewEvent {
+                    id: crate::crypto::new_id("evt"),
+                    event_type: "endpoint.disabled".into(),
+                    payload: payload.to_string(),
+                    idempotency_key: None,
+                    created_at: now_millis(),
+                    source_id: None,
+                    only_endpoints: None,
+                };
+                let inner2 = inner.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = publish(&inner2, ev).await {
+                        error!(error = %e, "could not emit endpoint.disabled");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Removes this job's unit of load when dropped, whatever path the job takes.
+struct LoadGuard(Arc<Inner>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        release(&self.0, 1);
+    }
+}
+
+fn push(inner: &Inner, o: Outcome) {
+    if inner.outcomes.send(Msg::Outcome(o)).is_err() {
+        warn!("outcome writer is gone; the delivery will be retried after its lease");
+    }
+}
+
+async fn run_job(inner: Arc<Inner>, job: Claimed) {
+    let _load = LoadGuard(inner.clone());
+    let endpoint = match inner.endpoints.get(&job.endpoint_id).await {
+        Ok(Some(rt)) => rt,
+        Ok(None) => {
+            push(&inner, outcome(&inner, &job, None, Next::Cancel));
+            return;
+        }
+        Err(LoadError::Store(e)) => {
+            warn!(error = %e, delivery_id = %job.delivery_id, "could not load endpoint; deferring");
+            let at = now_millis() + 5_000;
+            push(&inner, outcome(&inner, &job, None, Next::Defer { at }));
+            return;
+        }
+        Err(e @ LoadError::Unusable(..)) => {
+            error!(error = %e, delivery_id = %job.delivery_id, "endpoint unusable; deferring");
+            let at = now_millis() + 60_000;
+            push(&inner, outcome(&inner, &job, None, Next::Defer { at }));
+            return;
+        }
+    };
+    if !endpoint.endpoint.enabled {
+        // Disabled since the delivery was leased: hand it back (it becomes paused).
+        push(
+            &inner,
+            outcome(&inner, &job, None, Next::Retry { at: now_millis() }),
+        );
+        return;
+    }
+    if let Some(limiter) = &endpoint.limiter {
+        match limiter.admit(Instant::now(), MAX_RATE_WAIT) {
+            Admit::Wait(w) if w.is_zero() => {}
+            Admit::Wait(w) => tokio::time::sleep(w).await,
+            Admit::Defer(d) => {
+                let at = now_millis() + millis(d);
+                push(&inner, outcome(&inner, &job, None, Next::Defer { at }));
+                metrics::counter!("hookwarden_deliveries_rate_deferred_total").increment(1);
+                return;
+            }
+        }
+    }
+    let Ok(_permit) = inner.permits.clone().acquire_owned().await else {
+        return;
+    };
+    // Never send on a lease that could run out mid-request: another instance may own it then.
+    let margin = millis(Duration::from_secs(inner.cfg.request_timeout_secs + 5));
+    if job.lease_until - now_millis() < margin {
+        debug!(delivery_id = %job.delivery_id, "lease too close to expiry; leaving it to be reclaimed");
+        return;
+    }
+    let attempt_no = job.attempt_count + 1;
+    let (attempt, next) = attempt_once(&inner, &endpoint, &job, attempt_no).await;
+    push(&inner, outcome(&inner, &job, Some(attempt), next));
+}
+
+fn outcome(inner: &Inner, job: &Claimed, attempt: Option<NewAttempt>, next: Next) -> Outcome {
+    Outcome {
+        delivery_id: job.delivery_id.clone(),
+        endpoint_id: job.endpoint_id.clone(),
+        attempt,
+        next,
+        lease_owner: inner.owner.clone(),
+    }
+}
+
+/// The delivered JSON body: `{"id","type","timestamp","data"[,"developer_payload"]}`.
+pub fn delivery_body(job: &Claimed, developer_payload: Option<&str>) -> Vec<u8> {
+    let mut body = Vec::with_capacity(job.payload.len() + 160);
+    body.extend_from_slice(b"{\"id\":");
+    let _ = serde_json::to_writer(&mut body, &job.event_id);
+    body.extend_from_slice(b",\"type\":");
+    let _ = serde_json::to_writer(&mut body, &job.event_type);
+    body.extend_from_slice(b",\"timestamp\":\"");
+    body.extend_from_slice(crate::api::rfc3339(job.event_created_at).as_bytes());
+    body.extend_from_slice(b"\",\"data\":");
+    body.extend_from_slice(job.payload.as_bytes());
+    if let Some(p) = developer_payload {
+        body.extend_from_slice(b",\"developer_payload\":");
+        let _ = serde_json::to_writer(&mut body, p);
+    }
+    body.push(b'}');
+    body
+}
+
+/// Builds the signed request headers for one attempt.
+pub fn delivery_headers(
+    endpoint: &EndpointRuntime,
+    job: &Claimed,
+    attempt_no: i64,
+    body: &[u8],
+    timestamp: i64,
+    user_agent: &HeaderValue,
+) -> Result<HeaderMap, String> {
+    let mut headers = endpoint.headers.clone();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(http::header::USER_AGENT, user_agent.clone());
+    let put = |h: &mut HeaderMap, name: &'static str, value: &str| -> Result<(), String> {
+        let v = HeaderValue::from_str(value).map_err(|_| format!("invalid value for {name}"))?;
+        h.insert(HeaderName::from_static(name), v);
+        Ok(())
+    };
+    put(&mut headers, "x-hookwarden-event-type", &job.event_type)?;
+    put(&mut headers, "x-hookwarden-delivery-id", &job.delivery_id)?;
+    put(
+        &mut headers,
+        "x-hookwarden-attempt",
+        &attempt_no.to_string(),
+    )?;
+    let secrets: Vec<&str> = endpoint.secrets.iter().map(String::as_str).collect();
+    let msg = Outbound {
+        msg_id: &job.event_id,
+        timestamp,
+        body,
+    };
+    for scheme in &endpoint.schemes {
+        let signed =
+            hookwarden_signatures::sign(*scheme, &secrets, &msg).map_err(|e| e.to_string())?;
+        for (name, value) in signed {
+            let v = HeaderValue::from_str(&value)
+                .map_err(|_| format!("invalid signature header {name}"))?;
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(headers)
+}
+
+async fn attempt_once(
+    inner: &Inner,
+    endpoint: &EndpointRuntime,
+    job: &Claimed,
+    attempt_no: i64,
+) -> (NewAttempt, Next) {
+    let started_at = now_millis();
+    let started = Instant::now();
+    let body = delivery_body(job, endpoint.developer_payload.as_deref());
+    let ua = HeaderValue::from_str(&inner.cfg.user_agent)
+        .unwrap_or(HeaderValue::from_static("Hookwarden"));
+    let no = u32::try_from(attempt_no).unwrap_or(u32::MAX);
+    let mut attempt = NewAttempt {
+        attempt_no,
+        started_at,
+        duration_ms: 0,
+        status_code: None,
+        response_body: None,
+        response_truncated: false,
+        error_class: None,
+        error_message: None,
+        local_addr: None,
+        remote_addr: None,
+    };
+    let headers = match delivery_headers(endpoint, job, attempt_no, &body, started_at / 1000, &ua) {
+        Ok(h) => h,
+        Err(e) => {
+            attempt.error_class = Some("internal".into());
+            attempt.error_message = Some(e);
+            return (attempt, Next::Failed);
+        }
+    };
+    let req = OutboundRequest {
+        url: endpoint.endpoint.url.clone(),
+        method: Method::POST,
+        headers,
+        body: body.into(),
+        identity: endpoint.identity.clone(),
+        timeout: Some(Duration::from_secs(inner.cfg.request_timeout_secs)),
+    };
+    let result = inner.client.send(req).await;
+    attempt.duration_ms = millis(started.elapsed());
+    let verdict = match result {
+        Ok(resp) => {
+            attempt.status_code = Some(i64::from(resp.status.as_u16()));
+            let keep = resp.body.len().min(inner.cfg.stored_response_bytes);
+            if keep > 0 {
+                attempt.response_body =
+                    Some(String::from_utf8_lossy(&resp.body[..keep]).into_owned());
+            }
+            attempt.response_truncated = resp.body_truncated || resp.body.len() > keep;
+            attempt.local_addr = resp.local_addr.map(|a| a.to_string());
+            attempt.remote_addr = resp.remote_addr.map(|a| a.to_string());
+            let v = inner.policy.after_status(no, resp.status, &resp.headers);
+            if v != Verdict::Success {
+                attempt.error_class = Some("http_status".into());
+                attempt.error_message = Some(format!("HTTP {}", resp.status.as_u16()));
+            }
+            metrics::histogram!("hookwarden_delivery_attempt_seconds")
+                .record(started.elapsed().as_secs_f64());
+            v
+        }
+        Err(e) => {
+            attempt.error_class = Some(e.class().as_str().to_owned());
+            attempt.error_message = Some(truncate(&e.to_string(), 1024));
+            inner.policy.after_error(no, e.is_retryable())
+        }
+    };
+    let outcome_label = match verdict {
+        Verdict::Success => "succeeded",
+        Verdict::Retry(_) => "retrying",
+        Verdict::Final => "failed",
+    };
+    metrics::counter!("hookwarden_delivery_attempts_total", "outcome" => outcome_label)
+        .increment(1);
+    info!(
+        delivery_id = %job.delivery_id,
+        event_id = %job.event_id,
+        endpoint_id = %job.endpoint_id,
+        attempt = attempt_no,
+        status = attempt.status_code,
+        error_class = attempt.error_class.as_deref(),
+        local_addr = attempt.local_addr.as_deref(),
+        duration_ms = attempt.duration_ms,
+        outcome = outcome_label,
+        "delivery attempt"
+    );
+    let next = match verdict {
+        Verdict::Success => Next::Succeeded,
+        Verdict::Retry(d) => Next::Retry {
+            at: now_millis() + millis(d),
+        },
+        Verdict::Final => Next::Failed,
+    };
+    (attempt, next)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(payload: &str) -> Claimed {
+        Claimed {
+            delivery_id: "dlv_1".into(),
+            event_id: "evt_1".into(),
+            endpoint_id: "ep_1".into(),
+            event_type: "invoice.paid".into(),
+            payload: Arc::from(payload),
+            event_created_at: 1_700_000_000_123,
+            attempt_count: 0,
+            lease_until: 0,
+        }
+    }
+
+    #[test]
+    fn body_is_valid_json_and_echoes_developer_payload() {
+        let b = delivery_body(
+            &job(r#"{"amount":5,"nested":{"x":[1,2]}}"#),
+            Some("s3cr\"et"),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["id"], "evt_1");
+        assert_eq!(v["type"], "invoice.paid");
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["data"]["nested"]["x"][1], 2);
+        assert_eq!(v["developer_payload"], "s3cr\"et");
+        let b = delivery_body(&job("null"), None);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert!(v.get("developer_payload").is_none());
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h…");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

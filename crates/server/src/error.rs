@@ -1,0 +1,111 @@
+//! Every refusal is `{"success": false, "error": {"code": "...", "message": "..."}}` with a stable
+//! machine-readable code.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
+    }
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "An internal error occurred; it has been logged",
+        )
+    }
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "success": false,
+            "error": {"code": self.code, "message": self.message},
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<hookwarden_store::StoreError> for ApiError {
+    fn from(e: hookwarden_store::StoreError) -> ApiError {
+        match e {
+            hookwarden_store::StoreError::NotFound => ApiError::not_found("resource"),
+            hookwarden_store::StoreError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "CONFLICT", m)
+            }
+            hookwarden_store::StoreError::Closed => ApiError::unavailable("shutting down"),
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(status, "PAYLOAD_TOO_LARGE", "Request body is too large");
+        }
+        match r {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "Expected Content-Type: application/json",
+            ),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => {
+                ApiError::invalid("VALIDATION_FAILED", e.body_text())
+            }
+            other => ApiError::bad_request("INVALID_REQUEST", other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::bad_request("INVALID_PATH", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::bad_request("INVALID_QUERY", r.body_text())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

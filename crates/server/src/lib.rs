@@ -1,0 +1,291 @@
+#![forbid(unsafe_code)]
+//! Hookwarden's server: the admin API, the outbound dispatcher and (later) inbound ingest, wired
+//! together by [`start`].
+
+pub mod api;
+pub mod certs;
+pub mod config;
+pub mod crypto;
+pub mod dispatch;
+pub mod error;
+pub mod http_server;
+pub mod metrics;
+pub mod security;
+pub mod state;
+pub mod tls;
+
+use config::Config;
+use crypto::SecretBox;
+use dispatch::endpoints::EndpointCache;
+use dispatch::{Dispatcher, DispatcherOptions, DispatcherTasks};
+use hookwarden_egress::client::{ClientConfig, GuardedClient};
+use hookwarden_netguard::{
+    AddressPolicy, Guard, Resolve, StaticResolver, SystemResolver, UrlPolicy,
+};
+use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
+use hookwarden_store::{CertificateStore, NewApiKey, Store, now_millis};
+use state::{ApiKeyCache, AppState};
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot use data directory {dir}: {source}")]
+    DataDir { dir: String, source: std::io::Error },
+    #[error(
+        "another hookwarden process is using {0} (only one `serve` may own an embedded database)"
+    )]
+    Locked(String),
+    #[error("storage: {0}")]
+    Store(#[from] hookwarden_store::StoreError),
+    #[error("security.master_key: {0}")]
+    MasterKey(#[from] crypto::SecretBoxError),
+    #[error("egress: {0}")]
+    Egress(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// The process-wide lock on an embedded database's data directory.
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Creates the data directory and takes its exclusive lock (held until dropped).
+pub fn lock_data_dir(config: &Config) -> Result<DataDirLock, StartError> {
+    let dir = config
+        .sqlite_path()
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        dir
+    };
+    let err = |source| StartError::DataDir {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("hookwarden.lock"))
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StartError::Locked(dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
+}
+
+/// Opens the configured store (running migrations).
+pub fn open_store(config: &Config) -> Result<Arc<SqliteStore>, StartError> {
+    let opts = SqliteOptions {
+        synchronous: config.storage.sqlite_synchronous,
+        ..SqliteOptions::default()
+    };
+    Ok(Arc::new(SqliteStore::open(&config.sqlite_path(), opts)?))
+}
+
+/// Creates a new admin API key in `store` and returns it (the only time it is visible).
+pub async fn create_api_key(
+    store: &dyn Store,
+    description: &str,
+) -> Result<String, hookwarden_store::StoreError> {
+    let (key, hash) = crypto::new_api_key();
+    let prefix: String = key.chars().take(8).collect();
+    store
+        .create_api_key(NewApiKey {
+            id: crypto::new_id("key"),
+            key_hash: hash,
+            prefix,
+            description: description.to_owned(),
+            created_at: now_millis(),
+        })
+        .await?;
+    Ok(key)
+}
+
+/// Builds the SSRF guard from the egress configuration.
+pub fn build_guard(config: &Config) -> Result<Arc<Guard>, StartError> {
+    let allow = config::parse_ranges(&config.egress.allow_ranges).map_err(StartError::Egress)?;
+    let deny = config::parse_ranges(&config.egress.deny_ranges).map_err(StartError::Egress)?;
+    let system: Arc<dyn Resolve> = Arc::new(SystemResolver::new());
+    let resolver: Arc<dyn Resolve> = if config.egress.resolve_overrides.is_empty() {
+        system
+    } else {
+        let mut r = StaticResolver::new();
+        for (host, ips) in &config.egress.resolve_overrides {
+            r.insert(host, ips.iter().copied());
+        }
+        Arc::new(r.with_fallback(system))
+    };
+    Ok(Arc::new(Guard::new(
+        AddressPolicy::new(allow, deny),
+        resolver,
+    )))
+}
+
+pub fn url_policy(config: &Config) -> UrlPolicy {
+    UrlPolicy {
+        allow_http: config.egress.allow_http,
+        allowed_ports: None,
+    }
+}
+
+/// Builds the guarded outbound client (the only way Hookwarden makes outbound requests).
+pub fn build_client(config: &Config, guard: Arc<Guard>) -> Result<GuardedClient, StartError> {
+    let mut extra_roots = Vec::new();
+    for path in &config.egress.extra_ca_files {
+        extra_roots.push(std::fs::read_to_string(path).map_err(|e| {
+            StartError::Egress(format!("egress.extra_ca_files: {}: {e}", path.display()))
+        })?);
+    }
+    let d = &config.delivery;
+    let cfg = ClientConfig {
+        connect_timeout: Duration::from_secs(d.connect_timeout_secs),
+        request_timeout: Duration::from_secs(d.request_timeout_secs),
+        max_response_body: d.max_response_body_bytes,
+        pool_idle_timeout: Duration::from_secs(90),
+        pool_max_idle_per_host: d.concurrency.min(256),
+        bind_addresses: config.egress.bind_addresses.clone(),
+        extra_root_certs_pem: extra_roots,
+        url_policy: url_policy(config),
+        user_agent: d.user_agent.clone(),
+        proxies: security::proxy_endpoints(&config.egress).map_err(StartError::Egress)?,
+        proxy_health_interval: security::proxy_health_interval(&config.egress),
+    };
+    GuardedClient::new(cfg, guard).map_err(|e| StartError::Egress(e.to_string()))
+}
+
+/// A running server.
+pub struct Running {
+    pub local_addr: SocketAddr,
+    /// Set on the very first start of a database: the bootstrap admin API key.
+    pub first_start_key: Option<String>,
+    state: Arc<AppState>,
+    dispatcher_tasks: DispatcherTasks,
+    server: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    store: Arc<SqliteStore>,
+    _lock: DataDirLock,
+}
+
+/// Opens storage, starts the dispatcher and binds the listener.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    config.validate()?;
+    let lock = lock_data_dir(&config)?;
+    let store = open_store(&config)?;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let cert_store: Arc<dyn CertificateStore> = store.clone();
+    let secrets = SecretBox::new(config.security.master_key.as_deref())?;
+    let guard = build_guard(&config)?;
+    let client = build_client(&config, guard.clone())?;
+    let endpoints = Arc::new(
+        EndpointCache::new(dyn_store.clone(), secrets.clone(), Duration::from_secs(5))
+            .with_certificates(cert_store.clone()),
+    );
+    let owner = crypto::new_id("dispatcher");
+    let (dispatcher, dispatcher_tasks) = Dispatcher::start(
+        dyn_store.clone(),
+        client,
+        endpoints,
+        DispatcherOptions {
+            delivery: config.delivery.clone(),
+            breaker: config.circuit_breaker.clone(),
+            owner,
+            release_all_leases_at_start: true,
+        },
+    )
+    .await?;
+    security::sync_published_ranges(&*cert_store, &dispatcher, &config).await?;
+
+    let first_start_key = if dyn_store.take_first_start().await? {
+        Some(create_api_key(&*dyn_store, "bootstrap key created on first start").await?)
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.server.listen.clone(),
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.server.listen.clone(),
+        source,
+    })?;
+
+    let config = Arc::new(config);
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        store: dyn_store,
+        dispatcher: Arc::new(dispatcher),
+        secrets,
+        guard,
+        url_policy: url_policy(&config),
+        api_keys: ApiKeyCache::new(Duration::from_secs(30)),
+        metrics: metrics::install(),
+        certs: cert_store,
+    });
+    let app = api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        Duration::from_secs(config.server.request_timeout_secs),
+        http_server::request_timeout,
+    ));
+    let limits = http_server::ListenerLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        drain: Duration::from_secs(5),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        app,
+        limits,
+        None,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    info!(%local_addr, storage = state.store.backend(), "hookwarden started");
+    Ok(Running {
+        local_addr,
+        first_start_key,
+        state,
+        dispatcher_tasks,
+        server,
+        stop,
+        store,
+        _lock: lock,
+    })
+}
+
+impl Running {
+    /// Stops accepting requests, drains in-flight deliveries (up to the configured grace) and
+    /// closes storage.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        self.state
+            .dispatcher
+            .shutdown(self.dispatcher_tasks, grace)
+            .await;
+        self.store.close();
+        info!("hookwarden stopped");
+    }
+}

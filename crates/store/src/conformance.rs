@@ -1,0 +1,1309 @@
+//! The behaviour every [`Store`] backend must have, as one suite of checks that each backend's
+//! tests run against a fresh, empty store. Public (but hidden) so that every backend — and
+//! backends in other crates — are held to the same contract.
+
+use crate::*;
+use std::collections::BTreeMap;
+
+fn endpoint(id: &str, types: &[&str]) -> Endpoint {
+    Endpoint {
+        id: id.into(),
+        url: format!("https://{id}.example/hook"),
+        description: String::new(),
+        event_types: types.iter().map(|s| s.to_string()).collect(),
+        headers: BTreeMap::new(),
+        developer_payload: None,
+        signature_schemes: vec!["standard-webhooks".into()],
+        rate_limit_per_second: None,
+        enabled: true,
+        disabled_reason: None,
+        disabled_at: None,
+        client_certificate_id: None,
+        consecutive_failures: 0,
+        failing_since: None,
+        created_at: 1_000,
+        updated_at: 1_000,
+    }
+}
+
+fn event(id: &str, ty: &str, at: Millis) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        event_type: ty.into(),
+        payload: r#"{"a":1}"#.into(),
+        idempotency_key: None,
+        created_at: at,
+        source_id: None,
+        only_endpoints: None,
+    }
+}
+
+fn attempt(no: i64, at: Millis, code: Option<i64>) -> NewAttempt {
+    NewAttempt {
+        attempt_no: no,
+        started_at: at,
+        duration_ms: 3,
+        status_code: code,
+        response_body: Some("ok".into()),
+        response_truncated: false,
+        error_class: if code.is_some_and(|c| c < 300) {
+            None
+        } else {
+            Some("http_status".into())
+        },
+        error_message: None,
+        local_addr: Some("127.0.0.1:5000".into()),
+        remote_addr: Some("127.0.0.1:443".into()),
+    }
+}
+
+const NO_BREAKER: BreakerPolicy = BreakerPolicy {
+    enabled: false,
+    failure_threshold: 1,
+    min_failing_ms: 0,
+};
+
+fn created(r: CreateEventResult) -> (Event, Vec<CreatedDelivery>) {
+    match r {
+        CreateEventResult::Created { event, deliveries } => (event, deliveries),
+        CreateEventResult::Duplicate { .. } => panic!("expected a new event"),
+    }
+}
+
+/// Runs every check. `fresh` must return a new, empty store each time it is called.
+pub async fn run_all<S: Store, F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    api_keys_and_first_start(&fresh().await).await;
+    endpoint_crud_and_subscriptions(&fresh().await).await;
+    idempotency(&fresh().await).await;
+    claiming_and_leases(&fresh().await).await;
+    outcomes_and_breaker(&fresh().await).await;
+    secret_rotation(&fresh().await).await;
+    disable_pauses_and_enable_resumes(&fresh().await).await;
+    delete_cancels(&fresh().await).await;
+    pagination(&fresh().await).await;
+    retention(&fresh().await).await;
+}
+
+pub async fn api_keys_and_first_start<S: Store>(s: &S) {
+    assert!(s.take_first_start().await.unwrap());
+    assert!(!s.take_first_start().await.unwrap());
+    let k = s
+        .create_api_key(NewApiKey {
+            id: "key_1".into(),
+            key_hash: [7; 32],
+            prefix: "hwk_abcd".into(),
+            description: "test".into(),
+            created_at: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.find_api_key([7; 32]).await.unwrap(), Some(k));
+    assert_eq!(s.find_api_key([8; 32]).await.unwrap(), None);
+}
+
+pub async fn endpoint_crud_and_subscriptions<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_b", &["invoice.paid"]), "whsec_b".into())
+        .await
+        .unwrap();
+    let got = s.get_endpoint("ep_b").await.unwrap().unwrap();
+    assert_eq!(got.event_types, vec!["invoice.paid".to_string()]);
+
+    let (_, d) = created(
+        s.create_event(event("evt_1", "invoice.paid", 10), None, 0)
+            .await
+            .unwrap(),
+    );
+    let mut eps: Vec<_> = d.iter().map(|d| d.endpoint_id.clone()).collect();
+    eps.sort();
+    assert_eq!(eps, vec!["ep_a", "ep_b"]);
+    let (_, d) = created(
+        s.create_event(event("evt_2", "user.created", 11), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].endpoint_id, "ep_a");
+
+    // Changing the filter changes routing.
+    let mut b = got.clone();
+    b.event_types = vec!["user.created".into()];
+    b.description = "changed".into();
+    assert!(s.update_endpoint(b).await.unwrap());
+    let (_, d) = created(
+        s.create_event(event("evt_3", "user.created", 12), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        s.get_endpoint("ep_b").await.unwrap().unwrap().description,
+        "changed"
+    );
+    assert!(
+        !s.update_endpoint(endpoint("ep_missing", &[]))
+            .await
+            .unwrap()
+    );
+
+    // Explicit routing ignores the filter and skips unknown ids.
+    let mut ev = event("evt_4", "other", 13);
+    ev.only_endpoints = Some(vec!["ep_b".into(), "ep_nope".into(), "ep_b".into()]);
+    let (_, d) = created(s.create_event(ev, None, 0).await.unwrap());
+    assert_eq!(d.len(), 1);
+
+    let listed = s
+        .list_deliveries(
+            DeliveryFilter {
+                event_id: Some("evt_1".into()),
+                ..Default::default()
+            },
+            Page {
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|d| d.status == DeliveryStatus::Pending));
+    assert_eq!(
+        s.get_event("evt_1").await.unwrap().unwrap().payload,
+        r#"{"a":1}"#
+    );
+}
+
+pub async fn idempotency<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    let mut e1 = event("evt_1", "t", 1_000);
+    e1.idempotency_key = Some("k1".into());
+    let (first, _) = created(s.create_event(e1, None, 86_400_000).await.unwrap());
+    let mut e2 = event("evt_2", "t", 2_000);
+    e2.idempotency_key = Some("k1".into());
+    match s.create_event(e2, None, 86_400_000).await.unwrap() {
+        CreateEventResult::Duplicate { event, deliveries } => {
+            assert_eq!(event.id, first.id);
+            assert_eq!(deliveries, 1);
+        }
+        CreateEventResult::Created { .. } => panic!("duplicate key created a new event"),
+    }
+    assert!(s.get_event("evt_2").await.unwrap().is_none());
+    // After the key's lifetime the key may be used again.
+    let mut e3 = event("evt_3", "t", 1_000 + 86_400_000);
+    e3.idempotency_key = Some("k1".into());
+    let (third, _) = created(s.create_event(e3, None, 86_400_000).await.unwrap());
+    assert_eq!(third.id, "evt_3");
+}
+
+pub async fn claiming_and_leases<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    // Fast path: leased at creation, not claimable until the lease ends.
+    let lease = LeaseRequest {
+        owner: "me".into(),
+        until: 60_000,
+        max: 1,
+    };
+    let (_, d) = created(
+        s.create_event(event("evt_1", "t", 100), Some(lease), 0)
+            .await
+            .unwrap(),
+    );
+    assert!(d[0].leased);
+    s.create_event(event("evt_2", "t", 101), None, 0)
+        .await
+        .unwrap();
+    let c = s.claim_due("other", 200, 30_000, 10).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].event_id, "evt_2");
+    assert_eq!(&*c[0].payload, r#"{"a":1}"#);
+    assert_eq!(c[0].attempt_count, 0);
+    // Nothing else is due now; after the fast-path lease expires, it is claimable again.
+    assert!(
+        s.claim_due("other", 300, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = s.claim_due("other", 60_001, 90_000, 10).await.unwrap();
+    let ids: Vec<_> = again.iter().map(|c| c.event_id.as_str()).collect();
+    assert!(
+        ids.contains(&"evt_1"),
+        "expired lease must be claimable: {ids:?}"
+    );
+    // Releasing makes everything due at once.
+    assert!(s.release_leases(None, 70_000).await.unwrap() >= 1);
+    assert_eq!(
+        s.claim_due("x", 70_000, 100_000, 10).await.unwrap().len(),
+        2
+    );
+    let counts = s.delivery_counts(70_000).await.unwrap();
+    assert_eq!(counts.pending, 2);
+}
+
+pub async fn outcomes_and_breaker<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.create_event(event(&format!("evt_{i}"), "t", 100), None, 0)
+            .await
+            .unwrap();
+    }
+    let c = s.claim_due("me", 100, 10_000, 10).await.unwrap();
+    assert_eq!(c.len(), 3);
+    let out = |c: &Claimed, next: Next, code: i64| Outcome {
+        delivery_id: c.delivery_id.clone(),
+        endpoint_id: c.endpoint_id.clone(),
+        attempt: Some(attempt(1, 150, Some(code))),
+        next,
+        lease_owner: "me".into(),
+    };
+    let tripped = s
+        .record_outcomes(
+            vec![
+                out(&c[0], Next::Succeeded, 200),
+                out(&c[1], Next::Retry { at: 5_000 }, 503),
+                out(&c[2], Next::Failed, 400),
+            ],
+            NO_BREAKER,
+            200,
+        )
+        .await
+        .unwrap();
+    assert!(tripped.is_empty());
+    let d0 = s.get_delivery(&c[0].delivery_id).await.unwrap().unwrap();
+    assert_eq!(
+        (d0.status, d0.attempt_count, d0.last_status_code),
+        (DeliveryStatus::Succeeded, 1, Some(200))
+    );
+    let d1 = s.get_delivery(&c[1].delivery_id).await.unwrap().unwrap();
+    assert_eq!(
+        (d1.status, d1.next_attempt_at),
+        (DeliveryStatus::Pending, 5_000)
+    );
+    let d2 = s.get_delivery(&c[2].delivery_id).await.unwrap().unwrap();
+    assert_eq!(d2.status, DeliveryStatus::Failed);
+    let atts = s.list_attempts(&c[1].delivery_id).await.unwrap();
+    assert_eq!(atts.len(), 1);
+    assert_eq!(atts[0].outcome, "retrying");
+    assert_eq!(atts[0].local_addr.as_deref(), Some("127.0.0.1:5000"));
+    // 2 failures in a row so far (the success came first).
+    assert_eq!(
+        s.get_endpoint("ep_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        2
+    );
+
+    // A stale owner cannot move a delivery someone else holds now.
+    let re = s.claim_due("other", 5_000, 20_000, 10).await.unwrap();
+    assert_eq!(re.len(), 1);
+    s.record_outcomes(
+        vec![out(&re[0], Next::Retry { at: 6_000 }, 500)],
+        NO_BREAKER,
+        5_100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_delivery(&re[0].delivery_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_attempt_at,
+        20_000
+    );
+
+    // The breaker trips once the threshold and minimum duration are both reached.
+    let breaker = BreakerPolicy {
+        enabled: true,
+        failure_threshold: 4,
+        min_failing_ms: 1_000,
+    };
+    let mut o = out(&re[0], Next::Retry { at: 30_000 }, 500);
+    o.lease_owner = "other".into();
+    let tripped = s.record_outcomes(vec![o], breaker, 5_200).await.unwrap();
+    assert_eq!(tripped.len(), 1, "4 failures since 150 ms, 5 s ago");
+    assert_eq!(tripped[0].endpoint_id, "ep_a");
+    let ep = s.get_endpoint("ep_a").await.unwrap().unwrap();
+    assert!(!ep.enabled);
+    assert_eq!(ep.disabled_reason.as_deref(), Some("circuit_breaker"));
+    assert_eq!(
+        s.get_delivery(&re[0].delivery_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Paused
+    );
+    // Re-enabling resumes (due now) and resets the counters.
+    assert!(
+        s.set_endpoint_enabled("ep_a", true, None, 40_000)
+            .await
+            .unwrap()
+    );
+    let d = s.get_delivery(&re[0].delivery_id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.next_attempt_at),
+        (DeliveryStatus::Pending, 40_000)
+    );
+    assert_eq!(
+        s.get_endpoint("ep_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        0
+    );
+
+    // Manual retry of a finished delivery.
+    let r = s
+        .retry_delivery(&c[2].delivery_id, 50_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.status, r.next_attempt_at),
+        (DeliveryStatus::Pending, 50_000)
+    );
+    assert!(
+        s.retry_delivery("dlv_nope", 50_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Deferral moves the time without counting an attempt.
+    let cl = s.claim_due("me", 50_000, 60_000, 10).await.unwrap();
+    let target = cl
+        .iter()
+        .find(|x| x.delivery_id == c[2].delivery_id)
+        .unwrap();
+    s.record_outcomes(
+        vec![Outcome {
+            delivery_id: target.delivery_id.clone(),
+            endpoint_id: target.endpoint_id.clone(),
+            attempt: None,
+            next: Next::Defer { at: 55_000 },
+            lease_owner: "me".into(),
+        }],
+        NO_BREAKER,
+        50_001,
+    )
+    .await
+    .unwrap();
+    let d = s.get_delivery(&c[2].delivery_id).await.unwrap().unwrap();
+    assert_eq!((d.next_attempt_at, d.attempt_count), (55_000, 1));
+}
+
+pub async fn secret_rotation<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_old".into())
+        .await
+        .unwrap();
+    assert!(
+        s.rotate_secret("ep_a", "whsec_new".into(), 10_000, 5_000)
+            .await
+            .unwrap()
+    );
+    let active: Vec<_> = s
+        .active_secrets("ep_a", 6_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.secret)
+        .collect();
+    assert_eq!(active, vec!["whsec_new", "whsec_old"]);
+    let active: Vec<_> = s
+        .active_secrets("ep_a", 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.secret)
+        .collect();
+    assert_eq!(active, vec!["whsec_new"]);
+    // A second rotation never extends an earlier expiry.
+    assert!(
+        s.rotate_secret("ep_a", "whsec_newer".into(), 1_000_000, 6_000)
+            .await
+            .unwrap()
+    );
+    let at_20k: Vec<_> = s
+        .active_secrets("ep_a", 20_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.secret)
+        .collect();
+    assert_eq!(at_20k, vec!["whsec_newer", "whsec_new"]);
+    assert!(!s.rotate_secret("ep_nope", "x".into(), 1, 1).await.unwrap());
+}
+
+pub async fn disable_pauses_and_enable_resumes<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    s.create_event(event("evt_1", "t", 100), None, 0)
+        .await
+        .unwrap();
+    assert!(
+        s.set_endpoint_enabled("ep_a", false, Some("manual".into()), 200)
+            .await
+            .unwrap()
+    );
+    // Events for a disabled endpoint wait too.
+    let (_, d) = created(
+        s.create_event(event("evt_2", "t", 300), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert!(!d[0].leased);
+    assert!(
+        s.claim_due("me", 1_000, 2_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.delivery_counts(1_000).await.unwrap().paused, 2);
+    assert!(
+        s.set_endpoint_enabled("ep_a", true, None, 1_500)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.claim_due("me", 1_500, 2_000, 10).await.unwrap().len(), 2);
+}
+
+pub async fn delete_cancels<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    s.create_event(event("evt_1", "t", 100), None, 0)
+        .await
+        .unwrap();
+    assert!(s.delete_endpoint("ep_a", 200).await.unwrap());
+    assert!(!s.delete_endpoint("ep_a", 200).await.unwrap());
+    assert!(s.get_endpoint("ep_a").await.unwrap().is_none());
+    assert!(
+        s.claim_due("me", 1_000, 2_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.delivery_counts(1_000).await.unwrap().cancelled, 1);
+    let (_, d) = created(
+        s.create_event(event("evt_2", "t", 300), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert!(d.is_empty());
+}
+
+pub async fn pagination<S: Store>(s: &S) {
+    for i in 0..25 {
+        s.create_endpoint(endpoint(&format!("ep_{i:03}"), &[]), "whsec".into())
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .list_endpoints(Page {
+                before: before.clone(),
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id.clone());
+        seen.extend(page.into_iter().map(|e| e.id));
+        assert!(seen.len() <= 25, "pagination must terminate");
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen[0], "ep_024");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]));
+}
+
+pub async fn retention<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_b", &["b.only"]), "whsec_b".into())
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let (_, d) = created(
+            s.create_event(event(&format!("evt_{i}"), "t", 100), None, 0)
+                .await
+                .unwrap(),
+        );
+        ids.push(d[0].id.clone());
+    }
+    let (d1, d2, d3) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    assert_eq!(s.claim_due("me", 100, 10_000, 10).await.unwrap().len(), 3);
+    let out = |id: &str, next: Next, code: i64, at: Millis| Outcome {
+        delivery_id: id.into(),
+        endpoint_id: "ep_a".into(),
+        attempt: Some(attempt(1, at, Some(code))),
+        next,
+        lease_owner: "me".into(),
+    };
+    s.record_outcomes(
+        vec![
+            out(&d1, Next::Retry { at: 200 }, 503, 150),
+            out(&d2, Next::Failed, 400, 150),
+            out(&d3, Next::Retry { at: 1_000_000 }, 503, 150),
+        ],
+        NO_BREAKER,
+        150,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.claim_due("me", 200, 10_000, 10).await.unwrap().len(), 1);
+    s.record_outcomes(vec![out(&d1, Next::Succeeded, 200, 250)], NO_BREAKER, 300)
+        .await
+        .unwrap();
+    // Cancelled by deleting its endpoint.
+    let (_, db) = created(
+        s.create_event(event("evt_b", "b.only", 100), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(db.len(), 2);
+    assert!(s.delete_endpoint("ep_b", 400).await.unwrap());
+    let to_a = db
+        .iter()
+        .find(|d| d.endpoint_id == "ep_a")
+        .unwrap()
+        .id
+        .clone();
+    s.claim_due("me", 400, 10_000, 10).await.unwrap();
+    s.record_outcomes(vec![out(&to_a, Next::Succeeded, 200, 400)], NO_BREAKER, 400)
+        .await
+        .unwrap();
+    // No deliveries at all; and one whose idempotency key is old too.
+    let mut none = event("evt_none", "t", 100);
+    none.only_endpoints = Some(vec![]);
+    s.create_event(none, None, 0).await.unwrap();
+    let mut keyed = event("evt_key", "t", 100);
+    keyed.only_endpoints = Some(vec![]);
+    keyed.idempotency_key = Some("k1".into());
+    s.create_event(keyed, None, 86_400_000).await.unwrap();
+    // Finished after the cutoff: kept.
+    let (_, dn) = created(
+        s.create_event(event("evt_new", "t", 100), None, 0)
+            .await
+            .unwrap(),
+    );
+    let dn = dn[0].id.clone();
+    let c = s.claim_due("me", 50_000, 60_000, 10).await.unwrap();
+    assert_eq!(c.len(), 1);
+    s.record_outcomes(
+        vec![out(&dn, Next::Succeeded, 200, 50_000)],
+        NO_BREAKER,
+        50_000,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        s.purge_finished(10_000, 0).await.unwrap(),
+        PurgeCounts::default()
+    );
+    // Bounded: at most one row per table per call; loop until nothing is left.
+    let mut total = PurgeCounts::default();
+    for _ in 0..50 {
+        let n = s.purge_finished(10_000, 1).await.unwrap();
+        assert!(
+            n.deliveries <= 1 && n.attempts <= 1 && n.events <= 1 && n.idempotency_keys <= 1,
+            "{n:?}"
+        );
+        if n.total() == 0 {
+            break;
+        }
+        total.deliveries += n.deliveries;
+        total.attempts += n.attempts;
+        total.events += n.events;
+        total.idempotency_keys += n.idempotency_keys;
+    }
+    // d1 (2 attempts), d2 (1), evt_b's two deliveries (cancelled, and succeeded with 1).
+    assert_eq!(
+        total,
+        PurgeCounts {
+            deliveries: 4,
+            attempts: 4,
+            events: 5,
+            idempotency_keys: 1,
+        }
+    );
+    for gone in [&d1, &d2, &to_a] {
+        assert!(s.get_delivery(gone).await.unwrap().is_none(), "{gone}");
+        assert!(s.list_attempts(gone).await.unwrap().is_empty());
+    }
+    for gone in ["evt_1", "evt_2", "evt_b", "evt_none", "evt_key"] {
+        assert!(s.get_event(gone).await.unwrap().is_none(), "{gone}");
+    }
+    // Pending work and recent history stay.
+    assert_eq!(s.list_attempts(&d3).await.unwrap().len(), 1);
+    assert_eq!(
+        s.get_delivery(&d3).await.unwrap().unwrap().status,
+        DeliveryStatus::Pending
+    );
+    assert!(s.get_event("evt_3").await.unwrap().is_some());
+    assert!(s.get_delivery(&dn).await.unwrap().is_some());
+    assert!(s.get_event("evt_new").await.unwrap().is_some());
+    assert_eq!(
+        s.purge_finished(10_000, 100).await.unwrap(),
+        PurgeCounts::default()
+    );
+    // The purged key can be used again.
+    let mut again = event("evt_key2", "t", 20_000);
+    again.only_endpoints = Some(vec![]);
+    again.idempotency_key = Some("k1".into());
+    created(s.create_event(again, None, 86_400_000).await.unwrap());
+}
+
+fn certificate(id: &str, created_at: Millis) -> ClientCertificate {
+    ClientCertificate {
+        id: id.into(),
+        name: format!("{id} name"),
+        certificate_pem: "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".into(),
+        private_key: "enc1:sealed".into(),
+        subject: "CN=hookwarden".into(),
+        issuer: "CN=hookwarden".into(),
+        serial: "01".into(),
+        sha256: "ab".repeat(32),
+        sha1: "cd".repeat(20),
+        not_before: 1_000,
+        not_after: 2_000,
+        generated: true,
+        status: CertificateStatus::Active,
+        created_at,
+        retired_at: None,
+    }
+}
+
+/// Client certificates and published egress ranges ([`CertificateStore`]). Not part of
+/// [`run_all`] (a backend gains it when it implements the trait). Needs a fresh store.
+pub async fn certificate_store<S: Store + CertificateStore>(s: &S) {
+    let a = certificate("cert_a", 10);
+    s.create_certificate(a.clone()).await.unwrap();
+    s.create_certificate(certificate("cert_b", 20))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_certificate(certificate("cert_a", 30)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.get_certificate("cert_a").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get_certificate("cert_x").await.unwrap(), None);
+    let all = s
+        .list_certificates(Page {
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["cert_b", "cert_a"]
+    );
+    let older = s
+        .list_certificates(Page {
+            before: Some("cert_b".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(older.len(), 1);
+
+    // Retire, re-activate.
+    assert!(
+        s.set_certificate_status("cert_a", CertificateStatus::Retiring, 500)
+            .await
+            .unwrap()
+    );
+    let r = s.get_certificate("cert_a").await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.retired_at),
+        (CertificateStatus::Retiring, Some(500))
+    );
+    assert!(
+        s.set_certificate_status("cert_a", CertificateStatus::Retiring, 900)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_certificate("cert_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .retired_at,
+        Some(500)
+    );
+    assert!(
+        !s.set_certificate_status("cert_x", CertificateStatus::Retiring, 1)
+            .await
+            .unwrap()
+    );
+
+    // In use by an endpoint: not deleted. A deleted endpoint does not hold it.
+    let mut ep = endpoint("ep_cert", &[]);
+    ep.client_certificate_id = Some("cert_a".into());
+    s.create_endpoint(ep.clone(), "whsec_x".into())
+        .await
+        .unwrap();
+    s.update_endpoint(ep).await.unwrap();
+    assert_eq!(
+        s.get_endpoint("ep_cert")
+            .await
+            .unwrap()
+            .unwrap()
+            .client_certificate_id
+            .as_deref(),
+        Some("cert_a")
+    );
+    assert_eq!(
+        s.delete_certificate("cert_a").await.unwrap(),
+        CertificateDeletion::InUse {
+            endpoints: vec!["ep_cert".into()]
+        }
+    );
+    assert!(s.get_certificate("cert_a").await.unwrap().is_some());
+    s.delete_endpoint("ep_cert", 2_000).await.unwrap();
+    assert_eq!(
+        s.delete_certificate("cert_a").await.unwrap(),
+        CertificateDeletion::Deleted
+    );
+    assert_eq!(
+        s.delete_certificate("cert_a").await.unwrap(),
+        CertificateDeletion::NotFound
+    );
+    assert_eq!(s.get_certificate("cert_a").await.unwrap(), None);
+
+    // Published ranges: first sync of an empty list is quiet; a change reports the previous list;
+    // the same list again changes nothing (not even the time).
+    assert_eq!(s.published_ranges().await.unwrap(), None);
+    let r = s.sync_published_ranges(vec![], 100).await.unwrap();
+    assert_eq!(r.previous, None);
+    assert_eq!(r.current.updated_at, 100);
+    let list = vec!["203.0.113.0/24".to_string(), "2001:db8::/48".to_string()];
+    let r = s.sync_published_ranges(list.clone(), 200).await.unwrap();
+    assert_eq!(r.previous, Some(vec![]));
+    assert_eq!(
+        r.current,
+        PublishedRanges {
+            ranges: list.clone(),
+            updated_at: 200
+        }
+    );
+    let r = s.sync_published_ranges(list.clone(), 300).await.unwrap();
+    assert_eq!((r.previous, r.current.updated_at), (None, 200));
+    assert_eq!(
+        s.published_ranges().await.unwrap(),
+        Some(PublishedRanges {
+            ranges: list.clone(),
+            updated_at: 200
+        })
+    );
+    let r = s
+        .sync_published_ranges(vec!["198.51.100.7/32".into()], 400)
+        .await
+        .unwrap();
+    assert_eq!(r.previous, Some(list));
+    assert_eq!(r.current.updated_at, 400);
+}
+
+fn source(id: &str, at: Millis) -> Source {
+    Source {
+        id: id.into(),
+        name: format!("{id} name"),
+        verification: r#"{"type":"github"}"#.into(),
+        secrets: vec!["enc1:sealed".into()],
+        allowed_cidrs: vec!["203.0.113.0/24".into()],
+        replay_window_secs: 300,
+        log_payloads: false,
+        forward_to: vec![],
+        event_type: "inbound.github".into(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn token(n: u8, at: Millis) -> NewSourceToken {
+    NewSourceToken {
+        token_hash: [n; 32],
+        prefix: format!("wh_tok{n}"),
+        created_at: at,
+    }
+}
+
+fn audit(source_id: Option<&str>, at: Millis, outcome: &str, ip: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        source_id: source_id.map(str::to_owned),
+        token_prefix: "wh_tok1".into(),
+        received_at: at,
+        client_ip: Some(ip.into()),
+        peer_addr: format!("{ip}:5000"),
+        user_agent: Some("test".into()),
+        outcome: outcome.into(),
+        reason: None,
+        status: if outcome == "ACCEPTED" { 202 } else { 401 },
+        body_bytes: 10,
+        latency_us: 100,
+        tls: true,
+        event_id: None,
+        message_id: None,
+        count: 1,
+        sampled: false,
+        payload: None,
+    }
+}
+
+fn inbound_accept(id: &str, source_id: &str, at: Millis, seen: Option<u8>) -> InboundAccept {
+    let mut event = event(id, "inbound.github", at);
+    event.source_id = Some(source_id.into());
+    InboundAccept {
+        event,
+        route: InboundRoute::default(),
+        seen: seen.map(|n| SeenKey {
+            key_hash: [n; 32],
+            expires_at: at + 300_000,
+        }),
+        audit: audit(Some(source_id), at, "ACCEPTED", "203.0.113.7"),
+    }
+}
+
+/// Inbound sources, tokens, replay keys and the audit log ([`SourceStore`]). Not part of
+/// [`run_all`] (a backend gains it when it implements the trait). Needs a fresh store.
+pub async fn source_store<S: Store + SourceStore>(s: &S) {
+    let page = |before: Option<&str>| Page {
+        before: before.map(str::to_owned),
+        limit: 10,
+    };
+    let t0: Millis = 1_700_000_000_000;
+
+    // Create, get, list; ids and token hashes are unique.
+    let a = source("src_a", t0);
+    s.create_source(a.clone(), token(1, t0)).await.unwrap();
+    s.create_source(source("src_b", t0), token(2, t0))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_source(source("src_a", t0), token(3, t0)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_source(source("src_c", t0), token(1, t0)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_source("src_c").await.unwrap(),
+        None,
+        "nothing half-created"
+    );
+    let r = s.get_source("src_a").await.unwrap().unwrap();
+    assert_eq!(r.source, a);
+    let cur = r.current_token.unwrap();
+    assert_eq!((cur.prefix.as_str(), cur.created_at), ("wh_tok1", t0));
+    assert_eq!((cur.expires_at, cur.revoked_at), (None, None));
+    assert!(r.other_tokens.is_empty());
+    assert_eq!(s.get_source("src_x").await.unwrap(), None);
+    let all = s.list_sources(page(None)).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.source.id.as_str()).collect::<Vec<_>>(),
+        ["src_b", "src_a"]
+    );
+    assert_eq!(s.list_sources(page(Some("src_b"))).await.unwrap().len(), 1);
+
+    // Lookup by token hash.
+    let m = s.find_source_by_token([1; 32]).await.unwrap().unwrap();
+    assert_eq!((m.token_hash, m.source.id.as_str()), ([1; 32], "src_a"));
+    assert!(m.token.live_at(t0 + 1));
+    assert_eq!(s.find_source_by_token([9; 32]).await.unwrap(), None);
+
+    // Update.
+    let mut a2 = a.clone();
+    a2.name = "renamed".into();
+    a2.secrets = vec!["s1".into(), "s2".into()];
+    a2.allowed_cidrs = vec![];
+    a2.forward_to = vec!["ep_x".into(), "invoice.paid".into()];
+    a2.log_payloads = true;
+    a2.replay_window_secs = 60;
+    a2.updated_at = t0 + 5;
+    assert!(s.update_source(a2.clone()).await.unwrap());
+    assert_eq!(s.get_source("src_a").await.unwrap().unwrap().source, a2);
+    let mut ghost = a2.clone();
+    ghost.id = "src_x".into();
+    assert!(!s.update_source(ghost).await.unwrap());
+
+    // Rotation with a grace period, then at once.
+    assert!(
+        s.rotate_source_token("src_a", token(4, t0 + 10), t0 + 1_000, t0 + 10)
+            .await
+            .unwrap()
+    );
+    let old = s.find_source_by_token([1; 32]).await.unwrap().unwrap();
+    assert_eq!(old.token.expires_at, Some(t0 + 1_000));
+    assert!(old.token.live_at(t0 + 999) && !old.token.live_at(t0 + 1_000));
+    let r = s.get_source("src_a").await.unwrap().unwrap();
+    assert_eq!(r.current_token.unwrap().prefix, "wh_tok4");
+    assert_eq!(r.other_tokens.len(), 1);
+    // A later rotation never extends an earlier grace period.
+    assert!(
+        s.rotate_source_token("src_a", token(5, t0 + 20), t0 + 50_000, t0 + 20)
+            .await
+            .unwrap()
+    );
+    let old = s.find_source_by_token([1; 32]).await.unwrap().unwrap();
+    assert_eq!(old.token.expires_at, Some(t0 + 1_000));
+    let mid = s.find_source_by_token([4; 32]).await.unwrap().unwrap();
+    assert_eq!(mid.token.expires_at, Some(t0 + 50_000));
+    assert!(
+        s.rotate_source_token("src_a", token(6, t0 + 30), t0 + 30, t0 + 30)
+            .await
+            .unwrap()
+    );
+    for n in [1u8, 4, 5] {
+        let t = s.find_source_by_token([n; 32]).await.unwrap().unwrap();
+        assert!(!t.token.live_at(t0 + 30), "token {n} still live");
+    }
+    assert!(
+        s.find_source_by_token([6; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .live_at(t0 + 30)
+    );
+    assert!(
+        !s.rotate_source_token("src_x", token(7, t0), t0, t0)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.rotate_source_token("src_b", token(6, t0 + 40), t0 + 40, t0 + 40)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Revocation: live tokens (grace included) are revoked, expired ones are left alone; a
+    // rotation afterwards issues a working token and the revoked one stays revoked.
+    assert!(
+        s.rotate_source_token("src_b", token(8, t0 + 50), t0 + 5_000, t0 + 50)
+            .await
+            .unwrap()
+    );
+    assert!(s.revoke_source("src_b", t0 + 60).await.unwrap());
+    for n in [2u8, 8] {
+        let t = s.find_source_by_token([n; 32]).await.unwrap().unwrap();
+        assert_eq!(t.token.revoked_at, Some(t0 + 60), "token {n}");
+    }
+    assert!(s.revoke_source("src_a", t0 + 60).await.unwrap());
+    assert_eq!(
+        s.find_source_by_token([1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at,
+        None,
+        "an expired token is not revoked"
+    );
+    assert!(!s.revoke_source("src_x", t0).await.unwrap());
+    assert!(
+        s.rotate_source_token("src_b", token(9, t0 + 70), t0 + 70, t0 + 70)
+            .await
+            .unwrap()
+    );
+    let r = s.get_source("src_b").await.unwrap().unwrap();
+    let cur = r.current_token.unwrap();
+    assert_eq!((cur.prefix.as_str(), cur.revoked_at), ("wh_tok9", None));
+    assert!(r.other_tokens.iter().all(|t| t.revoked_at == Some(t0 + 60)));
+    assert_eq!(
+        s.find_source_by_token([8; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .token
+            .revoked_at,
+        Some(t0 + 60)
+    );
+
+    // Accepting: event with its source, routed deliveries, audit entry, replay key.
+    s.create_endpoint(endpoint("ep_id", &["other.type"]), "whsec_1".into())
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_typed", &["payments.in"]), "whsec_2".into())
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_all", &[]), "whsec_3".into())
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_off", &["payments.in"]), "whsec_4".into())
+        .await
+        .unwrap();
+    s.set_endpoint_enabled("ep_off", false, None, t0)
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_gone", &["payments.in"]), "whsec_5".into())
+        .await
+        .unwrap();
+    s.delete_endpoint("ep_gone", t0).await.unwrap();
+
+    let at = t0 + 100;
+    let mut acc = inbound_accept("evt_in1", "src_b", at, Some(1));
+    acc.route = InboundRoute {
+        endpoint_ids: vec!["ep_id".into(), "ep_id".into(), "ep_missing".into()],
+        event_types: vec!["payments.in".into()],
+    };
+    acc.audit.message_id = Some("msg_1".into());
+    let out = s.accept_inbound(acc).await.unwrap();
+    let AcceptOutcome::Accepted {
+        event_id,
+        audit_id,
+        deliveries,
+    } = out
+    else {
+        panic!("expected acceptance, got {out:?}")
+    };
+    assert_eq!((event_id.as_str(), deliveries), ("evt_in1", 4));
+    let ev = s.get_event("evt_in1").await.unwrap().unwrap();
+    assert_eq!(ev.source_id.as_deref(), Some("src_b"));
+    assert_eq!(
+        (ev.event_type.as_str(), ev.created_at),
+        ("inbound.github", at)
+    );
+    let ds = s
+        .list_deliveries(
+            DeliveryFilter {
+                event_id: Some("evt_in1".into()),
+                ..Default::default()
+            },
+            page(None),
+        )
+        .await
+        .unwrap();
+    let mut got: Vec<(String, DeliveryStatus)> = ds
+        .iter()
+        .map(|d| (d.endpoint_id.clone(), d.status))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("ep_all".to_string(), DeliveryStatus::Pending),
+            ("ep_id".to_string(), DeliveryStatus::Pending),
+            ("ep_off".to_string(), DeliveryStatus::Paused),
+            ("ep_typed".to_string(), DeliveryStatus::Pending),
+        ]
+    );
+    assert!(ds.iter().all(|d| d.next_attempt_at == at));
+    // Claimable at once by the dispatcher.
+    let claimed = s.claim_due("owner", at, at + 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    let entries = s
+        .list_audit(
+            AuditFilter {
+                source_id: Some("src_b".into()),
+                ..Default::default()
+            },
+            page(None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, audit_id);
+    assert_eq!(entries[0].entry.event_id.as_deref(), Some("evt_in1"));
+    assert_eq!(entries[0].entry.message_id.as_deref(), Some("msg_1"));
+    assert_eq!(entries[0].entry.received_at, at);
+
+    // The same key within its lifetime is a replay and writes nothing; another source, or
+    // no key, is independent; an expired key is accepted again.
+    assert_eq!(
+        s.accept_inbound(inbound_accept("evt_in2", "src_b", at + 1, Some(1)))
+            .await
+            .unwrap(),
+        AcceptOutcome::Replayed
+    );
+    assert_eq!(s.get_event("evt_in2").await.unwrap(), None);
+    assert!(matches!(
+        s.accept_inbound(inbound_accept("evt_in3", "src_a", at + 1, Some(1)))
+            .await
+            .unwrap(),
+        AcceptOutcome::Accepted { deliveries: 0, .. }
+    ));
+    assert!(matches!(
+        s.accept_inbound(inbound_accept("evt_in4", "src_b", at + 1, None))
+            .await
+            .unwrap(),
+        AcceptOutcome::Accepted { .. }
+    ));
+    assert!(matches!(
+        s.accept_inbound(inbound_accept("evt_in5", "src_b", at + 300_000, Some(1)))
+            .await
+            .unwrap(),
+        AcceptOutcome::Accepted { .. }
+    ));
+    assert_eq!(
+        s.accept_inbound(inbound_accept("evt_in6", "src_b", at + 300_001, Some(1)))
+            .await
+            .unwrap(),
+        AcceptOutcome::Replayed,
+        "the re-accepted key is live again"
+    );
+    let mut no_source = inbound_accept("evt_in7", "src_b", at, None);
+    no_source.event.source_id = None;
+    assert!(s.accept_inbound(no_source).await.is_err());
+
+    // Audit entries: refusals (also of unknown tokens), filters, time ranges, pagination.
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        batch.push(audit(
+            Some("src_a"),
+            t0 + 1_000 + i,
+            "SIGNATURE_INVALID",
+            "198.51.100.1",
+        ));
+    }
+    let mut flood = audit(Some("src_a"), t0 + 2_000, "IP_NOT_ALLOWED", "198.51.100.2");
+    flood.count = 500;
+    flood.sampled = true;
+    flood.reason = Some("aggregated".into());
+    batch.push(flood.clone());
+    batch.push(audit(None, t0 + 2_500, "WEBHOOK_NOT_FOUND", "198.51.100.3"));
+    let ids = s.insert_audit(batch).await.unwrap();
+    assert_eq!(ids.len(), 7);
+    assert!(s.insert_audit(vec![]).await.unwrap().is_empty());
+    let list = |f: AuditFilter, before: Option<String>, limit: usize| {
+        s.list_audit(f, Page { before, limit })
+    };
+    let src_a = AuditFilter {
+        source_id: Some("src_a".into()),
+        ..Default::default()
+    };
+    let got = list(src_a.clone(), None, 100).await.unwrap();
+    assert_eq!(got.len(), 7, "5 refusals, 1 aggregate, 1 acceptance");
+    assert!(got.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert!(
+        got.windows(2)
+            .all(|w| w[0].entry.received_at >= w[1].entry.received_at)
+    );
+    let agg = got.iter().find(|e| e.entry.sampled).unwrap();
+    assert_eq!(agg.entry, flood);
+    let f = AuditFilter {
+        outcome: Some("SIGNATURE_INVALID".into()),
+        ..src_a.clone()
+    };
+    assert_eq!(list(f, None, 100).await.unwrap().len(), 5);
+    let f = AuditFilter {
+        client_ip: Some("198.51.100.2".into()),
+        ..src_a.clone()
+    };
+    assert_eq!(list(f, None, 100).await.unwrap().len(), 1);
+    let f = AuditFilter {
+        since: Some(t0 + 1_001),
+        until: Some(t0 + 1_004),
+        ..src_a.clone()
+    };
+    let got = list(f, None, 100).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.entry.received_at).collect::<Vec<_>>(),
+        [t0 + 1_003, t0 + 1_002, t0 + 1_001]
+    );
+    let first = list(src_a.clone(), None, 3).await.unwrap();
+    let second = list(src_a.clone(), Some(first[2].id.clone()), 3)
+        .await
+        .unwrap();
+    let third = list(src_a.clone(), Some(second[2].id.clone()), 3)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (3, 3, 1));
+    assert!(first[2].id > second[0].id && second[2].id > third[0].id);
+    let unknown = AuditFilter {
+        unknown_only: true,
+        ..Default::default()
+    };
+    let got = list(unknown, None, 100).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].entry.outcome, "WEBHOOK_NOT_FOUND");
+    let everything = list(AuditFilter::default(), None, 100).await.unwrap();
+    assert_eq!(
+        everything.len(),
+        7 + 1 + 3,
+        "every source and unknown tokens"
+    );
+
+    // Retention: bounded batches of old audit entries, expired keys and rotated-out tokens;
+    // revoked tokens stay (they keep answering 410).
+    let cut = t0 + 2_000;
+    let mut total = InboundPurgeCounts::default();
+    for _ in 0..100 {
+        let c = s.purge_inbound(cut, at + 300_002, 2).await.unwrap();
+        assert!(c.audit_entries <= 2 && c.seen_keys <= 2 && c.tokens <= 2);
+        if c.total() == 0 {
+            break;
+        }
+        total.audit_entries += c.audit_entries;
+        total.seen_keys += c.seen_keys;
+        total.tokens += c.tokens;
+    }
+    // Audit before t0+2000: three acceptances and the 5 refusals.
+    let left = list(AuditFilter::default(), None, 100).await.unwrap();
+    assert!(left.iter().all(|e| e.entry.received_at >= cut), "{left:?}");
+    assert_eq!(total.audit_entries as usize, everything.len() - left.len());
+    assert_eq!(left.len(), 3);
+    assert_eq!(
+        total.seen_keys, 1,
+        "src_a's key expired; src_b's was renewed"
+    );
+    assert!(
+        s.accept_inbound(inbound_accept("evt_in8", "src_a", at + 1, Some(1)))
+            .await
+            .unwrap()
+            != AcceptOutcome::Replayed
+    );
+    // Tokens 1, 4, 5 (src_a) expired before the cut; 2, 6 and 8 are revoked; 9 is current.
+    assert_eq!(total.tokens, 3);
+    for (n, kept) in [
+        (1u8, false),
+        (4, false),
+        (5, false),
+        (2, true),
+        (8, true),
+        (6, true),
+    ] {
+        assert_eq!(
+            s.find_source_by_token([n; 32]).await.unwrap().is_some(),
+            kept,
+            "token {n}"
+        );
+    }
+
+    // Delete: tokens and keys go, audit entries stay until retention.
+    assert!(s.delete_source("src_b").await.unwrap());
+    assert!(!s.delete_source("src_b").await.unwrap());
+    assert_eq!(s.get_source("src_b").await.unwrap(), None);
+    assert_eq!(s.find_source_by_token([9; 32]).await.unwrap(), None);
+    assert_eq!(s.find_source_by_token([2; 32]).await.unwrap(), None);
+    let f = AuditFilter {
+        source_id: Some("src_b".into()),
+        ..Default::default()
+    };
+    assert!(!list(f, None, 100).await.unwrap().is_empty());
+    assert_eq!(s.list_sources(page(None)).await.unwrap().len(), 1);
+}

@@ -1,0 +1,119 @@
+#![forbid(unsafe_code)]
+//! Hookwarden's storage: domain types, the [`Store`] trait, and its backends.
+//!
+//! The embedded SQLite backend ([`sqlite::SqliteStore`]) is the default. Every write goes
+//! through one writer thread that commits many callers' writes in one transaction (group
+//! commit), so durability costs one fsync per batch, not per request.
+//!
+//! The PostgreSQL backend ([`postgres::PgStore`], cargo feature `postgres`, on by default) lets
+//! several instances share one database.
+
+mod certs;
+#[doc(hidden)]
+pub mod conformance;
+mod error;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod sources;
+pub mod sqlite;
+mod types;
+
+pub use certs::*;
+pub use error::StoreError;
+pub use sources::*;
+pub use types::*;
+
+use async_trait::async_trait;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Hookwarden persists. Implementations must be safe to share between tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    // --- admin API keys ---
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey>;
+    async fn find_api_key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>>;
+    /// Returns true exactly once per database: on the first call ever (first start).
+    async fn take_first_start(&self) -> Result<bool>;
+
+    // --- endpoints ---
+    async fn create_endpoint(&self, endpoint: Endpoint, secret: String) -> Result<()>;
+    async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>>;
+    async fn list_endpoints(&self, page: Page) -> Result<Vec<Endpoint>>;
+    /// Replaces the mutable fields (url, description, event types, headers, developer payload,
+    /// schemes, rate limit, client certificate). Enabling/disabling goes through
+    /// [`Store::set_endpoint_enabled`]. Returns false when the endpoint does not exist.
+    async fn update_endpoint(&self, endpoint: Endpoint) -> Result<bool>;
+    /// Disabling pauses the endpoint's pending deliveries; enabling resumes them (due now) and
+    /// resets the circuit-breaker counters. Returns false when the endpoint does not exist.
+    async fn set_endpoint_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Soft-deletes the endpoint and cancels its undelivered deliveries.
+    async fn delete_endpoint(&self, id: &str, now: Millis) -> Result<bool>;
+    /// Secrets usable at `now`, newest first.
+    async fn active_secrets(&self, endpoint_id: &str, now: Millis) -> Result<Vec<SecretRecord>>;
+    /// Adds `new_secret` as the current secret; the previously active secrets expire at
+    /// `old_expires_at` (never later than an expiry they already had).
+    async fn rotate_secret(
+        &self,
+        endpoint_id: &str,
+        new_secret: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool>;
+
+    // --- events and deliveries ---
+    /// Stores the event and one delivery per matching endpoint in one transaction.
+    /// `idempotency_ttl_ms`: a key used within this time returns the first event.
+    async fn create_event(
+        &self,
+        event: NewEvent,
+        lease: Option<LeaseRequest>,
+        idempotency_ttl_ms: i64,
+    ) -> Result<CreateEventResult>;
+    async fn get_event(&self, id: &str) -> Result<Option<Event>>;
+    async fn list_events(&self, page: Page) -> Result<Vec<Event>>;
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>>;
+    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>>;
+    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    /// Makes a delivery due now (whatever its state, unless its endpoint was deleted).
+    async fn retry_delivery(&self, id: &str, now: Millis) -> Result<Option<Delivery>>;
+
+    // --- dispatching ---
+    /// Leases up to `limit` due deliveries of enabled endpoints to `owner` until `lease_until`.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<Claimed>>;
+    /// Records attempts and moves deliveries on, in one transaction; updates the endpoints'
+    /// failure counters and disables the endpoints that trip the breaker (returned).
+    async fn record_outcomes(
+        &self,
+        outcomes: Vec<Outcome>,
+        breaker: BreakerPolicy,
+        now: Millis,
+    ) -> Result<Vec<TrippedEndpoint>>;
+    /// Releases leases so the deliveries are due at once: those of `owner`, or all of them.
+    async fn release_leases(&self, owner: Option<&str>, now: Millis) -> Result<u64>;
+    async fn delivery_counts(&self, now: Millis) -> Result<DeliveryCounts>;
+
+    // --- retention ---
+    /// Deletes, in bounded batches, what is finished and older than `older_than`: succeeded,
+    /// failed and cancelled deliveries completed before it (with their attempts), idempotency
+    /// keys created before it, and events created before it that have no delivery and no
+    /// idempotency key left. At most `batch` rows per table go per call (a delivery goes only
+    /// once all its attempts are gone), so a caller loops until [`PurgeCounts::total`] is 0.
+    /// Keys are deleted by age alone: keep `older_than` further back than the idempotency TTL.
+    async fn purge_finished(&self, older_than: Millis, batch: usize) -> Result<PurgeCounts>;
+}

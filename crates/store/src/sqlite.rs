@@ -1,0 +1,1399 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only read-write connection. Callers hand it closures; it runs as
+//! many as are waiting inside one `BEGIN IMMEDIATE … COMMIT` (each in its own savepoint, so one
+//! caller's failure never undoes another's work) and answers every caller only after the commit
+//! is durable. Reads run on a small pool of read-only connections (WAL mode lets them proceed
+//! while the writer works).
+
+use crate::types::*;
+use crate::{Result, Store, StoreError};
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::{Semaphore, oneshot};
+
+mod certs;
+mod sources;
+
+/// How hard SQLite works to make a commit survive power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync on every commit (group commit makes that one fsync per batch). Survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only. Survives a killed process, not a power cut.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub synchronous: Synchronous,
+    /// Read-only connections for queries.
+    pub readers: usize,
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            readers: 4,
+            max_batch: 1024,
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// What a job does once the batch's commit is known (told the commit error, if any).
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+trait WriteJob: Send {
+    /// Runs the job inside the open transaction; returns what to do once the commit is known.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    fn fail(self: Box<Self>, err: StoreError);
+}
+
+struct Job<T, F> {
+    f: F,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Job { f, reply } = *self;
+        let result = match conn.execute_batch("SAVEPOINT job") {
+            Err(e) => Err(StoreError::from(e)),
+            Ok(()) => {
+                let r = f(conn);
+                let end = if r.is_ok() {
+                    conn.execute_batch("RELEASE job")
+                } else {
+                    conn.execute_batch("ROLLBACK TO job; RELEASE job")
+                };
+                match (r, end) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(StoreError::from(e)),
+                }
+            }
+        };
+        Box::new(move |commit_err: Option<&StoreError>| {
+            let out = match (result, commit_err) {
+                (Ok(_), Some(e)) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                (r, _) => r,
+            };
+            let _ = reply.send(out);
+        })
+    }
+
+    fn fail(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+/// The embedded SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    reader_permits: Semaphore,
+    path: PathBuf,
+    busy_timeout_ms: u64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.writer.lock() {
+            w.take();
+        }
+        if let Ok(mut t) = self.writer_thread.lock()
+            && let Some(handle) = t.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Schema migrations: (version, name, SQL). Versions are explicit so that features developed in
+/// parallel can each add theirs; every version not yet recorded in `schema_migrations` is applied
+/// in ascending order, each in its own transaction.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("sqlite/0001_init.sql")),
+    (2, "retention", include_str!("sqlite/0002_retention.sql")),
+    (
+        10,
+        "client_certificates",
+        include_str!("sqlite/0010_client_certificates.sql"),
+    ),
+    (
+        20,
+        "sources_audit",
+        include_str!("sqlite/0020_sources_audit.sql"),
+    ),
+];
+
+fn configure(conn: &Connection, opts_sync: Synchronous, busy_ms: u64) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_millis(busy_ms))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA temp_store=MEMORY; PRAGMA foreign_keys=OFF; \
+         PRAGMA cache_size=-32000;",
+    )?;
+    let sync = match opts_sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous={sync};"))?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (\
+           version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    // Databases from before this table recorded their level in user_version.
+    let legacy: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if legacy > 0 {
+        let tx = conn.transaction()?;
+        for (version, name, _) in MIGRATIONS.iter().filter(|(v, _, _)| *v <= legacy) {
+            tx.execute(
+                "INSERT OR IGNORE INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, 0)",
+                params![version, name],
+            )?;
+        }
+        tx.execute_batch("PRAGMA user_version=0")?;
+        tx.commit()?;
+    }
+    let applied: Vec<i64> = {
+        let mut stmt = conn.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+        stmt.query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let known_max = MIGRATIONS.iter().map(|(v, _, _)| *v).max().unwrap_or(0);
+    if let Some(newer) = applied
+        .iter()
+        .find(|v| !MIGRATIONS.iter().any(|(k, _, _)| k == *v))
+    {
+        return Err(StoreError::Database(format!(
+            "database has schema migration {newer}, unknown to this binary (it knows up to {known_max}); \
+             run a newer hookwarden"
+        )));
+    }
+    let mut pending: Vec<&(i64, &str, &str)> = MIGRATIONS
+        .iter()
+        .filter(|(v, _, _)| !applied.contains(v))
+        .collect();
+    pending.sort_by_key(|(v, _, _)| *v);
+    for (version, name, sql) in pending {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, name, now_millis()],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut conn = Connection::open(path)?;
+        configure(&conn, opts.synchronous, opts.busy_timeout_ms)?;
+        migrate(&mut conn)?;
+
+        let readers = opts.readers.max(1);
+        let mut pool = Vec::with_capacity(readers);
+        for _ in 0..readers {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_millis(opts.busy_timeout_ms))?;
+            pool.push(r);
+        }
+
+        let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
+        let max_batch = opts.max_batch.max(1);
+        let handle = std::thread::Builder::new()
+            .name("hookwarden-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, max_batch))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(handle)),
+                readers: Mutex::new(pool),
+                reader_permits: Semaphore::new(readers),
+                path: path.to_path_buf(),
+                busy_timeout_ms: opts.busy_timeout_ms,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in the writer's next transaction and returns once it is committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Job { f, reply });
+        {
+            let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+            match guard.as_ref() {
+                Some(sender) => {
+                    if let Err(mpsc::SendError(job)) = sender.send(job) {
+                        job.fail(StoreError::Closed);
+                    }
+                }
+                None => job.fail(StoreError::Closed),
+            }
+        }
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read-only connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = {
+                let mut pool = inner.readers.lock().map_err(|_| StoreError::Closed)?;
+                pool.pop()
+            };
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_millis(inner.busy_timeout_ms))?;
+                    c
+                }
+            };
+            let r = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+    }
+
+    /// Stops the writer after the queued writes; later writes fail with `Closed`.
+    pub fn close(&self) {
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.take();
+        }
+        if let Ok(mut t) = self.inner.writer_thread.lock()
+            && let Some(handle) = t.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>, max_batch: usize) {
+    let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        jobs.push(first);
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for job in jobs.drain(..) {
+                job.fail(StoreError::Database(msg.clone()));
+            }
+            continue;
+        }
+        let completions: Vec<_> = jobs.drain(..).map(|job| job.run(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let err = commit.err();
+        for done in completions {
+            done(err.as_ref());
+        }
+    }
+    // Channel closed: checkpoint so the WAL does not linger.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row mapping
+
+fn new_id(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
+}
+
+const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
+    signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
+    client_certificate_id, consecutive_failures, failing_since, created_at, updated_at";
+
+fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
+    let json_err = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let event_types: String = r.get(3)?;
+    let headers: String = r.get(4)?;
+    let schemes: String = r.get(6)?;
+    let rate: Option<i64> = r.get(7)?;
+    Ok(Endpoint {
+        id: r.get(0)?,
+        url: r.get(1)?,
+        description: r.get(2)?,
+        event_types: serde_json::from_str(&event_types).map_err(|e| json_err(3, e))?,
+        headers: serde_json::from_str(&headers).map_err(|e| json_err(4, e))?,
+        developer_payload: r.get(5)?,
+        signature_schemes: serde_json::from_str(&schemes).map_err(|e| json_err(6, e))?,
+        rate_limit_per_second: rate.and_then(|v| u32::try_from(v).ok()),
+        enabled: r.get::<_, i64>(8)? != 0,
+        disabled_reason: r.get(9)?,
+        disabled_at: r.get(10)?,
+        client_certificate_id: r.get(11)?,
+        consecutive_failures: r.get(12)?,
+        failing_since: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+    })
+}
+
+const EVENT_COLS: &str = "id, event_type, payload, idempotency_key, created_at, source_id";
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: r.get(0)?,
+        event_type: r.get(1)?,
+        payload: r.get(2)?,
+        idempotency_key: r.get(3)?,
+        created_at: r.get(4)?,
+        source_id: r.get(5)?,
+    })
+}
+
+const DELIVERY_COLS: &str = "id, event_id, endpoint_id, status, attempt_count, next_attempt_at, \
+    last_status_code, last_error, created_at, updated_at, completed_at";
+
+fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        endpoint_id: r.get(2)?,
+        status: DeliveryStatus::from_i64(r.get(3)?),
+        attempt_count: r.get(4)?,
+        next_attempt_at: r.get(5)?,
+        last_status_code: r.get(6)?,
+        last_error: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+        completed_at: r.get(10)?,
+    })
+}
+
+fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: r.get(0)?,
+        delivery_id: r.get(1)?,
+        attempt_no: r.get(2)?,
+        started_at: r.get(3)?,
+        duration_ms: r.get(4)?,
+        status_code: r.get(5)?,
+        response_body: r.get(6)?,
+        response_truncated: r.get::<_, i64>(7)? != 0,
+        error_class: r.get(8)?,
+        error_message: r.get(9)?,
+        local_addr: r.get(10)?,
+        remote_addr: r.get(11)?,
+        outcome: r.get(12)?,
+    })
+}
+
+fn limit_of(page: &Page) -> i64 {
+    i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(100)
+}
+
+/// Event-type subscriptions: one row per type, or a single `*` row for "every type".
+fn write_event_types(conn: &Connection, endpoint_id: &str, types: &[String]) -> Result<()> {
+    conn.prepare_cached("DELETE FROM endpoint_event_types WHERE endpoint_id = ?1")?
+        .execute([endpoint_id])?;
+    let mut ins = conn.prepare_cached(
+        "INSERT OR IGNORE INTO endpoint_event_types (event_type, endpoint_id) VALUES (?1, ?2)",
+    )?;
+    if types.is_empty() {
+        ins.execute(params!["*", endpoint_id])?;
+    } else {
+        for t in types {
+            ins.execute(params![t, endpoint_id])?;
+        }
+    }
+    Ok(())
+}
+
+fn set_enabled_tx(
+    conn: &Connection,
+    id: &str,
+    enabled: bool,
+    reason: Option<&str>,
+    now: Millis,
+) -> Result<bool> {
+    let changed = if enabled {
+        conn.prepare_cached(
+            "UPDATE endpoints SET enabled = 1, disabled_reason = NULL, disabled_at = NULL, \
+             consecutive_failures = 0, failing_since = NULL, updated_at = ?2 \
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id, now])?
+    } else {
+        conn.prepare_cached(
+            "UPDATE endpoints SET enabled = 0, disabled_reason = ?2, disabled_at = ?3, updated_at = ?3 \
+             WHERE id = ?1 AND deleted_at IS NULL",
+        )?
+        .execute(params![id, reason, now])?
+    };
+    if changed == 0 {
+        return Ok(false);
+    }
+    if enabled {
+        conn.prepare_cached(
+            "UPDATE deliveries SET status = 0, next_attempt_at = ?2, lease_owner = NULL, updated_at = ?2 \
+             WHERE endpoint_id = ?1 AND status = 3",
+        )?
+        .execute(params![id, now])?;
+    } else {
+        conn.prepare_cached(
+            "UPDATE deliveries SET status = 3, updated_at = ?2 WHERE endpoint_id = ?1 AND status = 0",
+        )?
+        .execute(params![id, now])?;
+    }
+    Ok(true)
+}
+
+fn insert_attempt(
+    conn: &Connection,
+    delivery_id: &str,
+    a: &NewAttempt,
+    outcome: &str,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_id, attempt_no, started_at, duration_ms, status_code, \
+         response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        delivery_id,
+        a.attempt_no,
+        a.started_at,
+        a.duration_ms,
+        a.status_code,
+        a.response_body,
+        a.response_truncated as i64,
+        a.error_class,
+        a.error_message,
+        a.local_addr,
+        a.remote_addr,
+        outcome,
+    ])?;
+    Ok(())
+}
+
+fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
+    a.and_then(|a| match (&a.error_class, &a.error_message) {
+        (Some(c), Some(m)) => Some(format!("{c}: {m}")),
+        (Some(c), None) => Some(c.clone()),
+        (None, Some(m)) => Some(m.clone()),
+        (None, None) => None,
+    })
+}
+
+fn record_one(
+    conn: &Connection,
+    o: &Outcome,
+    breaker: &BreakerPolicy,
+    now: Millis,
+    tripped: &mut Vec<TrippedEndpoint>,
+) -> Result<()> {
+    let attempt = o.attempt.as_ref();
+    if let Some(a) = attempt {
+        let label = match o.next {
+            Next::Succeeded => "succeeded",
+            Next::Retry { .. } => "retrying",
+            Next::Failed => "failed",
+            Next::Defer { .. } => "deferred",
+            Next::Cancel => "cancelled",
+        };
+        insert_attempt(conn, &o.delivery_id, a, label)?;
+        // Breaker bookkeeping: any successful attempt resets, any failed attempt counts.
+        if matches!(o.next, Next::Succeeded) {
+            conn.prepare_cached(
+                "UPDATE endpoints SET consecutive_failures = 0, failing_since = NULL \
+                 WHERE id = ?1 AND consecutive_failures <> 0",
+            )?
+            .execute([&o.endpoint_id])?;
+        } else {
+            let row: Option<(i64, i64, i64)> = conn
+                .prepare_cached(
+                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1, \
+                     failing_since = COALESCE(failing_since, ?2) WHERE id = ?1 AND deleted_at IS NULL \
+                     RETURNING consecutive_failures, failing_since, enabled",
+                )?
+                .query_row(params![o.endpoint_id, a.started_at], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            if let Some((failures, since, enabled)) = row
+                && breaker.enabled
+                && enabled != 0
+                && failures >= breaker.failure_threshold
+                && now.saturating_sub(since) >= breaker.min_failing_ms
+                && set_enabled_tx(conn, &o.endpoint_id, false, Some("circuit_breaker"), now)?
+            {
+                tripped.push(TrippedEndpoint {
+                    endpoint_id: o.endpoint_id.clone(),
+                    consecutive_failures: failures,
+                    failing_since: since,
+                });
+            }
+        }
+    }
+    let inc = i64::from(attempt.is_some());
+    let code = attempt.and_then(|a| a.status_code);
+    match o.next {
+        Next::Succeeded => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 1, attempt_count = attempt_count + ?2, \
+                 last_status_code = ?3, last_error = NULL, completed_at = ?4, updated_at = ?4, \
+                 lease_owner = NULL WHERE id = ?1",
+            )?
+            .execute(params![o.delivery_id, inc, code, now])?;
+        }
+        Next::Retry { at } => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET \
+                 status = CASE WHEN (SELECT enabled FROM endpoints WHERE id = deliveries.endpoint_id) = 1 \
+                          THEN 0 ELSE 3 END, \
+                 attempt_count = attempt_count + ?2, next_attempt_at = ?3, last_status_code = ?4, \
+                 last_error = ?5, updated_at = ?6, lease_owner = NULL \
+                 WHERE id = ?1 AND status IN (0, 3) AND (lease_owner = ?7 OR lease_owner IS NULL)",
+            )?
+            .execute(params![
+                o.delivery_id,
+                inc,
+                at,
+                code,
+                last_error_of(attempt),
+                now,
+                o.lease_owner
+            ])?;
+        }
+        Next::Failed => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 2, attempt_count = attempt_count + ?2, \
+                 last_status_code = ?3, last_error = ?4, completed_at = ?5, updated_at = ?5, \
+                 lease_owner = NULL \
+                 WHERE id = ?1 AND status IN (0, 3) AND (lease_owner = ?6 OR lease_owner IS NULL)",
+            )?
+            .execute(params![
+                o.delivery_id,
+                inc,
+                code,
+                last_error_of(attempt),
+                now,
+                o.lease_owner
+            ])?;
+        }
+        Next::Defer { at } => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET next_attempt_at = ?2, lease_owner = NULL, updated_at = ?3 \
+                 WHERE id = ?1 AND status = 0 AND lease_owner = ?4",
+            )?
+            .execute(params![o.delivery_id, at, now, o.lease_owner])?;
+        }
+        Next::Cancel => {
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 4, completed_at = ?2, updated_at = ?2, lease_owner = NULL \
+                 WHERE id = ?1 AND status IN (0, 3)",
+            )?
+            .execute(params![o.delivery_id, now])?;
+        }
+    }
+    Ok(())
+}
+
+/// One bounded retention pass (see [`Store::purge_finished`]).
+fn purge_tx(c: &Connection, older_than: Millis, batch: i64) -> Result<PurgeCounts> {
+    let mut counts = PurgeCounts::default();
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "SELECT id FROM deliveries WHERE status IN (1, 2, 4) AND completed_at < ?1 \
+             ORDER BY completed_at LIMIT ?2",
+        )?
+        .query_map(params![older_than, batch], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut budget = batch;
+    for id in &ids {
+        if budget <= 0 {
+            break;
+        }
+        let n = c
+            .prepare_cached(
+                "DELETE FROM attempts WHERE id IN \
+                 (SELECT id FROM attempts WHERE delivery_id = ?1 LIMIT ?2)",
+            )?
+            .execute(params![id, budget])?;
+        counts.attempts += n as u64;
+        budget -= i64::try_from(n).unwrap_or(i64::MAX);
+    }
+    // A delivery goes once all its attempts are gone (a later call finishes the rest).
+    let mut del = c.prepare_cached(
+        "DELETE FROM deliveries WHERE id = ?1 \
+         AND NOT EXISTS (SELECT 1 FROM attempts WHERE delivery_id = ?1)",
+    )?;
+    for id in &ids {
+        counts.deliveries += del.execute([id])? as u64;
+    }
+    counts.idempotency_keys = c
+        .prepare_cached(
+            "DELETE FROM idempotency_keys WHERE key IN \
+             (SELECT key FROM idempotency_keys WHERE created_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![older_than, batch])? as u64;
+    counts.events = c
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN \
+             (SELECT e.id FROM events e WHERE e.created_at < ?1 \
+              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
+              AND NOT EXISTS (SELECT 1 FROM idempotency_keys k \
+                              WHERE k.key = e.idempotency_key AND k.event_id = e.id) \
+              ORDER BY e.created_at LIMIT ?2)",
+        )?
+        .execute(params![older_than, batch])? as u64;
+    Ok(counts)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO api_keys (id, key_hash, prefix, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![key.id, &key.key_hash[..], key.prefix, key.description, key.created_at])?;
+            Ok(ApiKey {
+                id: key.id,
+                prefix: key.prefix,
+                description: key.description,
+                created_at: key.created_at,
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT id, prefix, description, created_at, revoked_at FROM api_keys \
+                 WHERE key_hash = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row([&key_hash[..]], |r| {
+                Ok(ApiKey {
+                    id: r.get(0)?,
+                    prefix: r.get(1)?,
+                    description: r.get(2)?,
+                    created_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn take_first_start(&self) -> Result<bool> {
+        let now = now_millis();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('first_start', ?1)",
+                )?
+                .execute([now.to_string()])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn create_endpoint(&self, ep: Endpoint, secret: String) -> Result<()> {
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ))?
+            .execute(params![
+                ep.id,
+                ep.url,
+                ep.description,
+                serde_json::to_string(&ep.event_types)?,
+                serde_json::to_string(&ep.headers)?,
+                ep.developer_payload,
+                serde_json::to_string(&ep.signature_schemes)?,
+                ep.rate_limit_per_second,
+                ep.enabled as i64,
+                ep.disabled_reason,
+                ep.disabled_at,
+                ep.client_certificate_id,
+                ep.consecutive_failures,
+                ep.failing_since,
+                ep.created_at,
+                ep.updated_at,
+            ])?;
+            write_event_types(c, &ep.id, &ep.event_types)?;
+            c.prepare_cached(
+                "INSERT INTO endpoint_secrets (endpoint_id, secret, created_at, expires_at) VALUES (?1, ?2, ?3, NULL)",
+            )?
+            .execute(params![ep.id, secret, ep.created_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL"
+            ))?
+            .query_row([id], endpoint_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_endpoints(&self, page: Page) -> Result<Vec<Endpoint>> {
+        self.read(move |c| {
+            let limit = limit_of(&page);
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE deleted_at IS NULL \
+                 AND (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![page.before, limit], endpoint_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, ep: Endpoint) -> Result<bool> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE endpoints SET url = ?2, description = ?3, event_types = ?4, headers = ?5, \
+                     developer_payload = ?6, signature_schemes = ?7, rate_limit_per_second = ?8, \
+                     client_certificate_id = ?9, updated_at = ?10 WHERE id = ?1 AND deleted_at IS NULL",
+                )?
+                .execute(params![
+                    ep.id,
+                    ep.url,
+                    ep.description,
+                    serde_json::to_string(&ep.event_types)?,
+                    serde_json::to_string(&ep.headers)?,
+                    ep.developer_payload,
+                    serde_json::to_string(&ep.signature_schemes)?,
+                    ep.rate_limit_per_second,
+                    ep.client_certificate_id,
+                    ep.updated_at,
+                ])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            write_event_types(c, &ep.id, &ep.event_types)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_endpoint_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<String>,
+        now: Millis,
+    ) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| set_enabled_tx(c, &id, enabled, reason.as_deref(), now))
+            .await
+    }
+
+    async fn delete_endpoint(&self, id: &str, now: Millis) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE endpoints SET deleted_at = ?2, enabled = 0, updated_at = ?2 \
+                     WHERE id = ?1 AND deleted_at IS NULL",
+                )?
+                .execute(params![id, now])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            c.prepare_cached("DELETE FROM endpoint_event_types WHERE endpoint_id = ?1")?
+                .execute([&id])?;
+            c.prepare_cached(
+                "UPDATE deliveries SET status = 4, completed_at = ?2, updated_at = ?2, lease_owner = NULL \
+                 WHERE endpoint_id = ?1 AND status IN (0, 3)",
+            )?
+            .execute(params![id, now])?;
+            c.prepare_cached("UPDATE endpoint_secrets SET expires_at = ?2 WHERE endpoint_id = ?1")?
+                .execute(params![id, now])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn active_secrets(&self, endpoint_id: &str, now: Millis) -> Result<Vec<SecretRecord>> {
+        let id = endpoint_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
+                 WHERE endpoint_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id DESC",
+            )?;
+            let rows = stmt.query_map(params![id, now], |r| {
+                Ok(SecretRecord {
+                    id: r.get(0)?,
+                    endpoint_id: r.get(1)?,
+                    secret: r.get(2)?,
+                    created_at: r.get(3)?,
+                    expires_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        endpoint_id: &str,
+        new_secret: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let id = endpoint_id.to_owned();
+        self.write(move |c| {
+            let exists: Option<i64> = c
+                .prepare_cached("SELECT 1 FROM endpoints WHERE id = ?1 AND deleted_at IS NULL")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "UPDATE endpoint_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) \
+                 WHERE endpoint_id = ?1 AND (expires_at IS NULL OR expires_at > ?3)",
+            )?
+            .execute(params![id, old_expires_at, now])?;
+            c.prepare_cached(
+                "INSERT INTO endpoint_secrets (endpoint_id, secret, created_at, expires_at) VALUES (?1, ?2, ?3, NULL)",
+            )?
+            .execute(params![id, new_secret, now])?;
+            c.prepare_cached("UPDATE endpoints SET updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn create_event(
+        &self,
+        ev: NewEvent,
+        lease: Option<LeaseRequest>,
+        idempotency_ttl_ms: i64,
+    ) -> Result<CreateEventResult> {
+        self.write(move |c| {
+            let now = ev.created_at;
+            if let Some(key) = &ev.idempotency_key {
+                let prior: Option<(String, i64)> = c
+                    .prepare_cached("SELECT event_id, created_at FROM idempotency_keys WHERE key = ?1")?
+                    .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((event_id, created_at)) = prior {
+                    if now.saturating_sub(created_at) < idempotency_ttl_ms {
+                        let event = c
+                            .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?
+                            .query_row([&event_id], event_from_row)
+                            .optional()?
+                            .ok_or_else(|| StoreError::Corrupt("idempotency key without event".into()))?;
+                        let deliveries: i64 = c
+                            .prepare_cached("SELECT count(*) FROM deliveries WHERE event_id = ?1")?
+                            .query_row([&event_id], |r| r.get(0))?;
+                        return Ok(CreateEventResult::Duplicate {
+                            event,
+                            deliveries: usize::try_from(deliveries).unwrap_or(0),
+                        });
+                    }
+                    c.prepare_cached("DELETE FROM idempotency_keys WHERE key = ?1")?
+                        .execute([key])?;
+                }
+                c.prepare_cached(
+                    "INSERT INTO idempotency_keys (key, event_id, created_at) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![key, ev.id, now])?;
+            }
+            c.prepare_cached(&format!(
+                "INSERT INTO events ({EVENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?
+            .execute(params![ev.id, ev.event_type, ev.payload, ev.idempotency_key, now, ev.source_id])?;
+
+            // (endpoint id, enabled)
+            let targets: Vec<(String, bool)> = match &ev.only_endpoints {
+                Some(ids) => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT id, enabled FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+                    )?;
+                    let mut out = Vec::with_capacity(ids.len());
+                    for id in ids {
+                        if out.iter().any(|(o, _): &(String, bool)| o == id) {
+                            continue;
+                        }
+                        if let Some(t) = stmt
+                            .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0)))
+                            .optional()?
+                        {
+                            out.push(t);
+                        }
+                    }
+                    out
+                }
+                None => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT e.id, e.enabled FROM endpoint_event_types t \
+                         JOIN endpoints e ON e.id = t.endpoint_id \
+                         WHERE t.event_type IN (?1, '*') AND e.deleted_at IS NULL",
+                    )?;
+                    let rows = stmt.query_map([&ev.event_type], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+                    })?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()?
+                }
+            };
+
+            let mut ins = c.prepare_cached(
+                "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count, next_attempt_at, \
+                 lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?7)",
+            )?;
+            let mut leased_left = lease.as_ref().map(|l| l.max).unwrap_or(0);
+            let mut deliveries = Vec::with_capacity(targets.len());
+            for (endpoint_id, enabled) in targets {
+                let id = new_id("dlv");
+                let status = if enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused };
+                let (next_at, owner) = match &lease {
+                    Some(l) if enabled && leased_left > 0 => {
+                        leased_left -= 1;
+                        (l.until, Some(l.owner.as_str()))
+                    }
+                    _ => (now, None),
+                };
+                ins.execute(params![id, ev.id, endpoint_id, status.as_i64(), next_at, owner, now])?;
+                deliveries.push(CreatedDelivery { id, endpoint_id, leased: owner.is_some() });
+            }
+            Ok(CreateEventResult::Created {
+                event: Event {
+                    id: ev.id,
+                    event_type: ev.event_type,
+                    payload: ev.payload,
+                    idempotency_key: ev.idempotency_key,
+                    created_at: now,
+                    source_id: ev.source_id,
+                },
+                deliveries,
+            })
+        })
+        .await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?
+                    .query_row([id], event_from_row)
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn list_events(&self, page: Page) -> Result<Vec<Event>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![page.before, limit_of(&page)], event_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1"
+            ))?
+            .query_row([id], delivery_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>> {
+        self.read(move |c| {
+            let status = filter.status.map(|s| s.as_i64());
+            let sql = match (&filter.event_id, &filter.endpoint_id) {
+                (Some(_), _) => format!(
+                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE event_id = ?1 \
+                     AND (?2 IS NULL OR endpoint_id = ?2) AND (?3 IS NULL OR status = ?3) \
+                     AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+                ),
+                (None, Some(_)) => format!(
+                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE endpoint_id = ?2 \
+                     AND (?1 IS NULL) AND (?3 IS NULL OR status = ?3) \
+                     AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+                ),
+                (None, None) => format!(
+                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE (?1 IS NULL) AND (?2 IS NULL) \
+                     AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+                ),
+            };
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![filter.event_id, filter.endpoint_id, status, page.before, limit_of(&page)],
+                delivery_from_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
+        let id = delivery_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, delivery_id, attempt_no, started_at, duration_ms, status_code, response_body, \
+                 response_truncated, error_class, error_message, local_addr, remote_addr, outcome \
+                 FROM attempts WHERE delivery_id = ?1 ORDER BY id ASC LIMIT 1000",
+            )?;
+            let rows = stmt.query_map([id], attempt_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn retry_delivery(&self, id: &str, now: Millis) -> Result<Option<Delivery>> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "UPDATE deliveries SET \
+                 status = CASE WHEN (SELECT enabled FROM endpoints WHERE id = deliveries.endpoint_id) = 1 \
+                          THEN 0 ELSE 3 END, \
+                 next_attempt_at = ?2, lease_owner = NULL, completed_at = NULL, updated_at = ?2 \
+                 WHERE id = ?1 AND status <> 4 RETURNING {DELIVERY_COLS}"
+            ))?
+            .query_row(params![id, now], delivery_from_row)
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<Claimed>> {
+        let owner = owner.to_owned();
+        let limit = i64::try_from(limit.clamp(1, 10_000)).unwrap_or(1000);
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE deliveries SET next_attempt_at = ?1, lease_owner = ?2 \
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = 0 AND next_attempt_at <= ?3 \
+                              ORDER BY next_attempt_at LIMIT ?4) \
+                 RETURNING id, event_id, endpoint_id, attempt_count",
+            )?;
+            let rows = stmt.query_map(params![lease_until, owner, now, limit], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            let claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut ev_stmt = c.prepare_cached(
+                "SELECT event_type, payload, created_at FROM events WHERE id = ?1",
+            )?;
+            let mut cache: std::collections::HashMap<String, (String, Arc<str>, i64)> =
+                std::collections::HashMap::new();
+            let mut out = Vec::with_capacity(claimed.len());
+            for (delivery_id, event_id, endpoint_id, attempt_count) in claimed {
+                let ev = match cache.get(&event_id) {
+                    Some(ev) => ev.clone(),
+                    None => {
+                        let Some((t, p, at)) = ev_stmt
+                            .query_row([&event_id], |r| {
+                                Ok((
+                                    r.get::<_, String>(0)?,
+                                    r.get::<_, String>(1)?,
+                                    r.get::<_, i64>(2)?,
+                                ))
+                            })
+                            .optional()?
+                        else {
+                            // An orphan delivery (its event was purged): finish it as failed.
+                            c.prepare_cached(
+                                "UPDATE deliveries SET status = 2, last_error = 'event missing', \
+                                 completed_at = ?2, lease_owner = NULL WHERE id = ?1",
+                            )?
+                            .execute(params![delivery_id, now])?;
+                            continue;
+                        };
+                        let v = (t, Arc::<str>::from(p), at);
+                        cache.insert(event_id.clone(), v.clone());
+                        v
+                    }
+                };
+                out.push(Claimed {
+                    delivery_id,
+                    event_id,
+                    endpoint_id,
+                    event_type: ev.0,
+                    payload: ev.1,
+                    event_created_at: ev.2,
+                    attempt_count,
+                    lease_until,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_outcomes(
+        &self,
+        outcomes: Vec<Outcome>,
+        breaker: BreakerPolicy,
+        now: Millis,
+    ) -> Result<Vec<TrippedEndpoint>> {
+        self.write(move |c| {
+            let mut tripped = Vec::new();
+            for o in &outcomes {
+                record_one(c, o, &breaker, now, &mut tripped)?;
+            }
+            Ok(tripped)
+        })
+        .await
+    }
+
+    async fn release_leases(&self, owner: Option<&str>, now: Millis) -> Result<u64> {
+        let owner = owner.map(str::to_owned);
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE deliveries SET next_attempt_at = ?1, lease_owner = NULL \
+                     WHERE status = 0 AND lease_owner IS NOT NULL AND (?2 IS NULL OR lease_owner = ?2)",
+                )?
+                .execute(params![now, owner])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self, now: Millis) -> Result<DeliveryCounts> {
+        self.read(move |c| {
+            let mut counts = DeliveryCounts::default();
+            let mut stmt =
+                c.prepare_cached("SELECT status, count(*) FROM deliveries GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                match DeliveryStatus::from_i64(status) {
+                    DeliveryStatus::Pending => counts.pending = n,
+                    DeliveryStatus::Succeeded => counts.succeeded = n,
+                    DeliveryStatus::Failed => counts.failed = n,
+                    DeliveryStatus::Paused => counts.paused = n,
+                    DeliveryStatus::Cancelled => counts.cancelled = n,
+                }
+            }
+            let (due, oldest): (i64, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT count(*), min(next_attempt_at) FROM deliveries \
+                     WHERE status = 0 AND next_attempt_at <= ?1",
+                )?
+                .query_row([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            counts.due = due;
+            counts.oldest_due_age_ms = oldest.map(|o| now.saturating_sub(o)).unwrap_or(0);
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn purge_finished(&self, older_than: Millis, batch: usize) -> Result<PurgeCounts> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        if batch == 0 {
+            return Ok(PurgeCounts::default());
+        }
+        self.write(move |c| purge_tx(c, older_than, batch)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        (s, dir)
+    }
+
+    #[tokio::test]
+    async fn conformance_suite() {
+        let dirs = Arc::new(Mutex::new(Vec::new()));
+        crate::conformance::run_all(|| {
+            let dirs = dirs.clone();
+            async move {
+                let (s, d) = fresh().await;
+                dirs.lock().unwrap().push(d);
+                s
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn group_commit_answers_every_writer_and_isolates_failures() {
+        let (s, _d) = fresh().await;
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write(move |c| {
+                    if i % 50 == 7 {
+                        // A failing job must not undo the others in its batch.
+                        c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                    }
+                    c.execute(
+                        "INSERT INTO meta (key, value) VALUES (?1, 'v')",
+                        [format!("k{i}")],
+                    )?;
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 196);
+        let n: i64 = s
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT count(*) FROM meta WHERE key LIKE 'k%'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, 196);
+    }
+
+    #[tokio::test]
+    async fn data_survives_reopen_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+            assert!(s.take_first_start().await.unwrap());
+            s.close();
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert!(!s.take_first_start().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn refuses_a_database_from_a_newer_binary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        s.write(|c| {
+            c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        s.close();
+        let err = SqliteStore::open(&path, SqliteOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("unknown to this binary"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn writes_after_close_fail_cleanly() {
+        let (s, _d) = fresh().await;
+        s.close();
+        assert!(matches!(
+            s.take_first_start().await,
+            Err(StoreError::Closed)
+        ));
+    }
+}

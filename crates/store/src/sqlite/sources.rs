@@ -1,0 +1,553 @@
+//! [`SourceStore`] for SQLite: sources, their token hashes, seen keys and the audit log.
+
+use super::{SqliteStore, limit_of, new_id};
+use crate::sources::*;
+use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
+    log_payloads, forward_to, event_type, created_at, updated_at";
+
+const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
+
+const AUDIT_COLS: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \
+    user_agent, outcome, reason, status, body_bytes, latency_us, tls, event_id, message_id, \
+    count, sampled, payload";
+
+fn json_err(i: usize, e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn source_from_row(r: &Row<'_>) -> rusqlite::Result<Source> {
+    let secrets: String = r.get(3)?;
+    let cidrs: String = r.get(4)?;
+    let forward: String = r.get(7)?;
+    Ok(Source {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        verification: r.get(2)?,
+        secrets: serde_json::from_str(&secrets).map_err(|e| json_err(3, e))?,
+        allowed_cidrs: serde_json::from_str(&cidrs).map_err(|e| json_err(4, e))?,
+        replay_window_secs: r.get(5)?,
+        log_payloads: r.get::<_, i64>(6)? != 0,
+        forward_to: serde_json::from_str(&forward).map_err(|e| json_err(7, e))?,
+        event_type: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+    })
+}
+
+fn token_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<SourceToken> {
+    Ok(SourceToken {
+        prefix: r.get(at)?,
+        created_at: r.get(at + 1)?,
+        expires_at: r.get(at + 2)?,
+        revoked_at: r.get(at + 3)?,
+    })
+}
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let status: i64 = r.get(9)?;
+    Ok(AuditEntry {
+        id: r.get(0)?,
+        entry: NewAuditEntry {
+            source_id: r.get(1)?,
+            token_prefix: r.get(2)?,
+            received_at: r.get(3)?,
+            client_ip: r.get(4)?,
+            peer_addr: r.get(5)?,
+            user_agent: r.get(6)?,
+            outcome: r.get(7)?,
+            reason: r.get(8)?,
+            status: u16::try_from(status).unwrap_or(0),
+            body_bytes: r.get(10)?,
+            latency_us: r.get(11)?,
+            tls: r.get::<_, i64>(12)? != 0,
+            event_id: r.get(13)?,
+            message_id: r.get(14)?,
+            count: r.get(15)?,
+            sampled: r.get::<_, i64>(16)? != 0,
+            payload: r.get(17)?,
+        },
+    })
+}
+
+/// `aud_<ULID>` whose time part is `ms`: audit ids sort by reception time.
+fn audit_id(ms: Millis) -> String {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0);
+    let id = ulid::Ulid::from_parts(ms, ulid::Ulid::new().random());
+    format!("aud_{}", id.to_string().to_ascii_lowercase())
+}
+
+/// The smallest audit id of an entry received at `ms` (for time bounds on the primary key).
+fn audit_bound(ms: Millis) -> String {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1u64 << 48) - 1);
+    let id = ulid::Ulid::from_parts(ms, 0);
+    format!("aud_{}", id.to_string().to_ascii_lowercase())
+}
+
+fn tokens_of(c: &Connection, source_id: &str) -> Result<Vec<SourceToken>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM source_tokens WHERE source_id = ?1 \
+         ORDER BY created_at DESC, prefix DESC LIMIT 100"
+    ))?;
+    let rows = stmt.query_map([source_id], |r| token_from_row(r, 0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+fn record_of(c: &Connection, source: Source) -> Result<SourceRecord> {
+    let mut tokens = tokens_of(c, &source.id)?.into_iter();
+    let current_token = tokens.next();
+    let other_tokens = tokens.collect();
+    Ok(SourceRecord {
+        source,
+        current_token,
+        other_tokens,
+    })
+}
+
+fn insert_token(c: &Connection, source_id: &str, t: &NewSourceToken) -> Result<()> {
+    let n = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO source_tokens (token_hash, source_id, prefix, created_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            &t.token_hash[..],
+            source_id,
+            t.prefix,
+            t.created_at
+        ])?;
+    if n == 0 {
+        return Err(StoreError::Conflict("token already exists".into()));
+    }
+    Ok(())
+}
+
+fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
+    let id = audit_id(e.received_at);
+    c.prepare_cached(&format!(
+        "INSERT INTO inbound_audit ({AUDIT_COLS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    ))?
+    .execute(params![
+        id,
+        e.source_id,
+        e.token_prefix,
+        e.received_at,
+        e.client_ip,
+        e.peer_addr,
+        e.user_agent,
+        e.outcome,
+        e.reason,
+        i64::from(e.status),
+        e.body_bytes,
+        e.latency_us,
+        i64::from(e.tls),
+        e.event_id,
+        e.message_id,
+        e.count.max(1),
+        i64::from(e.sampled),
+        e.payload,
+    ])?;
+    Ok(id)
+}
+
+/// The routed endpoints: listed ids that exist, plus subscribers of the listed types.
+fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bool)>> {
+    let mut out: Vec<(String, bool)> = Vec::new();
+    let mut by_id =
+        c.prepare_cached("SELECT id, enabled FROM endpoints WHERE id = ?1 AND deleted_at IS NULL")?;
+    for id in &route.endpoint_ids {
+        if out.iter().any(|(o, _)| o == id) {
+            continue;
+        }
+        if let Some(t) = by_id
+            .query_row([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+            })
+            .optional()?
+        {
+            out.push(t);
+        }
+    }
+    if !route.event_types.is_empty() {
+        let mut by_type = c.prepare_cached(
+            "SELECT e.id, e.enabled FROM endpoint_event_types t \
+             JOIN endpoints e ON e.id = t.endpoint_id \
+             WHERE t.event_type IN (?1, '*') AND e.deleted_at IS NULL",
+        )?;
+        for ty in &route.event_types {
+            let rows = by_type.query_map([ty], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+            })?;
+            for row in rows {
+                let t = row?;
+                if !out.iter().any(|(o, _)| *o == t.0) {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl SourceStore for SqliteStore {
+    async fn create_source(&self, s: Source, token: NewSourceToken) -> Result<()> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO sources ({SOURCE_COLS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ))?
+                .execute(params![
+                    s.id,
+                    s.name,
+                    s.verification,
+                    serde_json::to_string(&s.secrets)?,
+                    serde_json::to_string(&s.allowed_cidrs)?,
+                    s.replay_window_secs,
+                    i64::from(s.log_payloads),
+                    serde_json::to_string(&s.forward_to)?,
+                    s.event_type,
+                    s.created_at,
+                    s.updated_at,
+                ])?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "source {} already exists",
+                    s.id
+                )));
+            }
+            insert_token(c, &s.id, &token)
+        })
+        .await
+    }
+
+    async fn get_source(&self, id: &str) -> Result<Option<SourceRecord>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let s = c
+                .prepare_cached(&format!("SELECT {SOURCE_COLS} FROM sources WHERE id = ?1"))?
+                .query_row([id], source_from_row)
+                .optional()?;
+            s.map(|s| record_of(c, s)).transpose()
+        })
+        .await
+    }
+
+    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>> {
+        self.read(move |c| {
+            let limit = limit_of(&page);
+            let sources = c
+                .prepare_cached(&format!(
+                    "SELECT {SOURCE_COLS} FROM sources WHERE (?1 IS NULL OR id < ?1) \
+                     ORDER BY id DESC LIMIT ?2"
+                ))?
+                .query_map(params![page.before, limit], source_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            sources.into_iter().map(|s| record_of(c, s)).collect()
+        })
+        .await
+    }
+
+    async fn update_source(&self, s: Source) -> Result<bool> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE sources SET name = ?2, verification = ?3, secrets = ?4, \
+                     allowed_cidrs = ?5, replay_window_secs = ?6, log_payloads = ?7, \
+                     forward_to = ?8, event_type = ?9, updated_at = ?10 WHERE id = ?1",
+                )?
+                .execute(params![
+                    s.id,
+                    s.name,
+                    s.verification,
+                    serde_json::to_string(&s.secrets)?,
+                    serde_json::to_string(&s.allowed_cidrs)?,
+                    s.replay_window_secs,
+                    i64::from(s.log_payloads),
+                    serde_json::to_string(&s.forward_to)?,
+                    s.event_type,
+                    s.updated_at,
+                ])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("DELETE FROM sources WHERE id = ?1")?
+                .execute([&id])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            c.prepare_cached("DELETE FROM source_tokens WHERE source_id = ?1")?
+                .execute([&id])?;
+            c.prepare_cached("DELETE FROM inbound_seen WHERE source_id = ?1")?
+                .execute([&id])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn rotate_source_token(
+        &self,
+        id: &str,
+        token: NewSourceToken,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM sources WHERE id = ?1")?
+                .query_row([&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "UPDATE source_tokens SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) \
+                 WHERE source_id = ?1 AND (expires_at IS NULL OR expires_at > ?3)",
+            )?
+            .execute(params![id, old_expires_at.max(now), now])?;
+            insert_token(c, &id, &token)?;
+            c.prepare_cached("UPDATE sources SET updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn revoke_source(&self, id: &str, now: Millis) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM sources WHERE id = ?1")?
+                .query_row([&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if !exists {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "UPDATE source_tokens SET revoked_at = ?2 WHERE source_id = ?1 \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .execute(params![id, now])?;
+            c.prepare_cached("UPDATE sources SET updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn find_source_by_token(&self, token_hash: [u8; 32]) -> Result<Option<TokenMatch>> {
+        self.read(move |c| {
+            let cols = SOURCE_COLS
+                .split(", ")
+                .map(|col| format!("s.{col}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT {cols}, t.prefix, t.created_at, t.expires_at, t.revoked_at, t.token_hash \
+                 FROM source_tokens t JOIN sources s ON s.id = t.source_id WHERE t.token_hash = ?1"
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row([&token_hash[..]], |r| {
+                    let source = source_from_row(r)?;
+                    let token = token_from_row(r, 11)?;
+                    let stored: Vec<u8> = r.get(15)?;
+                    let mut hash = [0u8; 32];
+                    if stored.len() == 32 {
+                        hash.copy_from_slice(&stored);
+                    }
+                    Ok(TokenMatch {
+                        token_hash: hash,
+                        token,
+                        source,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn accept_inbound(&self, a: InboundAccept) -> Result<AcceptOutcome> {
+        self.write(move |c| {
+            let ev = a.event;
+            let now = ev.created_at;
+            let source_id = ev
+                .source_id
+                .clone()
+                .ok_or_else(|| StoreError::Conflict("an inbound event needs a source".into()))?;
+            if let Some(seen) = &a.seen {
+                let live = c
+                    .prepare_cached(
+                        "SELECT expires_at FROM inbound_seen WHERE source_id = ?1 AND key_hash = ?2",
+                    )?
+                    .query_row(params![source_id, &seen.key_hash[..]], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()?;
+                if live.is_some_and(|exp| exp > now) {
+                    return Ok(AcceptOutcome::Replayed);
+                }
+                c.prepare_cached(
+                    "INSERT INTO inbound_seen (source_id, key_hash, expires_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (source_id, key_hash) DO UPDATE SET expires_at = excluded.expires_at",
+                )?
+                .execute(params![source_id, &seen.key_hash[..], seen.expires_at])?;
+            }
+            c.prepare_cached(
+                "INSERT INTO events (id, event_type, payload, idempotency_key, created_at, source_id) \
+                 VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+            )?
+            .execute(params![ev.id, ev.event_type, ev.payload, now, source_id])?;
+            let targets = route_targets(c, &a.route)?;
+            let deliveries = targets.len();
+            if !targets.is_empty() {
+                let mut ins = c.prepare_cached(
+                    "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count, \
+                     next_attempt_at, lease_owner, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 0, ?5, NULL, ?5, ?5)",
+                )?;
+                for (endpoint_id, enabled) in targets {
+                    let status = if enabled {
+                        DeliveryStatus::Pending
+                    } else {
+                        DeliveryStatus::Paused
+                    };
+                    ins.execute(params![
+                        new_id("dlv"),
+                        ev.id,
+                        endpoint_id,
+                        status.as_i64(),
+                        now
+                    ])?;
+                }
+            }
+            let mut audit = a.audit;
+            audit.event_id = Some(ev.id.clone());
+            let audit_id = insert_audit_row(c, &audit)?;
+            Ok(AcceptOutcome::Accepted {
+                event_id: ev.id,
+                audit_id,
+                deliveries,
+            })
+        })
+        .await
+    }
+
+    async fn insert_audit(&self, entries: Vec<NewAuditEntry>) -> Result<Vec<String>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| entries.iter().map(|e| insert_audit_row(c, e)).collect())
+            .await
+    }
+
+    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Vec<AuditEntry>> {
+        self.read(move |c| {
+            let limit = limit_of(&page);
+            let lower = f.since.map(audit_bound);
+            let upper = f.until.map(audit_bound);
+            let scope = match (&f.source_id, f.unknown_only) {
+                (Some(_), _) => "source_id = ?1",
+                (None, true) => "source_id IS NULL AND ?1 IS NULL",
+                (None, false) => "?1 IS NULL",
+            };
+            let sql = format!(
+                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE {scope} \
+                 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR id >= ?3) \
+                 AND (?4 IS NULL OR id < ?4) AND (?5 IS NULL OR outcome = ?5) \
+                 AND (?6 IS NULL OR client_ip = ?6) ORDER BY id DESC LIMIT ?7"
+            );
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        f.source_id,
+                        page.before,
+                        lower,
+                        upper,
+                        f.outcome,
+                        f.client_ip,
+                        limit
+                    ],
+                    audit_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn purge_inbound(
+        &self,
+        audit_older_than: Millis,
+        now: Millis,
+        batch: usize,
+    ) -> Result<InboundPurgeCounts> {
+        let batch = i64::try_from(batch.clamp(1, 100_000)).unwrap_or(1000);
+        self.write(move |c| {
+            let cut = audit_bound(audit_older_than);
+            let audit_entries = c
+                .prepare_cached(
+                    "DELETE FROM inbound_audit WHERE id IN \
+                     (SELECT id FROM inbound_audit WHERE id < ?1 ORDER BY id LIMIT ?2)",
+                )?
+                .execute(params![cut, batch])? as u64;
+            let seen_keys = c
+                .prepare_cached(
+                    "DELETE FROM inbound_seen WHERE (source_id, key_hash) IN \
+                     (SELECT source_id, key_hash FROM inbound_seen WHERE expires_at <= ?1 LIMIT ?2)",
+                )?
+                .execute(params![now, batch])? as u64;
+            let tokens = c
+                .prepare_cached(
+                    "DELETE FROM source_tokens WHERE token_hash IN \
+                     (SELECT token_hash FROM source_tokens WHERE revoked_at IS NULL \
+                      AND expires_at IS NOT NULL AND expires_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![audit_older_than.min(now), batch])? as u64;
+            Ok(InboundPurgeCounts {
+                audit_entries,
+                seen_keys,
+                tokens,
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+
+    #[tokio::test]
+    async fn source_store_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::source_store(&s).await;
+    }
+
+    #[test]
+    fn audit_ids_sort_by_time() {
+        let a = audit_id(1_700_000_000_000);
+        let b = audit_id(1_700_000_000_001);
+        assert!(a < b, "{a} {b}");
+        assert!(audit_bound(1_700_000_000_000) <= a);
+        assert!(audit_bound(1_700_000_000_001) > a);
+        assert!(audit_bound(-5) < a);
+        assert_eq!(audit_bound(i64::MAX).len(), a.len());
+    }
+}

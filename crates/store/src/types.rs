@@ -1,0 +1,333 @@
+//! Domain types shared by every backend.
+//!
+//! Times are unix milliseconds (`i64`) everywhere in the store; the API layer renders RFC 3339.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+/// The current time in unix milliseconds.
+pub fn now_millis() -> Millis {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An admin API key. Only the SHA-256 of the key is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiKey {
+    pub id: String,
+    /// The first characters of the key, for display (`hwk_abcd…`).
+    pub prefix: String,
+    pub description: String,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub key_hash: [u8; 32],
+    pub prefix: String,
+    pub description: String,
+    pub created_at: Millis,
+}
+
+/// A receiver of outbound webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    /// Event types this endpoint receives; empty means every type.
+    pub event_types: Vec<String>,
+    /// Custom request headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    /// A secret value echoed inside every delivered payload (possibly encrypted at rest).
+    pub developer_payload: Option<String>,
+    pub signature_schemes: Vec<String>,
+    pub rate_limit_per_second: Option<u32>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<Millis>,
+    pub client_certificate_id: Option<String>,
+    pub consecutive_failures: i64,
+    pub failing_since: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A signing secret of an endpoint. `secret` is as stored (possibly encrypted at rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    pub id: i64,
+    pub endpoint_id: String,
+    pub secret: String,
+    pub created_at: Millis,
+    /// When set, the secret stops being used at this time (rotation grace period).
+    pub expires_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: String,
+    /// The payload as JSON text (already validated).
+    pub payload: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: Millis,
+    /// The inbound source that produced the event, if any.
+    pub source_id: Option<String>,
+    /// When set, deliveries are created for exactly these endpoints (those that exist), whatever
+    /// their event-type filter; when `None`, for every endpoint subscribed to the event type.
+    pub only_endpoints: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: Millis,
+    pub source_id: Option<String>,
+}
+
+/// Ask `create_event` to lease the new deliveries to this dispatcher right away (the in-process
+/// fast path), instead of leaving them for the claim loop.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub owner: String,
+    pub until: Millis,
+    /// At most this many deliveries are leased; the rest are left due for the claim loop.
+    pub max: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreatedDelivery {
+    pub id: String,
+    pub endpoint_id: String,
+    pub leased: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CreateEventResult {
+    Created {
+        event: Event,
+        deliveries: Vec<CreatedDelivery>,
+    },
+    /// The idempotency key was used before (within its lifetime): the first event.
+    Duplicate { event: Event, deliveries: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    /// The endpoint is disabled; the delivery waits until it is enabled again.
+    Paused,
+    /// The endpoint was deleted.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub fn as_i64(self) -> i64 {
+        match self {
+            DeliveryStatus::Pending => 0,
+            DeliveryStatus::Succeeded => 1,
+            DeliveryStatus::Failed => 2,
+            DeliveryStatus::Paused => 3,
+            DeliveryStatus::Cancelled => 4,
+        }
+    }
+    pub fn from_i64(v: i64) -> DeliveryStatus {
+        match v {
+            0 => DeliveryStatus::Pending,
+            1 => DeliveryStatus::Succeeded,
+            2 => DeliveryStatus::Failed,
+            3 => DeliveryStatus::Paused,
+            _ => DeliveryStatus::Cancelled,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Paused => "paused",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        Some(match s {
+            "pending" => DeliveryStatus::Pending,
+            "succeeded" => DeliveryStatus::Succeeded,
+            "failed" => DeliveryStatus::Failed,
+            "paused" => DeliveryStatus::Paused,
+            "cancelled" => DeliveryStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub status: DeliveryStatus,
+    pub attempt_count: i64,
+    pub next_attempt_at: Millis,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub completed_at: Option<Millis>,
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub delivery_id: String,
+    pub attempt_no: i64,
+    pub started_at: Millis,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    /// The first bytes of the response body (lossy UTF-8), at most 4 KiB.
+    pub response_body: Option<String>,
+    pub response_truncated: bool,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    /// The local address the request left from (the egress address).
+    pub local_addr: Option<String>,
+    pub remote_addr: Option<String>,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    pub attempt_no: i64,
+    pub started_at: Millis,
+    pub duration_ms: i64,
+    pub status_code: Option<i64>,
+    pub response_body: Option<String>,
+    pub response_truncated: bool,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    pub local_addr: Option<String>,
+    pub remote_addr: Option<String>,
+}
+
+/// A delivery claimed by a dispatcher, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub event_type: String,
+    pub payload: std::sync::Arc<str>,
+    pub event_created_at: Millis,
+    pub attempt_count: i64,
+    pub lease_until: Millis,
+}
+
+/// What happens to a delivery after an attempt (or instead of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    /// Try again at this time.
+    Retry {
+        at: Millis,
+    },
+    /// Final failure.
+    Failed,
+    /// Not attempted (rate limit): make it due again at this time without counting an attempt.
+    Defer {
+        at: Millis,
+    },
+    /// The endpoint no longer exists.
+    Cancel,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub delivery_id: String,
+    pub endpoint_id: String,
+    pub attempt: Option<NewAttempt>,
+    pub next: Next,
+    /// The dispatcher that held the lease; an outcome from a lease that was lost meanwhile is
+    /// still recorded (at-least-once), but does not move a delivery that another owner now holds.
+    pub lease_owner: String,
+}
+
+/// The circuit breaker: an endpoint is disabled after `failure_threshold` consecutive failed
+/// attempts spanning at least `min_failing_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerPolicy {
+    pub enabled: bool,
+    pub failure_threshold: i64,
+    pub min_failing_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrippedEndpoint {
+    pub endpoint_id: String,
+    pub consecutive_failures: i64,
+    pub failing_since: Millis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub event_id: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+}
+
+/// Keyset pagination: newest first, items with ids strictly below `before`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryCounts {
+    pub pending: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub paused: i64,
+    pub cancelled: i64,
+    /// Pending deliveries whose time has come and that no dispatcher holds.
+    pub due: i64,
+    /// Age in milliseconds of the oldest due delivery (0 when none).
+    pub oldest_due_age_ms: i64,
+}
+
+/// What one [`crate::Store::purge_finished`] call deleted. Each count is at most the `batch`
+/// asked for; call again until [`PurgeCounts::total`] is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeCounts {
+    /// Succeeded, failed and cancelled deliveries.
+    pub deliveries: u64,
+    /// Attempts of those deliveries.
+    pub attempts: u64,
+    /// Events left with no delivery (and no live idempotency key).
+    pub events: u64,
+    pub idempotency_keys: u64,
+}
+
+impl PurgeCounts {
+    /// Rows deleted in all.
+    pub fn total(&self) -> u64 {
+        self.deliveries
+            .saturating_add(self.attempts)
+            .saturating_add(self.events)
+            .saturating_add(self.idempotency_keys)
+    }
+}
