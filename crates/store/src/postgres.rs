@@ -29,7 +29,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Schema migrations, applied in order; a migration is never edited once released.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("postgres/0001_init.sql")),
+    (
+        10,
+        "client_certificates",
+        include_str!("postgres/0010_client_certificates.sql"),
+    ),
+];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_7761_7264;
@@ -203,6 +210,8 @@ macro_rules! in_tx {
         }
     }};
 }
+
+mod certs;
 
 // ---------------------------------------------------------------------------------------------
 // Connecting and migrating

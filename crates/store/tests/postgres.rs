@@ -837,3 +837,28 @@ async fn create_event_throughput() {
         );
     }
 }
+
+#[tokio::test]
+async fn certificate_store_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::certificate_store(&s).await;
+    // A second instance starting with the same list changes nothing.
+    let again = PgStore::connect(&url, opts()).await.unwrap();
+    let stored = hookwarden_store::CertificateStore::published_ranges(&again)
+        .await
+        .unwrap();
+    let sync = hookwarden_store::CertificateStore::sync_published_ranges(
+        &again,
+        stored
+            .as_ref()
+            .map(|r| r.ranges.clone())
+            .unwrap_or_default(),
+        i64::MAX / 2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sync.previous, None);
+    assert_eq!(Some(sync.current), stored);
+}
