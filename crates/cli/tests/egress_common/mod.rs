@@ -30,13 +30,18 @@ impl ProxyProc {
     /// Writes `config` to `dir/<name>.toml`, starts the proxy on 127.0.0.1:0 and waits until it
     /// reports its address.
     pub fn start(dir: &Path, name: &str, config: &str) -> ProxyProc {
+        Self::start_on(dir, name, config, "127.0.0.1:0")
+    }
+
+    /// [`ProxyProc::start`] on a given listen address.
+    pub fn start_on(dir: &Path, name: &str, config: &str, listen: &str) -> ProxyProc {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
         let mut child = Command::new(BIN)
             .args(["egress-proxy", "--config"])
             .arg(&path)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("HOOKWARDEN_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -243,6 +248,17 @@ impl TestCa {
             issuer: rcgen::Issuer::new(p, key),
             pem,
         }
+    }
+
+    /// A client certificate with common name `cn` (PEM cert, PEM key).
+    pub fn client(&self, cn: &str) -> (String, String) {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, cn.to_string());
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     /// A server certificate for `names` (PEM cert, PEM key).
