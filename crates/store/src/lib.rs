@@ -116,4 +116,73 @@ pub trait Store: Send + Sync + 'static {
     /// once all its attempts are gone), so a caller loops until [`PurgeCounts::total`] is 0.
     /// Keys are deleted by age alone: keep `older_than` further back than the idempotency TTL.
     async fn purge_finished(&self, older_than: Millis, batch: usize) -> Result<PurgeCounts>;
+
+    // --- several instances ---
+    /// True when other instances may share this database (their caches must hear of changes).
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Tells every instance sharing the database (this one included) that a cached object
+    /// changed. Call it after the change is committed. A single-instance backend does nothing.
+    async fn announce_change(&self, _change: &Change) -> Result<()> {
+        Ok(())
+    }
+    /// Changes announced by any instance, as they arrive. `None` for single-instance backends.
+    /// [`Change::All`] means announcements may have been missed (a lost connection): drop every
+    /// cached object.
+    fn watch_changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+}
+
+/// A change to an object that instances cache, announced across instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Endpoint(String),
+    Source(String),
+    Certificate(String),
+    /// Forget everything cached.
+    All,
+}
+
+impl Change {
+    /// The wire form (`endpoint:<id>`, `source:<id>`, `certificate:<id>`, `all`).
+    pub fn encode(&self) -> String {
+        match self {
+            Change::Endpoint(id) => format!("endpoint:{id}"),
+            Change::Source(id) => format!("source:{id}"),
+            Change::Certificate(id) => format!("certificate:{id}"),
+            Change::All => "all".into(),
+        }
+    }
+
+    /// Parses the wire form; anything unknown (a newer version's kind) reads as `All`, the
+    /// safe over-approximation.
+    pub fn decode(s: &str) -> Change {
+        match s.split_once(':') {
+            Some(("endpoint", id)) => Change::Endpoint(id.into()),
+            Some(("source", id)) => Change::Source(id.into()),
+            Some(("certificate", id)) => Change::Certificate(id.into()),
+            _ => Change::All,
+        }
+    }
+}
+
+#[cfg(test)]
+mod change_tests {
+    use super::Change;
+
+    #[test]
+    fn change_round_trips_and_unknown_is_all() {
+        for c in [
+            Change::Endpoint("ep_1".into()),
+            Change::Source("src_2".into()),
+            Change::Certificate("cert_3".into()),
+            Change::All,
+        ] {
+            assert_eq!(Change::decode(&c.encode()), c);
+        }
+        assert_eq!(Change::decode("widget:x"), Change::All);
+        assert_eq!(Change::decode(""), Change::All);
+    }
 }

@@ -93,7 +93,14 @@ pub struct Migrated {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Changes heard on [`CHANGES_CHANNEL`], fanned out to this process's caches.
+    changes: tokio::sync::broadcast::Sender<crate::Change>,
+    /// Whether the LISTEN task runs (started by the first [`Store::watch_changes`]).
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The `LISTEN`/`NOTIFY` channel on which instances announce changes to cached objects.
+pub const CHANGES_CHANNEL: &str = "hookwarden_changes";
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -221,6 +228,28 @@ impl PgStore {
     /// unless `opts.migrate_on_connect` is false, runs pending migrations (safe when several
     /// instances start at once).
     pub async fn connect(url: &str, opts: PgOptions) -> Result<PgStore> {
+        let migrate = opts.migrate_on_connect;
+        let store = Self::connect_unchecked(url, opts).await?;
+        if migrate {
+            store.migrate().await?;
+        } else {
+            let recorded = store.recorded_migrations().await?;
+            let pending = pending_migrations(&recorded)?;
+            if !pending.is_empty() {
+                return Err(StoreError::Database(format!(
+                    "the database lacks {} schema migration(s) (newest known: {}): run \
+                     `hookwarden migrate`",
+                    pending.len(),
+                    latest_version()
+                )));
+            }
+        }
+        Ok(store)
+    }
+
+    /// Connects without looking at the schema (for `hookwarden migrate`, which then calls
+    /// [`PgStore::migrate`] and reports what it applied).
+    pub async fn connect_unchecked(url: &str, opts: PgOptions) -> Result<PgStore> {
         let mut conn = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
             .application_name(&opts.application_name);
@@ -235,21 +264,11 @@ impl PgStore {
             .idle_timeout(opts.idle_timeout_ms.map(Duration::from_millis))
             .connect_with(conn)
             .await?;
-        let store = PgStore { pool };
-        if opts.migrate_on_connect {
-            store.migrate().await?;
-        } else {
-            let recorded = store.recorded_migrations().await?;
-            let pending = pending_migrations(&recorded)?;
-            if !pending.is_empty() {
-                return Err(StoreError::Database(format!(
-                    "the database lacks {} schema migration(s) (newest known: {}): run \
-                     `hookwarden migrate`",
-                    pending.len(),
-                    latest_version()
-                )));
-            }
-        }
+        let store = PgStore {
+            pool,
+            changes: tokio::sync::broadcast::channel(1024).0,
+            listening: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
         Ok(store)
     }
 
@@ -300,6 +319,54 @@ impl PgStore {
             }
         })?;
         Ok(migrated)
+    }
+
+    /// Listens on [`CHANGES_CHANNEL`] until the pool closes, reconnecting after a lost
+    /// connection; every (re)connection is announced as [`crate::Change::All`], since
+    /// notifications sent while disconnected are lost.
+    async fn listen_changes(pool: PgPool, tx: tokio::sync::broadcast::Sender<crate::Change>) {
+        use sqlx::postgres::PgListener;
+        let mut first = true;
+        while !pool.is_closed() {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for changes; retrying");
+                    let _ = tx.send(crate::Change::All);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(CHANGES_CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            if !first {
+                let _ = tx.send(crate::Change::All);
+            }
+            first = false;
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => {
+                        let _ = tx.send(crate::Change::decode(n.payload()));
+                    }
+                    Ok(None) => {
+                        // The connection was lost (and is re-established by the next call);
+                        // whatever was announced meanwhile is unknown.
+                        let _ = tx.send(crate::Change::All);
+                    }
+                    Err(e) => {
+                        if !pool.is_closed() {
+                            tracing::warn!(error = %e, "listening for changes failed; reconnecting");
+                            let _ = tx.send(crate::Change::All);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// The newest schema migration recorded in the database (0 when it was never migrated).
@@ -1238,6 +1305,33 @@ async fn purge_tx(
 
 #[async_trait]
 impl Store for PgStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn announce_change(&self, change: &crate::Change) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(change.encode())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn watch_changes(&self) -> Option<tokio::sync::broadcast::Receiver<crate::Change>> {
+        let rx = self.changes.subscribe();
+        if !self
+            .listening
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::spawn(Self::listen_changes(
+                self.pool.clone(),
+                self.changes.clone(),
+            ));
+        }
+        Some(rx)
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

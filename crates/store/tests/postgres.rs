@@ -862,3 +862,64 @@ async fn certificate_store_conformance() {
     assert_eq!(sync.previous, None);
     assert_eq!(Some(sync.current), stored);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_announced_by_one_instance_reach_the_others_quickly() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let a = PgStore::connect(&url, opts()).await.unwrap();
+    let b = PgStore::connect(&url, opts()).await.unwrap();
+    assert!(a.is_shared());
+    let mut rx_a = a.watch_changes().expect("postgres watches changes");
+    let mut rx_b = b.watch_changes().expect("postgres watches changes");
+    // The LISTEN is asynchronous: announce until the first one is heard (bounded).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        a.announce_change(&Change::Endpoint("ep_warm".into()))
+            .await
+            .unwrap();
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(200), rx_b.recv()).await {
+            assert_eq!(c, Change::Endpoint("ep_warm".into()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "instance b never heard a change");
+    }
+    while rx_b.try_recv().is_ok() {}
+    while rx_a.try_recv().is_ok() {}
+    for change in [
+        Change::Source("src_1".into()),
+        Change::Endpoint("ep_2".into()),
+        Change::Certificate("cert_3".into()),
+    ] {
+        let sent = Instant::now();
+        a.announce_change(&change).await.unwrap();
+        let heard = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match rx_b.recv().await {
+                    Ok(c) if c == change => return c,
+                    Ok(_) => continue,
+                    Err(e) => panic!("receiving: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("a change must reach the other instance within one second");
+        assert_eq!(heard, change);
+        assert!(sent.elapsed() < Duration::from_secs(1));
+        // The announcing instance hears its own change too (its caches use the same path).
+        let own = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                if let Ok(c) = rx_a.recv().await
+                    && c == change
+                {
+                    return c;
+                }
+            }
+        })
+        .await
+        .expect("the announcing instance hears its own change");
+        assert_eq!(own, change);
+    }
+    a.close().await;
+    b.close().await;
+}
