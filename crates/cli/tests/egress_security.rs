@@ -10,7 +10,7 @@ use egress_common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `test_config` with extra keys in its `[egress]` section.
 fn config_with_egress(egress: &str, extra: &str) -> String {
@@ -249,10 +249,10 @@ fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                    return true;
-                }
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                return true;
             }
         }
     }
@@ -307,7 +307,12 @@ async fn mtls_client_certificates_are_presented_published_and_rotated() {
     assert!(!files_contain(&dir.path().join("data"), "PRIVATE KEY"));
 
     // A receiver that requires a client certificate from the CA.
-    let tls = TlsServer::start(&server_cert, &server_key, Some(&[ca.pem.clone()])).await;
+    let tls = TlsServer::start(
+        &server_cert,
+        &server_key,
+        Some(std::slice::from_ref(&ca.pem)),
+    )
+    .await;
     let url = format!("https://127.0.0.1:{}/hook", tls.addr.port());
     let up_id = up["id"].as_str().unwrap();
     let gen_id = generated["id"].as_str().unwrap();
@@ -419,5 +424,4 @@ async fn mtls_client_certificates_are_presented_published_and_rotated() {
         )
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
-    let _ = Instant::now();
 }
