@@ -19,6 +19,8 @@ pub struct Config {
     pub egress: EgressConfig,
     pub security: SecurityConfig,
     pub metrics: MetricsConfig,
+    /// Receiving webhooks (`/in/{token}`).
+    pub inbound: crate::inbound::config::InboundConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +42,9 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On SIGTERM, how long in-flight deliveries may take to finish.
     pub shutdown_grace_secs: u64,
+    /// Serve HTTPS on the listener with these certificate files (see [`crate::tls`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +58,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            tls: None,
         }
     }
 }
@@ -316,6 +322,17 @@ pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
         .map(|s| {
             let s = s.trim();
             s.parse::<ipnet::IpNet>()
+        if let Some(tls) = &self.server.tls {
+            tls.validate().map_err(ConfigError)?;
+        }
+        if let Some(u) = &self.server.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            return Err(ConfigError(
+                "server.public_url must start with https:// (or http://)".into(),
+            ));
+        }
+        self.inbound.validate().map_err(ConfigError)?;
                 .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map(|n| n.trunc())
                 .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))

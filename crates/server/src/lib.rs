@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http_server;
 pub mod metrics;
+pub mod inbound;
 pub mod security;
 pub mod state;
 pub mod tls;
@@ -23,7 +24,7 @@ use hookwarden_netguard::{
     AddressPolicy, Guard, Resolve, StaticResolver, SystemResolver, UrlPolicy,
 };
 use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
-use hookwarden_store::{CertificateStore, NewApiKey, Store, now_millis};
+use hookwarden_store::{CertificateStore, NewApiKey, SourceStore, Store, now_millis};
 use state::{ApiKeyCache, AppState};
 use std::fs::File;
 use std::net::SocketAddr;
@@ -49,6 +50,10 @@ pub enum StartError {
     Egress(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+    #[error("inbound: {0}")]
+    Inbound(String),
+    #[error("server.tls: {0}")]
+    Tls(String),
         addr: String,
         source: std::io::Error,
     },
@@ -182,6 +187,7 @@ pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     store: Arc<SqliteStore>,
     _lock: DataDirLock,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens storage, starts the dispatcher and binds the listener.
@@ -232,6 +238,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     let config = Arc::new(config);
     let state = Arc::new(AppState {
+    let tls = match &config.server.tls {
+        Some(t) => Some(hookwarden_server_tls(t)?),
+        None => None,
+    };
+    let source_store: Arc<dyn SourceStore> = store.clone();
+    let inbound = inbound::Inbound::new(
+        source_store,
+        secrets.clone(),
+        config.inbound.clone(),
+        tls.is_some(),
+        config.server.public_url.clone(),
+    )
+    .map_err(StartError::Inbound)?;
+    let mut background = inbound.spawn_tasks();
+    if let Some(t) = &tls {
+        background.push(t.spawn_reloader());
+    }
+
         config: config.clone(),
         store: dyn_store,
         dispatcher: Arc::new(dispatcher),
@@ -243,6 +267,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         certs: cert_store,
     });
     let app = api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        inbound,
         Duration::from_secs(config.server.request_timeout_secs),
         http_server::request_timeout,
     ));
@@ -252,15 +277,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         drain: Duration::from_secs(5),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http_server::serve(
-        listener,
-        app,
-        limits,
-        None,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(http_server::serve(listener, app, limits, tls, async move {
+        let _ = stopped.await;
+    }));
     info!(%local_addr, storage = state.store.backend(), "hookwarden started");
     Ok(Running {
         local_addr,
@@ -271,17 +290,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop,
         store,
         _lock: lock,
+        background,
     })
 }
 
 impl Running {
     /// Stops accepting requests, drains in-flight deliveries (up to the configured grace) and
+/// Loads `[server.tls]` (the certificate files must be readable and valid at start).
+fn hookwarden_server_tls(cfg: &tls::TlsConfig) -> Result<Arc<tls::TlsTerminator>, StartError> {
+    let t = tls::TlsTerminator::new(cfg).map_err(StartError::Tls)?;
+    info!(cert = %cfg.cert_file.display(), "TLS enabled on the listener");
+    Ok(t)
+}
+
     /// closes storage.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
         let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
         self.state
+        self.state.inbound.flush_audit(true).await;
+        for t in &self.background {
+            t.abort();
+        }
             .dispatcher
             .shutdown(self.dispatcher_tasks, grace)
             .await;

@@ -22,6 +22,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Client certificates and the published egress ranges.
     pub certs: Arc<dyn CertificateStore>,
+    /// Inbound sources, ingest and its audit log.
+    pub inbound: Arc<crate::inbound::Inbound>,
 }
 
 impl AppState {

@@ -105,8 +105,10 @@ pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, St
         return Err("certificate file: no PEM certificate found".into());
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key file: {e}"))?;
-    let ck = CertifiedKey::from_der(chain, key, &provider())
-        .map_err(|e| format!("certificate and key: {e}"))?;
+    let ck = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(e) => format!("certificate and key do not match: {e:?}"),
+        e => format!("certificate and key: {e}"),
+    })?;
     // `from_der` tolerates keys whose consistency it cannot tell; be strict.
     ck.keys_match()
         .map_err(|e| format!("certificate and key do not match: {e}"))?;

@@ -243,3 +243,33 @@ pub trait SourceStore: Send + Sync + 'static {
         batch: usize,
     ) -> Result<InboundPurgeCounts>;
 }
+
+/// `aud_<ULID>` whose time part is `ms`: audit ids sort by reception time, and ids made by this
+/// process within one millisecond sort in the order they were made (the random part counts up).
+pub(crate) fn audit_id(ms: Millis) -> String {
+    use std::sync::Mutex;
+    static LAST: Mutex<(u64, u128)> = Mutex::new((0, 0));
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1u64 << 48) - 1);
+    let fresh = ulid::Ulid::new().random() >> 8;
+    let random = match LAST.lock() {
+        Ok(mut last) => {
+            let r = if last.0 == ms && last.1 < (1u128 << 80) - 1 {
+                last.1 + 1
+            } else {
+                fresh
+            };
+            *last = (ms, r);
+            r
+        }
+        Err(_) => fresh,
+    };
+    let id = ulid::Ulid::from_parts(ms, random);
+    format!("aud_{}", id.to_string().to_ascii_lowercase())
+}
+
+/// The smallest audit id of an entry received at `ms` (for time bounds on the primary key).
+pub(crate) fn audit_bound(ms: Millis) -> String {
+    let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1u64 << 48) - 1);
+    let id = ulid::Ulid::from_parts(ms, 0);
+    format!("aud_{}", id.to_string().to_ascii_lowercase())
+}

@@ -7,6 +7,7 @@ pub mod extract;
 mod security;
 
 use crate::error::{ApiError, ApiResult};
+use crate::inbound::api as sources;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Request, State};
@@ -81,6 +82,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/client-certificates/{id}/retire",
             post(certificates::retire),
         )
+        .route("/sources", post(sources::create).get(sources::list))
+        .route(
+            "/sources/{id}",
+            get(sources::get_one)
+                .patch(sources::update)
+                .delete(sources::delete),
+        )
+        .route("/sources/{id}/rotate", post(sources::rotate))
+        .route("/sources/{id}/revoke", post(sources::revoke))
+        .route("/sources/{id}/audit", get(sources::source_audit))
+        .route("/inbound/audit", get(sources::all_audit))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -93,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
     let mut app = Router::new()
         .nest("/api/v1", api)
+        .route("/in/{token}", post(crate::inbound::ingest::ingest))
         .route("/health", get(health))
         .route("/", get(root));
     if state.config.metrics.enabled {

@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(rt.replay_window_ms, 300_000);
         assert!(rt.allowlist.contains("10.1.2.3".parse().unwrap()));
         s.secrets = vec!["enc1:AAAA".into()];
-        assert!(runtime(&s, token.clone(), &sb).is_err(), "sealed without key");
+        assert!(
+            runtime(&s, token.clone(), &sb).is_err(),
+            "sealed without key"
+        );
         s.secrets = vec![];
         s.verification = r#"{"type":"nope"}"#.into();
         assert!(runtime(&s, token, &sb).is_err());

@@ -81,7 +81,7 @@ mod tests {
         ] {
             assert!(!well_formed(bad), "{bad}");
         }
-        assert_eq!(display_prefix("wh_a b/é\n"), "wh_a?????");
+        assert_eq!(display_prefix("wh_a b/é\n"), "wh_a?b???");
         assert_eq!(display_prefix(""), "");
     }
 }

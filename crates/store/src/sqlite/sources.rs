@@ -2,6 +2,7 @@
 
 use super::{SqliteStore, limit_of, new_id};
 use crate::sources::*;
+use crate::sources::{audit_bound, audit_id};
 use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -71,20 +72,6 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
             payload: r.get(17)?,
         },
     })
-}
-
-/// `aud_<ULID>` whose time part is `ms`: audit ids sort by reception time.
-fn audit_id(ms: Millis) -> String {
-    let ms = u64::try_from(ms.max(0)).unwrap_or(0);
-    let id = ulid::Ulid::from_parts(ms, ulid::Ulid::new().random());
-    format!("aud_{}", id.to_string().to_ascii_lowercase())
-}
-
-/// The smallest audit id of an entry received at `ms` (for time bounds on the primary key).
-fn audit_bound(ms: Millis) -> String {
-    let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1u64 << 48) - 1);
-    let id = ulid::Ulid::from_parts(ms, 0);
-    format!("aud_{}", id.to_string().to_ascii_lowercase())
 }
 
 fn tokens_of(c: &Connection, source_id: &str) -> Result<Vec<SourceToken>> {
@@ -549,5 +536,7 @@ mod tests {
         assert!(audit_bound(1_700_000_000_001) > a);
         assert!(audit_bound(-5) < a);
         assert_eq!(audit_bound(i64::MAX).len(), a.len());
+        let same: Vec<String> = (0..50).map(|_| audit_id(1_700_000_000_005)).collect();
+        assert!(same.windows(2).all(|w| w[0] < w[1]), "{same:?}");
     }
 }

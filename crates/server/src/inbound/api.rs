@@ -1,0 +1,765 @@
+//! `/api/v1/sources`: inbound sources (secret webhook URLs) and their audit log.
+
+use super::token;
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::api::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use crate::crypto;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::tls::ConnectionTls;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
+use hookwarden_netguard::parse_cidr;
+use hookwarden_signatures::inbound::{Preset, PresetConfig};
+use hookwarden_store::{
+    AuditEntry, AuditFilter, Millis, NewSourceToken, Source, SourceRecord, SourceToken, now_millis,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tracing::warn;
+
+const MAX_CIDRS: usize = 1000;
+const MAX_FORWARD_TO: usize = 100;
+const MAX_SECRETS: usize = 10;
+const MAX_SECRET_LEN: usize = 4096;
+const MAX_REPLAY_WINDOW_SECS: i64 = 7 * 86_400;
+const MAX_GRACE_SECS: i64 = 30 * 86_400;
+const DEFAULT_REPLAY_WINDOW_SECS: i64 = 300;
+
+fn d_window() -> i64 {
+    DEFAULT_REPLAY_WINDOW_SECS
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSource {
+    name: String,
+    #[serde(default)]
+    allowed_cidrs: Vec<String>,
+    verification: Value,
+    #[serde(default = "d_window")]
+    replay_window_seconds: i64,
+    #[serde(default)]
+    log_payloads: bool,
+    #[serde(default)]
+    forward_to: Vec<String>,
+    #[serde(default)]
+    event_type: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatchSource {
+    name: Option<String>,
+    allowed_cidrs: Option<Vec<String>>,
+    verification: Option<Value>,
+    replay_window_seconds: Option<i64>,
+    log_payloads: Option<bool>,
+    forward_to: Option<Vec<String>>,
+    event_type: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotateSource {
+    grace_period_seconds: i64,
+}
+
+#[derive(Serialize)]
+pub struct TokenView {
+    prefix: String,
+    /// `active`, `grace` (rotated out, still working until `expires_at`), `expired` or
+    /// `revoked`.
+    state: &'static str,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+fn token_view(t: SourceToken, now: Millis) -> TokenView {
+    let state = if t.revoked_at.is_some_and(|r| r <= now) {
+        "revoked"
+    } else if !t.live_at(now) {
+        "expired"
+    } else if t.expires_at.is_some() {
+        "grace"
+    } else {
+        "active"
+    };
+    TokenView {
+        prefix: t.prefix,
+        state,
+        created_at: rfc3339(t.created_at),
+        expires_at: rfc3339_opt(t.expires_at),
+        revoked_at: rfc3339_opt(t.revoked_at),
+    }
+}
+
+#[derive(Serialize)]
+pub struct SourceView {
+    id: String,
+    name: String,
+    /// `active` or `revoked` (the current token's state).
+    status: &'static str,
+    /// The full URL: only in the answer that created it (create, rotate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    /// The first characters of the current token.
+    token_prefix: Option<String>,
+    /// The URL with only the token prefix, for display.
+    url_hint: Option<String>,
+    /// The preset, without secrets.
+    verification: Value,
+    secrets_count: usize,
+    allowed_cidrs: Vec<String>,
+    replay_window_seconds: i64,
+    log_payloads: bool,
+    forward_to: Vec<String>,
+    event_type: String,
+    tokens: Vec<TokenView>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn view(r: SourceRecord, base: &str, url: Option<String>) -> SourceView {
+    let now = now_millis();
+    let s = r.source;
+    let status = match &r.current_token {
+        Some(t) if t.revoked_at.is_some_and(|at| at <= now) => "revoked",
+        Some(_) => "active",
+        None => "revoked",
+    };
+    let token_prefix = r.current_token.as_ref().map(|t| t.prefix.clone());
+    let url_hint = token_prefix.as_ref().map(|p| format!("{base}/in/{p}…"));
+    let tokens = r
+        .current_token
+        .into_iter()
+        .chain(r.other_tokens)
+        .map(|t| token_view(t, now))
+        .collect();
+    SourceView {
+        status,
+        url,
+        token_prefix,
+        url_hint,
+        verification: serde_json::from_str(&s.verification).unwrap_or(Value::Null),
+        secrets_count: s.secrets.len(),
+        id: s.id,
+        name: s.name,
+        allowed_cidrs: s.allowed_cidrs,
+        replay_window_seconds: s.replay_window_secs,
+        log_payloads: s.log_payloads,
+        forward_to: s.forward_to,
+        event_type: s.event_type,
+        tokens,
+        created_at: rfc3339(s.created_at),
+        updated_at: rfc3339(s.updated_at),
+    }
+}
+
+/// `server.public_url`, or the scheme and `Host` of this request.
+fn base_url(state: &AppState, headers: &HeaderMap, ext: &Extensions) -> String {
+    if let Some(u) = &state.inbound.public_url {
+        return u.clone();
+    }
+    let tls = ext.get::<ConnectionTls>().is_some_and(|t| t.0);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.config.server.listen.clone());
+    let scheme = if tls || state.inbound.https_required {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+fn invalid(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::invalid(code, msg)
+}
+
+fn validate_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "INVALID_NAME",
+            "name must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn validate_window(w: i64) -> ApiResult<i64> {
+    if !(0..=MAX_REPLAY_WINDOW_SECS).contains(&w) {
+        return Err(invalid(
+            "INVALID_REPLAY_WINDOW",
+            format!("replay_window_seconds must be 0..={MAX_REPLAY_WINDOW_SECS} (0 disables)"),
+        ));
+    }
+    Ok(w)
+}
+
+fn validate_cidrs(list: &[String]) -> ApiResult<Vec<String>> {
+    if list.len() > MAX_CIDRS {
+        return Err(invalid(
+            "INVALID_CIDR",
+            format!("at most {MAX_CIDRS} allowlist entries"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for (i, entry) in list.iter().enumerate() {
+        let net = parse_cidr(entry).map_err(|_| {
+            invalid(
+                "INVALID_CIDR",
+                format!("allowed_cidrs[{i}] is not an IP address or CIDR range"),
+            )
+        })?;
+        let s = net.to_string();
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn validate_event_type(t: &str) -> ApiResult<()> {
+    if t.is_empty()
+        || t.len() > 128
+        || !t
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+    {
+        return Err(invalid(
+            "INVALID_EVENT_TYPE",
+            "event types are 1 to 128 letters, digits and . _ - : /",
+        ));
+    }
+    Ok(())
+}
+
+async fn validate_forward_to(state: &AppState, list: &[String]) -> ApiResult<Vec<String>> {
+    if list.len() > MAX_FORWARD_TO {
+        return Err(invalid(
+            "INVALID_FORWARD_TO",
+            format!("forward_to takes at most {MAX_FORWARD_TO} entries"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for f in list {
+        if f.starts_with("ep_") {
+            if f.len() > 64 || !f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(invalid(
+                    "INVALID_FORWARD_TO",
+                    "forward_to: malformed endpoint id",
+                ));
+            }
+            if state.store.get_endpoint(f).await?.is_none() {
+                return Err(invalid(
+                    "UNKNOWN_ENDPOINT",
+                    format!("forward_to: endpoint {f} does not exist"),
+                ));
+            }
+        } else {
+            validate_event_type(f).map_err(|_| {
+                invalid(
+                    "INVALID_FORWARD_TO",
+                    "forward_to entries are endpoint ids (ep_…) or event types",
+                )
+            })?;
+        }
+        if !out.contains(f) {
+            out.push(f.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Splits `{"type": …, "secret": …, "secrets": […], …}` into the preset and the secrets.
+fn split_verification(v: Value) -> ApiResult<(Preset, Option<Vec<String>>)> {
+    let Value::Object(mut m) = v else {
+        return Err(invalid(
+            "INVALID_VERIFICATION",
+            "verification must be an object with a \"type\"",
+        ));
+    };
+    let mut secrets: Option<Vec<String>> = None;
+    for key in ["secret", "secrets"] {
+        match m.remove(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => secrets.get_or_insert_with(Vec::new).push(s),
+            Some(Value::Array(a)) => {
+                for s in a {
+                    let Value::String(s) = s else {
+                        return Err(invalid(
+                            "INVALID_SECRET",
+                            "verification.secrets must be strings",
+                        ));
+                    };
+                    secrets.get_or_insert_with(Vec::new).push(s);
+                }
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "INVALID_SECRET",
+                    "verification.secret must be a string",
+                ));
+            }
+        }
+    }
+    let config: PresetConfig = serde_json::from_value(Value::Object(m))
+        .map_err(|e| invalid("INVALID_VERIFICATION", format!("verification: {e}")))?;
+    let preset = Preset::try_from(config)
+        .map_err(|e| invalid("INVALID_VERIFICATION", format!("verification: {e}")))?;
+    if let Some(s) = &secrets {
+        if s.len() > MAX_SECRETS {
+            return Err(invalid(
+                "INVALID_SECRET",
+                format!("at most {MAX_SECRETS} active secrets"),
+            ));
+        }
+        if s.iter().any(|x| x.is_empty() || x.len() > MAX_SECRET_LEN) {
+            return Err(invalid(
+                "INVALID_SECRET",
+                format!("secrets are 1 to {MAX_SECRET_LEN} bytes"),
+            ));
+        }
+        let refs: Vec<&str> = s.iter().map(String::as_str).collect();
+        preset
+            .validate_secrets(&refs)
+            .map_err(|e| invalid("INVALID_SECRET", e.to_string()))?;
+    }
+    Ok((preset, secrets))
+}
+
+fn require_consistent(preset: &Preset, secrets: usize, cidrs: &[String]) -> ApiResult<()> {
+    if preset.requires_secrets() && secrets == 0 {
+        return Err(invalid(
+            "SECRET_REQUIRED",
+            format!(
+                "the {} preset needs verification.secret (or secrets)",
+                preset.type_name()
+            ),
+        ));
+    }
+    if matches!(preset.config(), PresetConfig::NoVerification(_)) && cidrs.is_empty() {
+        return Err(invalid(
+            "ALLOWLIST_REQUIRED",
+            "verification type none is only allowed with a non-empty allowed_cidrs",
+        ));
+    }
+    Ok(())
+}
+
+fn warn_if_unverified(preset: &Preset, id: &str) {
+    if matches!(preset.config(), PresetConfig::NoVerification(_)) {
+        warn!(source = %id, "source accepts webhooks without verification (allowlist only)");
+    }
+}
+
+fn preset_json(p: &Preset) -> ApiResult<String> {
+    serde_json::to_string(p.config()).map_err(|_| ApiError::internal())
+}
+
+fn new_token(now: Millis) -> (String, NewSourceToken) {
+    let (tok, hash) = token::new_token();
+    let prefix = tok.chars().take(token::PREFIX_LEN).collect();
+    (
+        tok,
+        NewSourceToken {
+            token_hash: hash,
+            prefix,
+            created_at: now,
+        },
+    )
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ApiJson(req): ApiJson<CreateSource>,
+) -> ApiResult<(StatusCode, Json<SourceView>)> {
+    let name = validate_name(&req.name)?;
+    let cidrs = validate_cidrs(&req.allowed_cidrs)?;
+    let window = validate_window(req.replay_window_seconds)?;
+    let (preset, secrets) = split_verification(req.verification)?;
+    let secrets = secrets.unwrap_or_default();
+    require_consistent(&preset, secrets.len(), &cidrs)?;
+    let forward_to = validate_forward_to(&state, &req.forward_to).await?;
+    let event_type = match req.event_type {
+        Some(t) => {
+            validate_event_type(&t)?;
+            t
+        }
+        None => format!("inbound.{}", preset.type_name()),
+    };
+    let now = now_millis();
+    let source = Source {
+        id: crypto::new_id("src"),
+        name,
+        verification: preset_json(&preset)?,
+        secrets: secrets.iter().map(|s| state.secrets.seal(s)).collect(),
+        allowed_cidrs: cidrs,
+        replay_window_secs: window,
+        log_payloads: req.log_payloads,
+        forward_to,
+        event_type,
+        created_at: now,
+        updated_at: now,
+    };
+    warn_if_unverified(&preset, &source.id);
+    let (tok, new) = new_token(now);
+    let id = source.id.clone();
+    state.inbound.store.create_source(source, new).await?;
+    let record = state
+        .inbound
+        .store
+        .get_source(&id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let base = base_url(&state, &headers, &ext);
+    let url = format!("{base}/in/{tok}");
+    Ok((StatusCode::CREATED, Json(view(record, &base, Some(url)))))
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Paged<SourceView>>> {
+    let page = q.page()?;
+    let limit = page.limit;
+    let rows = state.inbound.store.list_sources(page).await?;
+    let base = base_url(&state, &headers, &ext);
+    Ok(Json(paged(
+        rows,
+        limit,
+        |r| r.source.id.clone(),
+        |r| view(r, &base, None),
+    )))
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<SourceRecord> {
+    state
+        .inbound
+        .store
+        .get_source(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("source"))
+}
+
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SourceView>> {
+    let r = load(&state, &id).await?;
+    Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<PatchSource>,
+) -> ApiResult<Json<SourceView>> {
+    let mut s = load(&state, &id).await?.source;
+    if let Some(n) = &req.name {
+        s.name = validate_name(n)?;
+    }
+    if let Some(c) = &req.allowed_cidrs {
+        s.allowed_cidrs = validate_cidrs(c)?;
+    }
+    if let Some(w) = req.replay_window_seconds {
+        s.replay_window_secs = validate_window(w)?;
+    }
+    if let Some(l) = req.log_payloads {
+        s.log_payloads = l;
+    }
+    if let Some(f) = &req.forward_to {
+        s.forward_to = validate_forward_to(&state, f).await?;
+    }
+    if let Some(t) = req.event_type {
+        validate_event_type(&t)?;
+        s.event_type = t;
+    }
+    let stored: Result<PresetConfig, ApiError> =
+        serde_json::from_str(&s.verification).map_err(|_| {
+            invalid(
+                "INVALID_VERIFICATION",
+                "the stored verification is unreadable: set a new one",
+            )
+        });
+    let preset = match req.verification {
+        Some(v) => {
+            let (preset, secrets) = split_verification(v)?;
+            match secrets {
+                Some(list) => s.secrets = list.iter().map(|x| state.secrets.seal(x)).collect(),
+                // Same type: the secrets stay; another type needs its own.
+                None => {
+                    let same = stored
+                        .as_ref()
+                        .is_ok_and(|c| c.type_name() == preset.type_name());
+                    if !same {
+                        s.secrets.clear();
+                    }
+                }
+            }
+            s.verification = preset_json(&preset)?;
+            preset
+        }
+        None => {
+            Preset::try_from(stored?).map_err(|e| invalid("INVALID_VERIFICATION", e.to_string()))?
+        }
+    };
+    require_consistent(&preset, s.secrets.len(), &s.allowed_cidrs)?;
+    warn_if_unverified(&preset, &s.id);
+    s.updated_at = now_millis();
+    if !state.inbound.store.update_source(s).await? {
+        return Err(ApiError::not_found("source"));
+    }
+    state.inbound.cache.invalidate_source(&id);
+    let r = load(&state, &id).await?;
+    Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    if !state.inbound.store.delete_source(&id).await? {
+        return Err(ApiError::not_found("source"));
+    }
+    state.inbound.cache.invalidate_source(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn rotate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ApiPath(id): ApiPath<String>,
+    body: bytes::Bytes,
+) -> ApiResult<Json<SourceView>> {
+    let req: RotateSource = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateSource::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}")))?
+    };
+    if !(0..=MAX_GRACE_SECS).contains(&req.grace_period_seconds) {
+        return Err(invalid(
+            "INVALID_GRACE_PERIOD",
+            format!("grace_period_seconds must be 0..={MAX_GRACE_SECS}"),
+        ));
+    }
+    let now = now_millis();
+    let (tok, new) = new_token(now);
+    let old_expires_at = now.saturating_add(req.grace_period_seconds.saturating_mul(1000));
+    if !state
+        .inbound
+        .store
+        .rotate_source_token(&id, new, old_expires_at, now)
+        .await?
+    {
+        return Err(ApiError::not_found("source"));
+    }
+    state.inbound.cache.invalidate_source(&id);
+    let r = load(&state, &id).await?;
+    let base = base_url(&state, &headers, &ext);
+    let url = format!("{base}/in/{tok}");
+    Ok(Json(view(r, &base, Some(url))))
+}
+
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ext: Extensions,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SourceView>> {
+    if !state.inbound.store.revoke_source(&id, now_millis()).await? {
+        return Err(ApiError::not_found("source"));
+    }
+    state.inbound.cache.invalidate_source(&id);
+    let r = load(&state, &id).await?;
+    Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+    /// RFC 3339 time or unix milliseconds (inclusive).
+    since: Option<String>,
+    /// RFC 3339 time or unix milliseconds (exclusive).
+    until: Option<String>,
+    outcome: Option<String>,
+    client_ip: Option<String>,
+    /// `/api/v1/inbound/audit` only: one source's entries.
+    source_id: Option<String>,
+    /// `/api/v1/inbound/audit` only: entries whose token matched no source.
+    unknown: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct AuditView {
+    id: String,
+    source_id: Option<String>,
+    token_prefix: String,
+    received_at: String,
+    client_ip: Option<String>,
+    peer_addr: String,
+    user_agent: Option<String>,
+    outcome: String,
+    reason: Option<String>,
+    status: u16,
+    body_bytes: i64,
+    latency_ms: f64,
+    tls: bool,
+    event_id: Option<String>,
+    message_id: Option<String>,
+    count: i64,
+    sampled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+}
+
+fn audit_view(a: AuditEntry) -> AuditView {
+    let e = a.entry;
+    AuditView {
+        id: a.id,
+        source_id: e.source_id,
+        token_prefix: e.token_prefix,
+        received_at: rfc3339(e.received_at),
+        client_ip: e.client_ip,
+        peer_addr: e.peer_addr,
+        user_agent: e.user_agent,
+        outcome: e.outcome,
+        reason: e.reason,
+        status: e.status,
+        body_bytes: e.body_bytes,
+        latency_ms: e.latency_us as f64 / 1000.0,
+        tls: e.tls,
+        event_id: e.event_id,
+        message_id: e.message_id,
+        count: e.count,
+        sampled: e.sampled,
+        payload: e.payload,
+    }
+}
+
+fn parse_time(name: &str, v: &str) -> ApiResult<Millis> {
+    let v = v.trim();
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("{name} must be an RFC 3339 time or unix milliseconds"),
+            )
+        })
+}
+
+fn audit_filter(q: &AuditQuery, source_id: Option<String>) -> ApiResult<AuditFilter> {
+    let bad = |m: &str| ApiError::bad_request("INVALID_QUERY", m.to_owned());
+    let outcome = match &q.outcome {
+        Some(o)
+            if o.is_empty()
+                || o.len() > 64
+                || !o.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') =>
+        {
+            return Err(bad("outcome is a code such as ACCEPTED or IP_NOT_ALLOWED"));
+        }
+        o => o.clone(),
+    };
+    let client_ip = match &q.client_ip {
+        Some(ip) => Some(
+            ip.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| bad("client_ip is not an IP address"))?
+                .to_canonical()
+                .to_string(),
+        ),
+        None => None,
+    };
+    if let Some(s) = &source_id
+        && (s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(bad("source_id is not a valid id"));
+    }
+    Ok(AuditFilter {
+        source_id,
+        unknown_only: q.unknown.unwrap_or(false),
+        since: q
+            .since
+            .as_deref()
+            .map(|v| parse_time("since", v))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|v| parse_time("until", v))
+            .transpose()?,
+        outcome,
+        client_ip,
+    })
+}
+
+async fn audit_page(
+    state: &AppState,
+    q: AuditQuery,
+    filter: AuditFilter,
+) -> ApiResult<Json<Paged<AuditView>>> {
+    let page = PageQuery {
+        limit: q.limit,
+        before: q.before,
+    }
+    .page()?;
+    let limit = page.limit;
+    let rows = state.inbound.store.list_audit(filter, page).await?;
+    Ok(Json(paged(rows, limit, |a| a.id.clone(), audit_view)))
+}
+
+/// `GET /api/v1/sources/{id}/audit` (also after the source was deleted, until retention).
+pub async fn source_audit(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Paged<AuditView>>> {
+    if q.source_id.is_some() || q.unknown.is_some() {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            "source_id and unknown belong to /api/v1/inbound/audit",
+        ));
+    }
+    let filter = audit_filter(&q, Some(id))?;
+    audit_page(&state, q, filter).await
+}
+
+/// `GET /api/v1/inbound/audit`: every source's entries and those of unknown tokens.
+pub async fn all_audit(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Paged<AuditView>>> {
+    let filter = audit_filter(&q, q.source_id.clone())?;
+    audit_page(&state, q, filter).await
+}
