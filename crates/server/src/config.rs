@@ -63,13 +63,44 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `sqlite:///path/to/file.db` (default: `<data_dir>/hookwarden.db`).
+    /// `sqlite:///path/to/file.db` (default: `<data_dir>/hookwarden.db`) or
+    /// `postgres://user:password@host:5432/db` (several instances sharing one database).
     pub url: Option<String>,
     /// `full` (survives power loss) or `normal` (survives a killed process).
     pub sqlite_synchronous: Synchronous,
+    /// PostgreSQL: most connections this instance opens.
+    pub max_connections: u32,
+    /// PostgreSQL: apply pending migrations at start (under a lock). When false, `serve`
+    /// refuses an outdated schema and `hookwarden migrate` must run first.
+    pub migrate_on_start: bool,
+    /// Finished deliveries (with their attempts), idempotency keys and delivered events older
+    /// than this many days are deleted in bounded batches. 0 keeps everything.
+    pub retention_days: u64,
+    /// How often the retention sweep runs, seconds.
+    pub retention_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: None,
+            sqlite_synchronous: Synchronous::default(),
+            max_connections: 20,
+            migrate_on_start: true,
+            retention_days: 30,
+            retention_interval_secs: 600,
+        }
+    }
+}
+
+/// Which database a configuration selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -291,37 +322,6 @@ impl Config {
         ] {
             parse_ranges(list).map_err(|e| ConfigError(format!("{name}: {e}")))?;
         }
-        if let Some(url) = &self.storage.url
-            && !url.starts_with("sqlite:")
-        {
-            return Err(ConfigError(format!(
-                "storage.url: unsupported database URL scheme in {:?} (this build supports sqlite:)",
-                url.split(':').next().unwrap_or("")
-            )));
-        }
-        Ok(())
-    }
-
-    /// The SQLite file to use.
-    pub fn sqlite_path(&self) -> PathBuf {
-        match &self.storage.url {
-            Some(url) => {
-                let p = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
-                PathBuf::from(p)
-            }
-            None => self.server.data_dir.join("hookwarden.db"),
-        }
-    }
-}
-
-/// Parses CIDR ranges and single addresses (`10.0.0.0/8`, `203.0.113.7`, `2001:db8::/32`).
-pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
-    list.iter()
-        .map(|s| {
-            let s = s.trim();
-            s.parse::<ipnet::IpNet>()
         if let Some(tls) = &self.server.tls {
             tls.validate().map_err(ConfigError)?;
         }
@@ -333,6 +333,68 @@ pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
             ));
         }
         self.inbound.validate().map_err(ConfigError)?;
+        if let Some(url) = &self.storage.url
+            && !url.starts_with("sqlite:")
+            && !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+        {
+            return Err(ConfigError(format!(
+                "storage.url: unsupported database URL scheme {:?} (use sqlite: or postgres://)",
+                url.split(':').next().unwrap_or("")
+            )));
+        }
+        if self.storage.max_connections == 0 || self.storage.max_connections > 1000 {
+            return Err(ConfigError(
+                "storage.max_connections must be 1..=1000".into(),
+            ));
+        }
+        if self.storage.retention_days > 0 {
+            let keep_secs = self.storage.retention_days.saturating_mul(86_400);
+            if keep_secs <= self.delivery.idempotency_ttl_secs {
+                return Err(ConfigError(
+                    "storage.retention_days must keep more than delivery.idempotency_ttl_secs"
+                        .into(),
+                ));
+            }
+        }
+        if self.storage.retention_interval_secs == 0 {
+            return Err(ConfigError(
+                "storage.retention_interval_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database this configuration selects.
+    pub fn backend(&self) -> Backend {
+        match &self.storage.url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Backend::Postgres(url.clone())
+            }
+            _ => Backend::Sqlite(self.sqlite_path()),
+        }
+    }
+
+    /// The SQLite file to use.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.storage.url {
+            Some(url) if url.starts_with("sqlite:") => {
+                let p = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                PathBuf::from(p)
+            }
+            _ => self.server.data_dir.join("hookwarden.db"),
+        }
+    }
+}
+
+/// Parses CIDR ranges and single addresses (`10.0.0.0/8`, `203.0.113.7`, `2001:db8::/32`).
+pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map(|n| n.trunc())
                 .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
@@ -383,6 +445,26 @@ mod tests {
         let mut c = Config::default();
         c.storage.url = Some("mysql://x".into());
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.storage.retention_days = 1;
+        c.delivery.idempotency_ttl_secs = 2 * 86_400;
+        assert!(c.validate().is_err(), "retention shorter than idempotency");
+    }
+
+    #[test]
+    fn storage_url_selects_the_backend() {
+        let mut c = Config::default();
+        assert!(matches!(c.backend(), Backend::Sqlite(p) if p.ends_with("hookwarden.db")));
+        c.storage.url = Some("sqlite:///tmp/x.db".into());
+        assert_eq!(c.backend(), Backend::Sqlite(PathBuf::from("/tmp/x.db")));
+        c.storage.url = Some("postgres://u@127.0.0.1:5432/hw".into());
+        c.validate().unwrap();
+        assert_eq!(
+            c.backend(),
+            Backend::Postgres("postgres://u@127.0.0.1:5432/hw".into())
+        );
+        c.storage.url = Some("postgresql://u@h/db".into());
+        assert!(matches!(c.backend(), Backend::Postgres(_)));
     }
 
     #[test]

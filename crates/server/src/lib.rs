@@ -4,13 +4,15 @@
 
 pub mod api;
 pub mod certs;
+pub mod changes;
 pub mod config;
 pub mod crypto;
 pub mod dispatch;
 pub mod error;
 pub mod http_server;
-pub mod metrics;
 pub mod inbound;
+pub mod metrics;
+pub mod retention;
 pub mod security;
 pub mod state;
 pub mod tls;
@@ -48,12 +50,12 @@ pub enum StartError {
     MasterKey(#[from] crypto::SecretBoxError),
     #[error("egress: {0}")]
     Egress(String),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
     #[error("inbound: {0}")]
     Inbound(String),
     #[error("server.tls: {0}")]
     Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
         addr: String,
         source: std::io::Error,
     },
@@ -185,9 +187,9 @@ pub struct Running {
     dispatcher_tasks: DispatcherTasks,
     server: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<SqliteStore>,
     _lock: DataDirLock,
-    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens storage, starts the dispatcher and binds the listener.
@@ -236,8 +238,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
-    let config = Arc::new(config);
-    let state = Arc::new(AppState {
     let tls = match &config.server.tls {
         Some(t) => Some(hookwarden_server_tls(t)?),
         None => None,
@@ -256,6 +256,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         background.push(t.spawn_reloader());
     }
 
+    let config = Arc::new(config);
+    let state = Arc::new(AppState {
         config: config.clone(),
         store: dyn_store,
         dispatcher: Arc::new(dispatcher),
@@ -265,9 +267,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         api_keys: ApiKeyCache::new(Duration::from_secs(30)),
         metrics: metrics::install(),
         certs: cert_store,
+        inbound,
     });
     let app = api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        inbound,
         Duration::from_secs(config.server.request_timeout_secs),
         http_server::request_timeout,
     ));
@@ -288,14 +290,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dispatcher_tasks,
         server,
         stop,
+        background,
         store,
         _lock: lock,
-        background,
     })
 }
 
-impl Running {
-    /// Stops accepting requests, drains in-flight deliveries (up to the configured grace) and
 /// Loads `[server.tls]` (the certificate files must be readable and valid at start).
 fn hookwarden_server_tls(cfg: &tls::TlsConfig) -> Result<Arc<tls::TlsTerminator>, StartError> {
     let t = tls::TlsTerminator::new(cfg).map_err(StartError::Tls)?;
@@ -303,16 +303,18 @@ fn hookwarden_server_tls(cfg: &tls::TlsConfig) -> Result<Arc<tls::TlsTerminator>
     Ok(t)
 }
 
+impl Running {
+    /// Stops accepting requests, drains in-flight deliveries (up to the configured grace) and
     /// closes storage.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         let _ = self.server.await;
-        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
-        self.state
         self.state.inbound.flush_audit(true).await;
         for t in &self.background {
             t.abort();
         }
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        self.state
             .dispatcher
             .shutdown(self.dispatcher_tasks, grace)
             .await;

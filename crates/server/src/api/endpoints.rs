@@ -474,7 +474,7 @@ pub async fn update(
     if let Some(enabled) = req.enabled {
         set_enabled(&state, &id, enabled).await?;
     }
-    state.dispatcher.endpoints().invalidate(&id);
+    state.dispatcher.endpoints().changed(&id).await;
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
@@ -487,7 +487,7 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> ApiResult<()>
     {
         return Err(ApiError::not_found("endpoint"));
     }
-    state.dispatcher.endpoints().invalidate(id);
+    state.dispatcher.endpoints().changed(id).await;
     if enabled {
         state.dispatcher.wake();
     }
@@ -517,7 +517,7 @@ pub async fn delete(
     if !state.store.delete_endpoint(&id, now_millis()).await? {
         return Err(ApiError::not_found("endpoint"));
     }
-    state.dispatcher.endpoints().invalidate(&id);
+    state.dispatcher.endpoints().changed(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -567,7 +567,7 @@ pub async fn rotate_secret(
     {
         return Err(ApiError::not_found("endpoint"));
     }
-    state.dispatcher.endpoints().invalidate(&id);
+    state.dispatcher.endpoints().changed(&id).await;
     Ok(axum::Json(serde_json::json!({
         "endpoint_id": id,
         "secret": secret,

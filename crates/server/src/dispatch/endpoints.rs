@@ -242,6 +242,34 @@ impl EndpointCache {
         Ok(Some(rt))
     }
 
+    /// After a committed change to endpoint `id` (or its secrets): reloads it here and, when
+    /// other instances share the database, tells them to reload it too (awaited, so a caller
+    /// that returns afterwards knows every listening instance has been told).
+    pub async fn changed(&self, id: &str) {
+        self.invalidate(id);
+        if self.store.is_shared()
+            && let Err(e) = self
+                .store
+                .announce_change(&hookwarden_store::Change::Endpoint(id.to_owned()))
+                .await
+        {
+            // Other instances still reload within their cache TTL.
+            tracing::warn!(endpoint = id, error = %e, "could not announce an endpoint change");
+        }
+    }
+
+    /// Forces every cached endpoint to be reloaded before its next use (limiters kept).
+    pub fn invalidate_all(&self) {
+        let ids: Vec<String> = match self.map.read() {
+            Ok(map) => map.keys().cloned().collect(),
+            Err(_) => return,
+        };
+        for id in ids {
+            self.invalidate(&id);
+        }
+    }
+
+    /// Forces endpoint `id` to be reloaded before its next use, in this process only.
     pub fn invalidate(&self, id: &str) {
         if let Ok(mut map) = self.map.write()
             && let Some(rt) = map.get(id).cloned()

@@ -354,7 +354,7 @@ async fn outcome_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
         metrics::counter!("hookwarden_outcomes_recorded_total").increment(n as u64);
         if let Some(inner) = weak.upgrade() {
             for t in tripped {
-                inner.endpoints.invalidate(&t.endpoint_id);
+                inner.endpoints.changed(&t.endpoint_id).await;
                 warn!(endpoint_id = %t.endpoint_id, failures = t.consecutive_failures, "circuit breaker disabled endpoint");
                 metrics::counter!("hookwarden_circuit_breaker_trips_total").increment(1);
                 let payload = serde_json::json!({
