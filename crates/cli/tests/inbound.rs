@@ -463,3 +463,630 @@ async fn sources_api_and_every_refusal_code_in_order() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert_eq!(audit(&api, &id, "").await.len(), 12);
 }
+
+#[tokio::test]
+async fn allowlists_ipv4_ranges_ipv6_and_trusted_proxy_versus_spoofed_headers() {
+    let (_d, s) = start("[inbound]\ntrusted_proxies = [\"127.0.0.2\"]\n").await;
+    let api = s.api();
+    let b = br#"{"n":1}"#;
+    let now = unix_now();
+    let mut n = 0;
+    let mut sw = |path: &str| {
+        n += 1;
+        let _ = path;
+        sw_headers(SW_SECRET, &format!("msg_{n}"), now, b)
+    };
+    let create = |cidrs: Value| {
+        let api = api.clone();
+        async move {
+            source(
+                &api,
+                json!({"name": "a", "allowed_cidrs": cidrs,
+                       "verification": {"type": "standard-webhooks", "secret": SW_SECRET}}),
+            )
+            .await
+        }
+    };
+    let via = |ip: &str| From::new(s.addr, ip);
+    let with_xff = |hs: Vec<(String, String)>, xff: &str| {
+        let mut hs = hs;
+        hs.push(("x-forwarded-for".into(), xff.into()));
+        hs
+    };
+
+    // A single address.
+    let (_, single, _) = create(json!(["127.0.0.3"])).await;
+    let (st, _, _) = via("127.0.0.3").post(&single, &sw(""), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, v, _) = via("127.0.0.4").post(&single, &sw(""), b).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "IP_NOT_ALLOWED"));
+
+    // A range, and several entries.
+    let (_, range, created) = create(json!(["127.0.1.0/24"])).await;
+    assert_eq!(created["allowed_cidrs"], json!(["127.0.1.0/24"]));
+    let (st, _, _) = via("127.0.1.9").post(&range, &sw(""), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, _, _) = via("127.0.2.9").post(&range, &sw(""), b).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, several, _) = create(json!(["127.0.0.9", "127.0.5.0/28", "2001:db8::/32"])).await;
+    for (ip, ok) in [
+        ("127.0.0.9", true),
+        ("127.0.5.15", true),
+        ("127.0.5.16", false),
+        ("127.0.0.10", false),
+    ] {
+        let (st, _, _) = via(ip).post(&several, &sw(""), b).await;
+        assert_eq!(st == StatusCode::ACCEPTED, ok, "{ip}: {st}");
+    }
+
+    // IPv6 clients, through the trusted proxy (forwarded addresses are IPv6).
+    let proxy = via("127.0.0.2");
+    for (xff, ok) in [
+        ("2001:db8::7", true),
+        ("[2001:db8:ffff::1]:443", true),
+        ("2001:db9::1", false),
+        ("198.51.100.1, 2001:db8::5", true),
+    ] {
+        let (st, _, _) = proxy.post(&several, &with_xff(sw(""), xff), b).await;
+        assert_eq!(st == StatusCode::ACCEPTED, ok, "{xff}: {st}");
+    }
+
+    // The trusted proxy on 127.0.0.2 forwards for 127.0.0.9 (allowed); a direct client on
+    // 127.0.0.3 sends the same header and is judged by its own address.
+    let (st, _, _) = proxy
+        .post(&several, &with_xff(sw(""), "127.0.0.9"), b)
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, v, _) = via("127.0.0.3")
+        .post(&several, &with_xff(sw(""), "127.0.0.9"), b)
+        .await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "IP_NOT_ALLOWED"));
+    // Only the right-most untrusted entry counts: a client prepending an allowed address
+    // through the proxy is refused.
+    let (st, _, _) = proxy
+        .post(&several, &with_xff(sw(""), "127.0.0.9, 203.0.113.50"), b)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // The proxy itself is not an allowed client when it forwards for nobody allowed.
+    let (st, _, _) = proxy.post(&several, &sw(""), b).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // The audit log has both addresses.
+    let (_, list) = api.get("/api/v1/inbound/audit?limit=250").await;
+    let entries = list["data"].as_array().unwrap();
+    let spoof = entries
+        .iter()
+        .find(|e| e["outcome"] == "IP_NOT_ALLOWED" && e["client_ip"] == "127.0.0.3")
+        .expect("spoofed request audited with its real address");
+    assert!(
+        spoof["peer_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.3:")
+    );
+    let proxied = entries
+        .iter()
+        .find(|e| {
+            e["outcome"] == "ACCEPTED"
+                && e["client_ip"] == "127.0.0.9"
+                && e["peer_addr"].as_str().unwrap().starts_with("127.0.0.2:")
+        })
+        .expect("proxied request audited with client and peer");
+    assert_eq!(proxied["status"], 202);
+    let ipv6 = entries
+        .iter()
+        .filter(|e| e["client_ip"] == "2001:db8::7")
+        .count();
+    assert_eq!(ipv6, 1);
+}
+
+#[tokio::test]
+async fn rotation_grace_revocation_and_replay_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(dir.path(), &test_config(""), None);
+    let api = s.api();
+    let local = From::new(s.addr, "127.0.0.1");
+    let (id, old, _) = source(
+        &api,
+        json!({"name": "r", "verification": {"type": "standard-webhooks", "secret": SW_SECRET}}),
+    )
+    .await;
+    let b = br#"{"r":1}"#;
+    let now = unix_now();
+    let mut n = 0;
+    let mut sw = || {
+        n += 1;
+        sw_headers(SW_SECRET, &format!("rot_{n}"), now, b)
+    };
+
+    // Rotation at once: the old URL stops working immediately.
+    let (st, v) = api
+        .post(&format!("/api/v1/sources/{id}/rotate"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let url = v["url"].as_str().unwrap();
+    let second = url[url.find("/in/").unwrap()..].to_string();
+    assert_ne!(second, old);
+    assert_eq!(v["tokens"][0]["state"], "active");
+    assert_eq!(v["tokens"][1]["state"], "expired");
+    let (st, v, _) = local.post(&old, &sw(), b).await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "WEBHOOK_NOT_FOUND"));
+    let (st, _, _) = local.post(&second, &sw(), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+
+    // Rotation with a grace period: both work until it ends.
+    let (st, v) = api
+        .post(
+            &format!("/api/v1/sources/{id}/rotate"),
+            json!({"grace_period_seconds": 2}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["tokens"][1]["state"], "grace");
+    let url = v["url"].as_str().unwrap();
+    let third = url[url.find("/in/").unwrap()..].to_string();
+    let (st, _, _) = local.post(&second, &sw(), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "old URL within its grace");
+    let (st, _, _) = local.post(&third, &sw(), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let (st, _, _) = local.post(&second, &sw(), b).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "grace over");
+    let (st, _, _) = local.post(&third, &sw(), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, v) = api
+        .post("/api/v1/sources/src_missing/rotate", json!({}))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+    let (st, v) = api
+        .post(
+            &format!("/api/v1/sources/{id}/rotate"),
+            json!({"grace_period_seconds": -1}),
+        )
+        .await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_GRACE_PERIOD")
+    );
+
+    // Replay protection survives a restart (the seen ids are in the store).
+    let accepted = sw_headers(SW_SECRET, "persisted_1", now, b);
+    let (st, _, _) = local.post(&third, &accepted, b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(s.terminate(), Some(0));
+    let key = s.key.clone();
+    drop(s);
+    let s = Server::start_in(dir.path(), &test_config(""), Some(key));
+    let local = From::new(s.addr, "127.0.0.1");
+    let (st, v, _) = local.post(&third, &accepted, b).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "REPLAYED"), "{v}");
+
+    // Revocation: 410 for the current URL; a later rotation issues a working URL while the
+    // revoked one keeps answering 410.
+    let api = s.api();
+    let (st, _) = api
+        .post(&format!("/api/v1/sources/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v, _) = local.post(&third, &sw(), b).await;
+    assert_eq!((st, code(&v)), (StatusCode::GONE, "WEBHOOK_REVOKED"));
+    let (_, v) = api
+        .post(&format!("/api/v1/sources/{id}/rotate"), json!({}))
+        .await;
+    let url = v["url"].as_str().unwrap();
+    let fourth = url[url.find("/in/").unwrap()..].to_string();
+    assert_eq!(v["status"], "active");
+    let (st, _, _) = local.post(&fourth, &sw(), b).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    let (st, _, _) = local.post(&third, &sw(), b).await;
+    assert_eq!(st, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn refusal_floods_are_aggregated_in_the_audit_log() {
+    let (_d, s) = start("[inbound]\naudit_refusals_per_second = 5\n").await;
+    let api = s.api();
+    let local = From::new(s.addr, "127.0.0.1");
+    let (id, path, _) = source(
+        &api,
+        json!({"name": "f", "verification": {"type": "github", "secret": GH_SECRET}}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let total = 200;
+    for _ in 0..total {
+        let (st, _, _) = local.post(&path, &h(&[]), b"{}").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let secs = started.elapsed().as_secs() as usize + 1;
+    // Aggregates are written once their second is over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let e = audit(&api, &id, "").await;
+        let sum: i64 = e.iter().map(|x| x["count"].as_i64().unwrap()).sum();
+        if sum == total {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit counts {sum} of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let singles = entries.iter().filter(|e| e["sampled"] == false).count();
+    let aggs: Vec<&Value> = entries.iter().filter(|e| e["sampled"] == true).collect();
+    assert!(
+        singles <= 5 * (secs + 1),
+        "{singles} single entries in {secs} s"
+    );
+    assert!(!aggs.is_empty());
+    assert!(
+        entries.len() < 60,
+        "{} entries for {total} requests",
+        entries.len()
+    );
+    for a in aggs {
+        assert_eq!(a["reason"], "AGGREGATED");
+        assert_eq!(a["outcome"], "SIGNATURE_INVALID");
+        assert_eq!(a["client_ip"], "127.0.0.1");
+        assert!(a["count"].as_i64().unwrap() > 1);
+    }
+}
+
+#[tokio::test]
+async fn accepted_events_are_routed_to_endpoints_and_payloads_logged_on_request() {
+    let (_d, s) = start("").await;
+    let api = s.api();
+    let by_id = Receiver::start().await;
+    let by_type = Receiver::start().await;
+    let other = Receiver::start().await;
+    let (ep1, _) = api
+        .endpoint(json!({"url": by_id.url("/id"), "event_types": ["unrelated"]}))
+        .await;
+    api.endpoint(json!({"url": by_type.url("/t"), "event_types": ["payments.in"]}))
+        .await;
+    api.endpoint(json!({"url": other.url("/o"), "event_types": ["something.else"]}))
+        .await;
+    let (id, path, _) = source(
+        &api,
+        json!({"name": "fw", "verification": {"type": "github", "secret": GH_SECRET},
+               "forward_to": [ep1, "payments.in"], "log_payloads": true,
+               "event_type": "github.push"}),
+    )
+    .await;
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let (st, v, _) = From::new(s.addr, "127.0.0.1")
+        .post(
+            &path,
+            &h(&[("x-hub-signature-256", &github_sig(GH_SECRET, body))]),
+            body,
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    for r in [&by_id, &by_type] {
+        let got = r.wait_count(1, 20).await;
+        let env: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(env["data"], json!({"ref": "refs/heads/main"}), "{env}");
+        assert_eq!(env["type"], "github.push");
+        assert_eq!(env["id"], v["id"]);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(other.count(), 0);
+    let (_, e) = api
+        .get(&format!("/api/v1/events/{}", v["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(e["type"], "github.push");
+    let entries = audit(&api, &id, "").await;
+    assert_eq!(entries[0]["payload"], std::str::from_utf8(body).unwrap());
+
+    // Form bodies (Twilio, Slack commands) are kept as text inside a JSON payload.
+    let (_, path2, _) = source(
+        &api,
+        json!({"name": "form", "verification": {"type": "api_key", "header": "x-api-key", "secret": "k3y-value"}}),
+    )
+    .await;
+    let (st, v, _) = From::new(s.addr, "127.0.0.1")
+        .post(
+            &path2,
+            &h(&[
+                ("x-api-key", "k3y-value"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ]),
+            b"a=1&b=2",
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (_, e) = api
+        .get(&format!("/api/v1/events/{}", v["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(e["payload"]["body"], "a=1&b=2");
+    assert_eq!(
+        e["payload"]["content_type"],
+        "application/x-www-form-urlencoded"
+    );
+}
+
+#[tokio::test]
+async fn provider_handshakes_are_answered_after_verification() {
+    let (_d, s) = start("").await;
+    let api = s.api();
+    let local = From::new(s.addr, "127.0.0.1");
+    let now = unix_now().to_string();
+
+    // Slack url_verification.
+    let slack_secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let (_, slack, _) = source(
+        &api,
+        json!({"name": "slack", "verification": {"type": "slack", "secret": slack_secret}}),
+    )
+    .await;
+    let body = br#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let sig = format!(
+        "v0={}",
+        hmac_hex(
+            slack_secret.as_bytes(),
+            &[b"v0:", now.as_bytes(), b":", body]
+        )
+    );
+    let hs = h(&[
+        ("x-slack-request-timestamp", &now),
+        ("x-slack-signature", &sig),
+    ]);
+    let (st, _, text) = local.post(&slack, &hs, body).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(text, "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+    // Unsigned: refused, no challenge echoed.
+    let (st, v, _) = local.post(&slack, &h(&[]), body).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNAUTHORIZED, "SIGNATURE_INVALID")
+    );
+
+    // Zoom endpoint.url_validation.
+    let zoom_secret = "zoom-secret-token";
+    let (_, zoom, _) = source(
+        &api,
+        json!({"name": "zoom", "verification": {"type": "zoom", "secret": zoom_secret}}),
+    )
+    .await;
+    let body = br#"{"event":"endpoint.url_validation","payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1}"#;
+    let sig = format!(
+        "v0={}",
+        hmac_hex(
+            zoom_secret.as_bytes(),
+            &[b"v0:", now.as_bytes(), b":", body]
+        )
+    );
+    let hs = h(&[("x-zm-request-timestamp", &now), ("x-zm-signature", &sig)]);
+    let (st, v, _) = local.post(&zoom, &hs, body).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+    assert_eq!(
+        v["encryptedToken"],
+        hmac_hex(zoom_secret.as_bytes(), &[b"qgg8vlvZRS6UYooatFL8Aw"])
+    );
+
+    // Twitch webhook_callback_verification.
+    let twitch_secret = "twitch-secret-0123456789";
+    let (id, twitch, _) = source(
+        &api,
+        json!({"name": "twitch", "verification": {"type": "twitch", "secret": twitch_secret}}),
+    )
+    .await;
+    let body =
+        br#"{"challenge":"pogchamp-kappa-360noscope-vohiyo","subscription":{"id":"f1c2a387"}}"#;
+    let ts = time_rfc3339();
+    let msg_id = "e76c6bd4-55c9-4987-8304-da1588d8988b";
+    let sig = format!(
+        "sha256={}",
+        hmac_hex(
+            twitch_secret.as_bytes(),
+            &[msg_id.as_bytes(), ts.as_bytes(), body]
+        )
+    );
+    let hs = h(&[
+        ("twitch-eventsub-message-id", msg_id),
+        ("twitch-eventsub-message-timestamp", &ts),
+        ("twitch-eventsub-message-signature", &sig),
+        (
+            "twitch-eventsub-message-type",
+            "webhook_callback_verification",
+        ),
+    ]);
+    let (st, _, text) = local.post(&twitch, &hs, body).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(text, "pogchamp-kappa-360noscope-vohiyo");
+    let entries = audit(&api, &id, "").await;
+    assert_eq!(entries[0]["outcome"], "HANDSHAKE");
+    assert_eq!(entries[0]["status"], 200);
+}
+
+fn time_rfc3339() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000000Z"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A body streamed without Content-Length (chunked) is cut off at the limit too.
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_d, s) = start("[inbound]\nmax_body_bytes = 1000\n").await;
+    let (_, path, _) = source(
+        &s.api(),
+        json!({"name": "c", "verification": {"type": "github", "secret": GH_SECRET}}),
+    )
+    .await;
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..3 {
+        let chunk = vec![b'a'; 600];
+        let _ = c
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await;
+        let _ = c.write_all(&chunk).await;
+        let _ = c.write_all(b"\r\n").await;
+    }
+    let _ = c.write_all(b"0\r\n\r\n").await;
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut resp)).await;
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("PAYLOAD_TOO_LARGE"), "{text}");
+}
+
+/// POSTs over HTTPS (rustls, trusting only `ca_pem`) from `local`.
+async fn https_post(
+    server: SocketAddr,
+    ca_pem: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> (StatusCode, Value) {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .expect("TLS handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        sender.send_request(b.body(Full::new(Bytes::copy_from_slice(body))).unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let st = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (st, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn tls_config(dir: &std::path::Path, inbound: &str) -> (String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = ck.cert.pem();
+    std::fs::write(dir.join("cert.pem"), &cert).unwrap();
+    std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+    let cfg = test_config(&format!(
+        "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n\n[inbound]\n{inbound}\n",
+        dir.join("cert.pem"),
+        dir.join("key.pem")
+    ));
+    (cfg, cert)
+}
+
+#[tokio::test]
+async fn https_is_terminated_and_plain_http_ingest_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, cert) = tls_config(
+        dir.path(),
+        "trusted_proxies = [\"127.0.0.2\"]\nallow_loopback_http = false",
+    );
+    let s = Server::start_in(dir.path(), &cfg, None);
+    let api = s.api();
+    let (id, path, created) = source(
+        &api,
+        json!({"name": "tls", "verification": {"type": "github", "secret": GH_SECRET}}),
+    )
+    .await;
+    assert!(
+        created["url"].as_str().unwrap().starts_with("https://"),
+        "{created}"
+    );
+    let body = br#"{"secure":true}"#;
+    let sig = h(&[("x-hub-signature-256", &github_sig(GH_SECRET, body))]);
+
+    // HTTPS: accepted.
+    let (st, v) = https_post(s.addr, &cert, &path, &sig, body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    // Plain HTTP from a direct client: refused (before the allowlist and the signature).
+    let (st, v, _) = From::new(s.addr, "127.0.0.1").post(&path, &sig, body).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "HTTPS_REQUIRED"),
+        "{v}"
+    );
+    // A spoofed X-Forwarded-Proto from an untrusted peer does not count.
+    let mut spoof = sig.clone();
+    spoof.push(("x-forwarded-proto".into(), "https".into()));
+    let (st, v, _) = From::new(s.addr, "127.0.0.3")
+        .post(&path, &spoof, body)
+        .await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "HTTPS_REQUIRED"));
+    // The trusted TLS-terminating proxy: only with X-Forwarded-Proto: https.
+    let proxy = From::new(s.addr, "127.0.0.2");
+    let (st, v, _) = proxy.post(&path, &sig, body).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "HTTPS_REQUIRED"));
+    let body2 = br#"{"secure":"proxied"}"#;
+    let mut fwd = h(&[
+        ("x-hub-signature-256", &github_sig(GH_SECRET, body2)),
+        ("x-forwarded-proto", "https"),
+    ]);
+    fwd.push(("x-forwarded-for".into(), "203.0.113.9".into()));
+    let (st, v, _) = proxy.post(&path, &fwd, body2).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    // The admin API keeps working over HTTPS and plain HTTP alike.
+    let entries = audit(&api, &id, "").await;
+    assert_eq!(entries.len(), 5);
+    assert_eq!(entries[0]["client_ip"], "203.0.113.9");
+    assert_eq!(entries[0]["tls"], false);
+    assert_eq!(entries[4]["tls"], true);
+    assert_eq!(entries[4]["outcome"], "ACCEPTED");
+    assert_eq!(entries[3]["outcome"], "HTTPS_REQUIRED");
+}
+
+#[tokio::test]
+async fn loopback_plain_http_stays_available_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, cert) = tls_config(dir.path(), "");
+    let s = Server::start_in(dir.path(), &cfg, None);
+    let api = s.api();
+    let (_, path, _) = source(
+        &api,
+        json!({"name": "dev", "verification": {"type": "github", "secret": GH_SECRET}}),
+    )
+    .await;
+    let body = br#"{"dev":1}"#;
+    let sig = h(&[("x-hub-signature-256", &github_sig(GH_SECRET, body))]);
+    let (st, v, _) = From::new(s.addr, "127.0.0.1").post(&path, &sig, body).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let body = br#"{"dev":2}"#;
+    let sig = h(&[("x-hub-signature-256", &github_sig(GH_SECRET, body))]);
+    let (st, _) = https_post(s.addr, &cert, &path, &sig, body).await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert!(
+        s.log()
+            .contains("plain HTTP ingest is accepted from loopback"),
+        "{}",
+        s.log()
+    );
+}
