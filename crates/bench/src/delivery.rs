@@ -37,6 +37,23 @@ pub struct Args {
     /// Path to the hookwarden binary (default: next to this one).
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// `sqlite` (the embedded default) or `postgres` (which also measures SQLite first, for
+    /// comparison).
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// PostgreSQL: instance counts to measure, each on a fresh database (e.g. `1,2,3`).
+    #[arg(long, default_value = "1")]
+    instances: String,
+    /// PostgreSQL: a server URL on which the bench may create and drop databases.
+    #[arg(
+        long,
+        env = "HOOKWARDEN_BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// PostgreSQL: finished deliveries put in the database before the run (e.g. 1000000).
+    #[arg(long, default_value_t = 0)]
+    prefill_finished: u64,
 }
 
 pub async fn run(mut args: Args) -> Result<()> {
@@ -51,22 +68,112 @@ pub async fn run(mut args: Args) -> Result<()> {
 
     // Baseline: a bare client loop, same receiver, same concurrency, same request count.
     let (baseline_per_s, mut base_lat) = baseline(&receiver, deliveries, args.concurrency).await?;
-    let base_p50 = percentile_ms(&mut base_lat, 50.0);
-    let base_p99 = percentile_ms(&mut base_lat, 99.0);
+    let base = Baseline {
+        per_s: baseline_per_s,
+        p50_ms: percentile_ms(&mut base_lat, 50.0),
+        p99_ms: percentile_ms(&mut base_lat, 99.0),
+    };
     receiver.reset();
 
-    let config = format!(
-        "[egress]\nallow_ranges = [\"127.0.0.0/8\"]\nallow_http = true\n\
-         [storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
-        args.sqlite_synchronous
-    );
-    let serve = Serve::start(&bin, &config, &args.log)?;
+    let instances = parse_instances(&args.instances)?;
+    match args.store.as_str() {
+        "sqlite" => {
+            let config = sqlite_config(&args.sqlite_synchronous);
+            measure(&args, &bin, &receiver, &base, "sqlite", &[config], 0).await?;
+        }
+        "postgres" => {
+            // The embedded default first, for comparison, in the same run.
+            let config = sqlite_config(&args.sqlite_synchronous);
+            measure(&args, &bin, &receiver, &base, "sqlite", &[config], 0).await?;
+            for &n in &instances {
+                let db = Database::create(&args.database_url).await?;
+                if args.prefill_finished > 0 {
+                    db.prefill_finished(args.prefill_finished).await?;
+                }
+                let config = format!(
+                    "{}[storage]\nurl = \"{}\"\nmax_connections = 16\n",
+                    common_config(),
+                    db.url
+                );
+                let configs = vec![config; n];
+                let r = measure(
+                    &args,
+                    &bin,
+                    &receiver,
+                    &base,
+                    "postgres",
+                    &configs,
+                    args.prefill_finished,
+                )
+                .await;
+                db.drop_database().await;
+                r?;
+            }
+        }
+        other => bail!("--store must be sqlite or postgres, not {other:?}"),
+    }
+    Ok(())
+}
+
+struct Baseline {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn parse_instances(s: &str) -> Result<Vec<usize>> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--instances takes a list like 1,2,3"))?;
+    if v.is_empty() || v.iter().any(|&n| n == 0 || n > 16) {
+        bail!("--instances: each count must be 1..=16");
+    }
+    Ok(v)
+}
+
+fn common_config() -> String {
+    "[egress]\nallow_ranges = [\"127.0.0.0/8\"]\nallow_http = true\n[metrics]\npublic = true\n"
+        .into()
+}
+
+fn sqlite_config(synchronous: &str) -> String {
+    format!(
+        "{}[storage]\nsqlite_synchronous = \"{synchronous}\"\n",
+        common_config()
+    )
+}
+
+/// Starts one `serve` per config (all on one database when several), creates the endpoints,
+/// posts the events spread over the instances, and prints one JSON line when every delivery is
+/// recorded as succeeded.
+async fn measure(
+    args: &Args,
+    bin: &std::path::Path,
+    receiver: &Receiver,
+    base: &Baseline,
+    store: &str,
+    configs: &[String],
+    prefilled: u64,
+) -> Result<()> {
+    receiver.reset();
+    let deliveries = args.endpoints * args.events;
+    let first = Serve::start(bin, &configs[0], &args.log)?;
+    let key = first.key.clone();
+    let mut serves = vec![first];
+    for c in &configs[1..] {
+        serves.push(Serve::start_with_key(bin, c, &args.log, Some(key.clone()))?);
+    }
     let client = http_client(args.concurrency * 2);
-    let base = format!("http://{}", serve.addr);
-    let auth = format!("Bearer {}", serve.key);
+    let bases: Vec<String> = serves
+        .iter()
+        .map(|s| format!("http://{}", s.addr))
+        .collect();
+    let auth = format!("Bearer {key}");
     for i in 0..args.endpoints {
         let body = json!({"url": format!("http://{}/ep{i}", receiver.addr)}).to_string();
-        let req = Request::post(format!("{base}/api/v1/endpoints"))
+        let req = Request::post(format!("{}/api/v1/endpoints", bases[0]))
             .header("authorization", &auth)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))?;
@@ -79,11 +186,14 @@ pub async fn run(mut args: Args) -> Result<()> {
         }
     }
 
+    let epoch = receiver.epoch;
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
+    let bases = Arc::new(bases);
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, base, auth, next) = (client.clone(), base.clone(), auth.clone(), next.clone());
+        let (client, bases, auth, next) =
+            (client.clone(), bases.clone(), auth.clone(), next.clone());
         let total = args.events;
         tasks.push(tokio::spawn(async move {
             loop {
@@ -95,6 +205,7 @@ pub async fn run(mut args: Args) -> Result<()> {
                 let body = format!(
                     r#"{{"type":"order.created","payload":{{"order":{i},"sent_at_us":{sent},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
                 );
+                let base = &bases[i % bases.len()];
                 let req = Request::post(format!("{base}/api/v1/events"))
                     .header("authorization", &auth)
                     .header("content-type", "application/json")
@@ -111,42 +222,66 @@ pub async fn run(mut args: Args) -> Result<()> {
     }
     let posted_in = started.elapsed();
 
-    // Done when every delivery is recorded as succeeded (not merely received).
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // Done when every delivery has reached the receiver and none is pending any more (its
+    // outcome recorded). Both checks are cheap, so a large table does not slow the poll.
+    let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let req = Request::get(format!("{base}/api/v1/stats"))
+        if receiver.count.load(Ordering::Relaxed) as usize >= deliveries {
+            let req = Request::get(format!(
+                "{}/api/v1/deliveries?status=pending&limit=1",
+                bases[0]
+            ))
             .header("authorization", &auth)
             .body(Full::new(Bytes::new()))?;
-        let (_, body) = send(&client, req).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body)?;
-        let ok = v["deliveries"]["succeeded"].as_u64().unwrap_or(0) as usize;
-        if ok >= deliveries {
-            break;
+            let (status, body) = send(&client, req).await?;
+            if status != 200 {
+                bail!("listing deliveries failed: {status}");
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            if v["data"].as_array().is_some_and(|a| a.is_empty()) {
+                break;
+            }
         }
         if Instant::now() > deadline {
-            bail!("only {ok} of {deliveries} deliveries succeeded in time");
+            bail!("deliveries did not finish in time");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Outside the timed part: every delivery must be recorded as succeeded.
+    let req = Request::get(format!("{}/api/v1/stats", bases[0]))
+        .header("authorization", &auth)
+        .body(Full::new(Bytes::new()))?;
+    let (_, body) = send(&client, req).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    let ok = v["deliveries"]["succeeded"].as_u64().unwrap_or(0) as usize;
+    if ok < deliveries + prefilled as usize / 2 {
+        bail!("only {ok} deliveries are recorded as succeeded, expected {deliveries}");
+    }
     let throughput = deliveries as f64 / elapsed;
     let mut lat = receiver
         .latencies_us
         .lock()
         .map(|l| l.clone())
         .unwrap_or_default();
+    let peak_rss = serves
+        .iter()
+        .map(|s| s.peak_rss_mb())
+        .fold(0.0f64, f64::max);
     let out = json!({
         "scenario": "delivery",
-        "store": "sqlite",
-        "sqlite_synchronous": args.sqlite_synchronous,
+        "store": store,
+        "instances": configs.len(),
+        "prefilled_finished_deliveries": prefilled,
+        "sqlite_synchronous": (store == "sqlite").then_some(args.sqlite_synchronous.as_str()),
         "throughput_per_s": round2(throughput),
-        "baseline_per_s": round2(baseline_per_s),
-        "ratio": round2(throughput / baseline_per_s),
+        "baseline_per_s": round2(base.per_s),
+        "ratio": round2(throughput / base.per_s),
         "p50_ms": round2(percentile_ms(&mut lat, 50.0)),
         "p99_ms": round2(percentile_ms(&mut lat, 99.0)),
-        "baseline_p50_ms": round2(base_p50),
-        "baseline_p99_ms": round2(base_p99),
-        "peak_rss_mb": round2(serve.peak_rss_mb()),
+        "baseline_p50_ms": round2(base.p50_ms),
+        "baseline_p99_ms": round2(base.p99_ms),
+        "peak_rss_mb": round2(peak_rss),
         "endpoints": args.endpoints,
         "events": args.events,
         "deliveries": deliveries,
@@ -156,7 +291,89 @@ pub async fn run(mut args: Args) -> Result<()> {
         "duration_s": round2(elapsed),
     });
     println!("{out}");
+    drop(serves);
     Ok(())
+}
+
+/// A fresh PostgreSQL database for one measurement, dropped afterwards.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(admin: &str) -> Result<Database> {
+        use sqlx::Connection;
+        let name = format!(
+            "hw_bench_{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
+        let mut c = sqlx::postgres::PgConnection::connect(admin).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut c)
+            .await?;
+        let _ = c.close().await;
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        Ok(Database {
+            admin: admin.to_owned(),
+            url: format!("{admin}{sep}dbname={name}"),
+            name,
+        })
+    }
+
+    /// Fills the database with `n` finished deliveries (half succeeded, half failed, with an
+    /// attempt each), as a long-running installation would have, and analyses the tables.
+    async fn prefill_finished(&self, n: u64) -> Result<()> {
+        use sqlx::Connection;
+        // The schema comes from the server's own migrations.
+        let out = std::process::Command::new(hookwarden_bin(None)?)
+            .args(["migrate"])
+            .env("HOOKWARDEN_DATABASE_URL", &self.url)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "hookwarden migrate failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut c = sqlx::postgres::PgConnection::connect(&self.url).await?;
+        let started = Instant::now();
+        sqlx::raw_sql(&format!(
+            "INSERT INTO events (id, event_type, payload, created_at)
+               VALUES ('evt_prefill', 'old.event', '{{}}', 1);
+             INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count,
+                                     next_attempt_at, created_at, updated_at, completed_at)
+               SELECT 'dlv_p' || lpad(g::text, 10, '0'), 'evt_prefill', 'ep_old' || (g % 50),
+                      1 + (g % 2), 1, g, g, g, g FROM generate_series(1, {n}) g;
+             INSERT INTO attempts (delivery_id, attempt_no, started_at, duration_ms, status_code,
+                                   outcome)
+               SELECT 'dlv_p' || lpad(g::text, 10, '0'), 1, g, 12, 200, 'succeeded'
+               FROM generate_series(1, {n}) g;
+             ANALYZE;"
+        ))
+        .execute(&mut c)
+        .await?;
+        let _ = c.close().await;
+        eprintln!(
+            "hookwarden-bench: prefilled {n} finished deliveries in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    async fn drop_database(&self) {
+        use sqlx::Connection;
+        if let Ok(mut c) = sqlx::postgres::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut c)
+            .await;
+            let _ = c.close().await;
+        }
+    }
 }
 
 /// Requests/s of a bare keep-alive client loop with `concurrency` tasks, and its latencies.

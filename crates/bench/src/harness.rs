@@ -51,6 +51,17 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(bin: &Path, config: &str, log_level: &str) -> Result<Serve> {
+        Self::start_with_key(bin, config, log_level, None)
+    }
+
+    /// Starts `serve`; `key` is the admin key when the database already has one (another
+    /// instance on the same PostgreSQL database printed it on the first start).
+    pub fn start_with_key(
+        bin: &Path,
+        config: &str,
+        log_level: &str,
+        known_key: Option<String>,
+    ) -> Result<Serve> {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("bench.toml");
         std::fs::write(&cfg, config)?;
@@ -68,7 +79,7 @@ impl Serve {
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let mut addr = None;
-        let mut key = None;
+        let mut key = known_key;
         let deadline = Instant::now() + Duration::from_secs(60);
         while (addr.is_none() || key.is_none()) && Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
