@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "client_certificates",
         include_str!("postgres/0010_client_certificates.sql"),
     ),
+    (
+        20,
+        "sources_audit",
+        include_str!("postgres/0020_sources_audit.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").
@@ -219,6 +224,7 @@ macro_rules! in_tx {
 }
 
 mod certs;
+mod sources;
 
 // ---------------------------------------------------------------------------------------------
 // Connecting and migrating
