@@ -1090,3 +1090,40 @@ async fn loopback_plain_http_stays_available_with_a_warning() {
         s.log()
     );
 }
+
+/// A direct IPv6 client (the server listens on ::1).
+#[tokio::test]
+async fn ipv6_clients_are_matched_against_ipv6_allowlists() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_listening(dir.path(), &test_config(""), None, "[::1]:0");
+    assert!(s.addr.is_ipv6(), "{}", s.addr);
+    let api = s.api();
+    let b = br#"{"v6":true}"#;
+    let sig = h(&[("x-hub-signature-256", &github_sig(GH_SECRET, b))]);
+    let mk = |cidrs: Value| {
+        json!({"name": "v6", "allowed_cidrs": cidrs,
+               "verification": {"type": "github", "secret": GH_SECRET}})
+    };
+    let (_, loopback, _) = source(&api, mk(json!(["::1"]))).await;
+    let (_, range, _) = source(&api, mk(json!(["::/127", "10.0.0.0/8"]))).await;
+    let (id, other, _) = source(&api, mk(json!(["2001:db8::/32", "127.0.0.1"]))).await;
+    let client = From::new(s.addr, "::1");
+    let (st, v, _) = client.post(&loopback, &sig, b).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (st, v, _) = client.post(&range, &sig, b).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (st, v, _) = client.post(&other, &sig, b).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "IP_NOT_ALLOWED"),
+        "{v}"
+    );
+    let entries = audit(&api, &id, "").await;
+    assert_eq!(entries[0]["client_ip"], "::1");
+    assert!(
+        entries[0]["peer_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("[::1]:")
+    );
+}

@@ -63,6 +63,16 @@ pub struct Server {
 impl Server {
     /// Starts `serve` with `config_toml` in `dir` and waits until it listens.
     pub fn start_in(dir: &Path, config_toml: &str, key: Option<String>) -> Server {
+        Self::start_listening(dir, config_toml, key, "127.0.0.1:0")
+    }
+
+    /// `start_in` with another listen address (e.g. `[::1]:0`).
+    pub fn start_listening(
+        dir: &Path,
+        config_toml: &str,
+        key: Option<String>,
+        listen: &str,
+    ) -> Server {
         let config = dir.join("hookwarden.toml");
         std::fs::write(&config, config_toml).unwrap();
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
@@ -71,7 +81,7 @@ impl Server {
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("HOOKWARDEN_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(log)
