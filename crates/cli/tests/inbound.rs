@@ -618,7 +618,7 @@ async fn rotation_grace_revocation_and_replay_across_restart() {
     let (st, v) = api
         .post(
             &format!("/api/v1/sources/{id}/rotate"),
-            json!({"grace_period_seconds": 2}),
+            json!({"grace_period_seconds": 4}),
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -629,7 +629,8 @@ async fn rotation_grace_revocation_and_replay_across_restart() {
     assert_eq!(st, StatusCode::ACCEPTED, "old URL within its grace");
     let (st, _, _) = local.post(&third, &sw(), b).await;
     assert_eq!(st, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    let grace_end = std::time::Instant::now() + Duration::from_millis(4300);
+    tokio::time::sleep_until(grace_end.into()).await;
     let (st, _, _) = local.post(&second, &sw(), b).await;
     assert_eq!(st, StatusCode::NOT_FOUND, "grace over");
     let (st, _, _) = local.post(&third, &sw(), b).await;
@@ -684,7 +685,7 @@ async fn rotation_grace_revocation_and_replay_across_restart() {
 
 #[tokio::test]
 async fn refusal_floods_are_aggregated_in_the_audit_log() {
-    let (_d, s) = start("[inbound]\naudit_refusals_per_second = 5\n").await;
+    let (_d, s) = start("[inbound]\naudit_refusals_per_second = 2\n").await;
     let api = s.api();
     let local = From::new(s.addr, "127.0.0.1");
     let (id, path, _) = source(
@@ -716,13 +717,14 @@ async fn refusal_floods_are_aggregated_in_the_audit_log() {
     let singles = entries.iter().filter(|e| e["sampled"] == false).count();
     let aggs: Vec<&Value> = entries.iter().filter(|e| e["sampled"] == true).collect();
     assert!(
-        singles <= 5 * (secs + 1),
+        singles <= 2 * (secs + 1),
         "{singles} single entries in {secs} s"
     );
     assert!(!aggs.is_empty());
+    // At most 2 single entries and one aggregate per second.
     assert!(
-        entries.len() < 60,
-        "{} entries for {total} requests",
+        entries.len() <= 3 * (secs + 1) && entries.len() < total as usize / 2,
+        "{} entries for {total} requests in {secs} s",
         entries.len()
     );
     for a in aggs {
