@@ -30,6 +30,12 @@ struct Cli {
 enum Command {
     /// Run the server (API, dispatcher) in the foreground. SIGTERM drains in-flight work.
     Serve(ServeArgs),
+    /// Apply pending database schema migrations and exit (`serve` also migrates at start
+    /// unless `storage.migrate_on_start = false`).
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Manage admin API keys.
     Keys {
         #[command(subcommand)]
@@ -264,11 +270,18 @@ async fn wait_for_signal() {
     }
 }
 
+async fn migrate(store: StoreArgs) -> Result<()> {
+    let cfg = store.load()?;
+    let report = hookwarden_server::storage::migrate(&cfg).await?;
+    println!("hookwarden: {report}");
+    Ok(())
+}
+
 async fn keys_create(store: StoreArgs, description: String) -> Result<()> {
     let cfg = store.load()?;
-    let db = hookwarden_server::open_store(&cfg)?;
-    let key = hookwarden_server::create_api_key(&*db, &description).await?;
-    db.close();
+    let db = hookwarden_server::storage::open(&cfg).await?;
+    let key = hookwarden_server::create_api_key(&*db.store, &description).await?;
+    db.close().await;
     println!("{key}");
     Ok(())
 }
@@ -397,6 +410,9 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(serve(args)))
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Migrate { store } => runtime()
+            .and_then(|rt| rt.block_on(migrate(store)))
+            .map(|()| ExitCode::SUCCESS),
         Command::Keys {
             command: KeysCommand::Create { store, description },
         } => runtime()

@@ -40,3 +40,14 @@ pub fn spawn_watcher(
         }
     }))
 }
+
+/// Tells the other instances sharing the database about a committed change (awaited, so the
+/// API answers only once every listening instance has been told). A failure is logged: the
+/// other instances' caches still expire within their TTL.
+pub async fn announce(store: &dyn Store, change: Change) {
+    if store.is_shared()
+        && let Err(e) = store.announce_change(&change).await
+    {
+        warn!(?change, error = %e, "could not announce a change to other instances");
+    }
+}

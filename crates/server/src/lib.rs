@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod retention;
 pub mod security;
 pub mod state;
+pub mod storage;
 pub mod tls;
 
 use config::Config;
@@ -25,7 +26,6 @@ use hookwarden_egress::client::{ClientConfig, GuardedClient};
 use hookwarden_netguard::{
     AddressPolicy, Guard, Resolve, StaticResolver, SystemResolver, UrlPolicy,
 };
-use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
 use hookwarden_store::{CertificateStore, NewApiKey, SourceStore, Store, now_millis};
 use state::{ApiKeyCache, AppState};
 use std::fs::File;
@@ -98,14 +98,6 @@ pub fn lock_data_dir(config: &Config) -> Result<DataDirLock, StartError> {
     }
 }
 
-/// Opens the configured store (running migrations).
-pub fn open_store(config: &Config) -> Result<Arc<SqliteStore>, StartError> {
-    let opts = SqliteOptions {
-        synchronous: config.storage.sqlite_synchronous,
-        ..SqliteOptions::default()
-    };
-    Ok(Arc::new(SqliteStore::open(&config.sqlite_path(), opts)?))
-}
 
 /// Creates a new admin API key in `store` and returns it (the only time it is visible).
 pub async fn create_api_key(
@@ -188,34 +180,47 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
-    store: Arc<SqliteStore>,
-    _lock: DataDirLock,
+    stores: storage::Stores,
+    _lock: Option<DataDirLock>,
 }
 
 /// Opens storage, starts the dispatcher and binds the listener.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
-    let lock = lock_data_dir(&config)?;
-    let store = open_store(&config)?;
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let cert_store: Arc<dyn CertificateStore> = store.clone();
+    // An embedded database belongs to one process; PostgreSQL is shared by design.
+    let lock = match config.backend() {
+        config::Backend::Sqlite(_) => Some(lock_data_dir(&config)?),
+        config::Backend::Postgres(_) => None,
+    };
+    let stores = storage::open(&config).await?;
+    let shared = stores.is_shared();
+    let dyn_store: Arc<dyn Store> = stores.store.clone();
+    let cert_store: Arc<dyn CertificateStore> = stores.certs.clone();
     let secrets = SecretBox::new(config.security.master_key.as_deref())?;
     let guard = build_guard(&config)?;
     let client = build_client(&config, guard.clone())?;
     let endpoints = Arc::new(
-        EndpointCache::new(dyn_store.clone(), secrets.clone(), Duration::from_secs(5))
-            .with_certificates(cert_store.clone()),
+        EndpointCache::new(
+            dyn_store.clone(),
+            secrets.clone(),
+            // Shared database: changes are announced, and the TTL bounds staleness when an
+            // announcement is lost.
+            Duration::from_secs(if shared { 1 } else { 5 }),
+        )
+        .with_certificates(cert_store.clone()),
     );
     let owner = crypto::new_id("dispatcher");
     let (dispatcher, dispatcher_tasks) = Dispatcher::start(
         dyn_store.clone(),
         client,
-        endpoints,
+        endpoints.clone(),
         DispatcherOptions {
             delivery: config.delivery.clone(),
             breaker: config.circuit_breaker.clone(),
-            owner,
-            release_all_leases_at_start: true,
+            owner: owner.clone(),
+            // Alone on its database, every lease is a dead process's; shared, other
+            // instances' leases are live and expire on their own.
+            release_all_leases_at_start: !shared,
         },
     )
     .await?;
@@ -242,7 +247,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(t) => Some(hookwarden_server_tls(t)?),
         None => None,
     };
-    let source_store: Arc<dyn SourceStore> = store.clone();
+    let source_store: Arc<dyn SourceStore> = stores.sources.clone();
     let inbound = inbound::Inbound::new(
         source_store,
         secrets.clone(),
@@ -252,6 +257,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     )
     .map_err(StartError::Inbound)?;
     let mut background = inbound.spawn_tasks();
+    background.extend(retention::spawn(
+        dyn_store.clone(),
+        Duration::from_secs(config.storage.retention_days.saturating_mul(86_400)),
+        Duration::from_secs(config.storage.retention_interval_secs),
+    ));
+    {
+        let (endpoints, inbound) = (endpoints.clone(), inbound.clone());
+        let on_change: changes::Invalidator = Arc::new(move |c: &hookwarden_store::Change| {
+            use hookwarden_store::Change;
+            match c {
+                Change::Endpoint(id) => endpoints.invalidate(id),
+                Change::Certificate(_) => endpoints.invalidate_all(),
+                Change::Source(id) => inbound.cache.invalidate_source(id),
+                Change::All => {
+                    endpoints.invalidate_all();
+                    inbound.cache.clear();
+                }
+            }
+        });
+        background.extend(changes::spawn_watcher(&dyn_store, vec![on_change]));
+    }
     if let Some(t) = &tls {
         background.push(t.spawn_reloader());
     }
@@ -282,7 +308,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let server = tokio::spawn(http_server::serve(listener, app, limits, tls, async move {
         let _ = stopped.await;
     }));
-    info!(%local_addr, storage = state.store.backend(), "hookwarden started");
+    info!(%local_addr, storage = state.store.backend(), %owner, "hookwarden started");
     Ok(Running {
         local_addr,
         first_start_key,
@@ -291,7 +317,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         server,
         stop,
         background,
-        store,
+        stores,
         _lock: lock,
     })
 }
@@ -318,7 +344,7 @@ impl Running {
             .dispatcher
             .shutdown(self.dispatcher_tasks, grace)
             .await;
-        self.store.close();
+        self.stores.close().await;
         info!("hookwarden stopped");
     }
 }

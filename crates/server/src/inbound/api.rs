@@ -533,6 +533,7 @@ pub async fn update(
         return Err(ApiError::not_found("source"));
     }
     state.inbound.cache.invalidate_source(&id);
+    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
@@ -545,6 +546,7 @@ pub async fn delete(
         return Err(ApiError::not_found("source"));
     }
     state.inbound.cache.invalidate_source(&id);
+    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -579,6 +581,7 @@ pub async fn rotate(
         return Err(ApiError::not_found("source"));
     }
     state.inbound.cache.invalidate_source(&id);
+    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
     let r = load(&state, &id).await?;
     let base = base_url(&state, &headers, &ext);
     let url = format!("{base}/in/{tok}");
@@ -595,6 +598,7 @@ pub async fn revoke(
         return Err(ApiError::not_found("source"));
     }
     state.inbound.cache.invalidate_source(&id);
+    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }

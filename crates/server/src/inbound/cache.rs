@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 /// How long a looked-up source is reused.
-pub const CACHE_TTL: Duration = Duration::from_secs(2);
+pub const CACHE_TTL: Duration = Duration::from_secs(1);
 /// Most cached tokens (the map is cleared when it would grow beyond).
 const MAX_ENTRIES: usize = 50_000;
 
@@ -149,6 +149,13 @@ impl SourceCache {
             map.insert(token_hash, (Instant::now(), rt.clone()));
         }
         Ok(Some(rt))
+    }
+
+    /// Forgets every cached token (announcements from other instances may have been lost).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.entries.write() {
+            map.clear();
+        }
     }
 
     /// Forgets every cached token of `source_id` (after a change through the API).
