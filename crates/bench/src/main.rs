@@ -5,6 +5,7 @@
 
 mod delivery;
 mod harness;
+mod ingest;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Scenario {
     /// Signed, durable outbound deliveries through `serve` vs a bare HTTP client loop.
     Delivery(delivery::Args),
+    /// Signed, allow-listed, durable inbound webhooks through `serve` vs a bare axum handler.
+    Ingest(ingest::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         match cli.scenario {
             Scenario::Delivery(args) => delivery::run(args).await,
+            Scenario::Ingest(args) => ingest::run(args).await,
         }
     })
 }

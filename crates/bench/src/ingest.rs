@@ -1,0 +1,253 @@
+//! Scenario `ingest`: signed (GitHub HMAC-SHA256), allow-listed, durable inbound webhooks
+//! (`202` only once the event and its audit entry are committed) posted to `serve` by many
+//! concurrent keep-alive clients. Baseline: a bare axum handler that answers 202, driven the same
+//! way in the same run. A second phase sends at 70 % of the measured peak (open loop, latency
+//! counted from each request's scheduled time) to report the p99 under load short of saturation.
+
+use crate::harness::*;
+use anyhow::{Result, bail};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Concurrent keep-alive clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds of each measured phase.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Small run that finishes in well under 30 seconds.
+    #[arg(long)]
+    quick: bool,
+    /// `full` (fsync per group commit, survives power loss) or `normal`.
+    #[arg(long, default_value = "full")]
+    sqlite_synchronous: String,
+    /// Log level of the measured server.
+    #[arg(long, default_value = "warn")]
+    log: String,
+    /// Path to the hookwarden binary (default: next to this one).
+    #[arg(long)]
+    bin: Option<PathBuf>,
+}
+
+const SECRET: &str = "bench-github-webhook-secret";
+
+/// What one phase measured.
+struct Phase {
+    per_s: f64,
+    lat_us: Vec<u64>,
+    errors: usize,
+}
+
+/// Signed request `i` for `url` (each body is unique, so replay protection never refuses it).
+fn request(url: &str, i: u64) -> Result<Request<Full<Bytes>>> {
+    let body = format!(
+        r#"{{"action":"opened","number":{i},"repository":{{"full_name":"acme/widgets"}},"sender":{{"login":"octocat"}}}}"#
+    );
+    let sig = hookwarden_signatures::sign(
+        hookwarden_signatures::Scheme::GithubSha256,
+        &[SECRET],
+        &hookwarden_signatures::Outbound {
+            msg_id: "x",
+            timestamp: 0,
+            body: body.as_bytes(),
+        },
+    )?;
+    let mut b = Request::post(url)
+        .header("content-type", "application/json")
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", format!("d-{i}"));
+    for (k, v) in sig {
+        b = b.header(k, v);
+    }
+    Ok(b.body(Full::new(Bytes::from(body)))?)
+}
+
+/// Closed loop: `concurrency` clients send back to back for `secs`.
+async fn closed_loop(url: &str, concurrency: usize, secs: u64, first: u64) -> Result<Phase> {
+    let client = http_client(concurrency * 2);
+    let next = Arc::new(AtomicU64::new(first));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, next, errors) =
+            (client.clone(), url.to_owned(), next.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < end {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let req = request(&url, i)?;
+                let t = Instant::now();
+                let (status, _) = send(&client, req).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+                if status != 202 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat_us = Vec::new();
+    for t in tasks {
+        lat_us.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(Phase {
+        per_s: lat_us.len() as f64 / secs,
+        lat_us,
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+/// Open loop at `rate` requests/s for `secs`: request k is due at k / rate; its latency counts
+/// from that moment (so queueing behind a slow server is measured, not hidden).
+async fn open_loop(
+    url: &str,
+    concurrency: usize,
+    rate: f64,
+    secs: u64,
+    first: u64,
+) -> Result<Phase> {
+    let client = http_client(concurrency * 2);
+    let total = (rate * secs as f64).max(1.0) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, next, errors) =
+            (client.clone(), url.to_owned(), next.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= total {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let due = start + Duration::from_secs_f64(k as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let req = request(&url, first + k)?;
+                let (status, _) = send(&client, req).await?;
+                lat.push(due.elapsed().as_micros() as u64);
+                if status != 202 {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let mut lat_us = Vec::new();
+    for t in tasks {
+        lat_us.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(Phase {
+        per_s: lat_us.len() as f64 / secs,
+        lat_us,
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+/// A bare axum handler answering 202 on 127.0.0.1 (the baseline).
+async fn bare_axum() -> Result<std::net::SocketAddr> {
+    let app = axum::Router::new().route(
+        "/in/{token}",
+        axum::routing::post(|_body: Bytes| async { axum::http::StatusCode::ACCEPTED }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+pub async fn run(mut args: Args) -> Result<()> {
+    if args.quick {
+        args.duration_secs = args.duration_secs.min(4);
+        args.concurrency = args.concurrency.min(32);
+    }
+    let bin = hookwarden_bin(args.bin.as_deref())?;
+
+    let bare = bare_axum().await?;
+    let base_url = format!("http://{bare}/in/wh_baseline");
+    let mut base = closed_loop(&base_url, args.concurrency, args.duration_secs, 0).await?;
+
+    let config = format!(
+        "[storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
+        args.sqlite_synchronous
+    );
+    let serve = Serve::start(&bin, &config, &args.log)?;
+    let client = http_client(4);
+    let body = json!({
+        "name": "bench",
+        "allowed_cidrs": ["127.0.0.0/8"],
+        "verification": {"type": "github", "secret": SECRET},
+    })
+    .to_string();
+    let req = Request::post(format!("http://{}/api/v1/sources", serve.addr))
+        .header("authorization", format!("Bearer {}", serve.key))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let (status, body) = send(&client, req).await?;
+    if status != 201 {
+        bail!(
+            "creating the source failed: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    let url = v["url"].as_str().unwrap_or_default();
+    let Some(path) = url.find("/in/").map(|i| &url[i..]) else {
+        bail!("no URL in {v}");
+    };
+    let url = format!("http://{}{path}", serve.addr);
+
+    let mut peak = closed_loop(&url, args.concurrency, args.duration_secs, 0).await?;
+    if peak.errors > 0 {
+        bail!("{} requests were not accepted", peak.errors);
+    }
+    let target = peak.per_s * 0.7;
+    // More senders than the closed loop had, so that the client never limits the rate.
+    let mut at70 = open_loop(
+        &url,
+        (args.concurrency * 4).max(128),
+        target,
+        args.duration_secs,
+        peak.lat_us.len() as u64 + 1,
+    )
+    .await?;
+    if at70.errors > 0 {
+        bail!("{} requests were not accepted at 70 %", at70.errors);
+    }
+    let out = json!({
+        "scenario": "ingest",
+        "store": "sqlite",
+        "sqlite_synchronous": args.sqlite_synchronous,
+        "throughput_per_s": round2(peak.per_s),
+        "baseline_per_s": round2(base.per_s),
+        "ratio": round2(peak.per_s / base.per_s),
+        "p50_ms": round2(percentile_ms(&mut peak.lat_us, 50.0)),
+        "p99_ms": round2(percentile_ms(&mut peak.lat_us, 99.0)),
+        "baseline_p50_ms": round2(percentile_ms(&mut base.lat_us, 50.0)),
+        "baseline_p99_ms": round2(percentile_ms(&mut base.lat_us, 99.0)),
+        "at_70pct_target_per_s": round2(target),
+        "at_70pct_achieved_per_s": round2(at70.per_s),
+        "at_70pct_p50_ms": round2(percentile_ms(&mut at70.lat_us, 50.0)),
+        "at_70pct_p99_ms": round2(percentile_ms(&mut at70.lat_us, 99.0)),
+        "peak_rss_mb": round2(serve.peak_rss_mb()),
+        "concurrency": args.concurrency,
+        "duration_s": args.duration_secs,
+        "accepted": peak.lat_us.len() + at70.lat_us.len(),
+    });
+    println!("{out}");
+    Ok(())
+}
