@@ -4,6 +4,7 @@
 //! is noisy, the comparison within one run is not.
 
 mod delivery;
+mod egress;
 mod harness;
 mod ingest;
 
@@ -25,6 +26,9 @@ enum Scenario {
     Delivery(delivery::Args),
     /// Signed, allow-listed, durable inbound webhooks through `serve` vs a bare axum handler.
     Ingest(ingest::Args),
+    /// Keep-alive HTTP requests through a CONNECT tunnel of `egress-proxy` vs direct (and
+    /// through tinyproxy when installed).
+    Egress(egress::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         match cli.scenario {
             Scenario::Delivery(args) => delivery::run(args).await,
             Scenario::Ingest(args) => ingest::run(args).await,
+            Scenario::Egress(args) => egress::run(args).await,
         }
     })
 }
