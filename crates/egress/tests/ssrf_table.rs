@@ -332,7 +332,9 @@ async fn ssrf_table_egress_proxy_raw_requests() {
     let port = public.addr.port();
     let proxy = start_proxy(&proxy_toml(port), Some(Arc::new(resolver()))).await;
     let table = cases(port);
+    assert!(table.len() >= 40, "{} cases", table.len());
     for case in &table {
+        let before = public.hits();
         // CONNECT with the authority exactly as written.
         let authority = raw_authority(&case.url);
         let (reply, inner) = connect_and_get(proxy.listen_addr, &authority, None, "/").await;
@@ -356,6 +358,7 @@ async fn ssrf_table_egress_proxy_raw_requests() {
                     }
                 }
                 assert!(inner.is_none(), "{}", case.name);
+                assert_eq!(public.hits(), before, "CONNECT {}", case.name);
             }
             Expect::Allowed | Expect::Redirect => {
                 let r = reply.unwrap_or_else(|| panic!("{}: no CONNECT reply", case.name));
@@ -390,6 +393,7 @@ async fn ssrf_table_egress_proxy_raw_requests() {
                         r.headers
                     );
                 }
+                assert_eq!(public.hits(), before, "GET {}", case.name);
             }
             Expect::Allowed => {
                 let r = reply.unwrap_or_else(|| panic!("{}: no reply", case.name));
@@ -432,7 +436,10 @@ async fn ssrf_table_client_through_proxy() {
             password: None,
         }],
     );
-    for case in &cases(port) {
+    let table = cases(port);
+    assert!(table.len() >= 40, "{} cases", table.len());
+    for case in &table {
+        let before = public.hits();
         let r = c.send(OutboundRequest::new(Method::GET, &case.url)).await;
         match case.expect {
             Expect::Refused => {
@@ -444,6 +451,7 @@ async fn ssrf_table_client_through_proxy() {
                     case.name,
                     e.code()
                 );
+                assert_eq!(public.hits(), before, "{}", case.name);
             }
             Expect::Allowed => {
                 let resp = r.unwrap_or_else(|e| panic!("{}: {e}", case.name));
