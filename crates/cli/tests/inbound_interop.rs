@@ -1,5 +1,5 @@
 //! Inbound interop, end to end: webhooks signed by the providers' own, unmodified libraries
-//! (PyPI: `stripe`, `slack_sdk`, `twilio`, `svix`, `pynacl`, `sendgrid`; npm:
+//! (PyPI: `stripe`, `slack_sdk`, `twilio`, `svix`, `pynacl`, `sendgrid`, `paddle-python-sdk`; npm:
 //! `@octokit/webhooks-methods`) are POSTed to the real `hookwarden serve` over HTTP and must be
 //! accepted (202); the same request with a tampered body must be refused (401), and the same
 //! request again is a replay (409). The libraries come from `.ci/setup-interop`; when they are
@@ -297,6 +297,53 @@ async fn provider_libraries_sign_and_the_server_accepts() {
                     "x-twilio-email-event-webhook-signature",
                     "x-twilio-email-event-webhook-timestamp",
                 ],
+            ),
+            BODY,
+            TAMPERED,
+        )
+        .await;
+
+    // Paddle Billing (paddle-python-sdk) and Standard Webhooks v1a (ed25519 via PyNaCl).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/inbound_sign.py");
+    let mut cmd = Command::new(interop_python());
+    cmd.arg(script);
+    let paddle_secret = "pdl_ntfset_01hv8wptq8987qeep44cyrs_tqoNrB5BKJXcNb0HuLfHZ3bsBOCxMQ5w";
+    let more = run_json(
+        cmd,
+        "inbound_sign.py",
+        &json!([
+            {"provider": "paddle", "secret": paddle_secret, "timestamp": now, "body": BODY},
+            {"provider": "standard-webhooks-v1a", "seed_hex": "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb", "msg_id": "msg_v1a_1", "timestamp": now, "body": BODY},
+        ]),
+    );
+    for r in &more {
+        assert_eq!(
+            r["self_check"], true,
+            "the library rejects its own output: {r}"
+        );
+    }
+    let paddle = source(&api, json!({"type": "paddle", "secret": paddle_secret})).await;
+    ingest
+        .check(
+            "paddle",
+            &paddle,
+            &headers(&more[0], &["paddle-signature"]),
+            BODY,
+            TAMPERED,
+        )
+        .await;
+    let v1a = source(
+        &api,
+        json!({"type": "standard-webhooks", "public_keys": [more[1]["public_key"]]}),
+    )
+    .await;
+    ingest
+        .check(
+            "standard-webhooks v1a",
+            &v1a,
+            &headers(
+                &more[1],
+                &["webhook-id", "webhook-timestamp", "webhook-signature"],
             ),
             BODY,
             TAMPERED,
