@@ -767,3 +767,114 @@ pub async fn all_audit(
     let filter = audit_filter(&q, q.source_id.clone())?;
     audit_page(&state, q, filter).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn verification_secrets_are_split_off_and_checked() {
+        let (p, s) = split_verification(json!({"type": "github", "secret": "a"})).unwrap();
+        assert_eq!(p.type_name(), "github");
+        assert_eq!(s, Some(vec!["a".to_string()]));
+        let stored = preset_json(&p).unwrap();
+        assert!(!stored.contains("secret"), "{stored}");
+        let (_, s) =
+            split_verification(json!({"type": "stripe", "secret": "a", "secrets": ["b", "c"]}))
+                .unwrap();
+        assert_eq!(s.unwrap().len(), 3);
+        let (_, s) = split_verification(json!({"type": "discord", "public_key":
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"}))
+        .unwrap();
+        assert_eq!(s, None);
+        for (bad, code) in [
+            (json!("github"), "INVALID_VERIFICATION"),
+            (json!({"type": "nope"}), "INVALID_VERIFICATION"),
+            (
+                json!({"type": "github", "secrett": "x"}),
+                "INVALID_VERIFICATION",
+            ),
+            (json!({"type": "github", "secret": 5}), "INVALID_SECRET"),
+            (
+                json!({"type": "github", "secrets": ["a", 1]}),
+                "INVALID_SECRET",
+            ),
+            (json!({"type": "github", "secret": ""}), "INVALID_SECRET"),
+            (
+                json!({"type": "standard-webhooks", "secret": "not base64!"}),
+                "INVALID_SECRET",
+            ),
+            (
+                json!({"type": "discord", "public_key": "zz"}),
+                "INVALID_VERIFICATION",
+            ),
+        ] {
+            let e = split_verification(bad.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert_eq!(e.code, code, "{bad}: {}", e.message);
+            assert!(!e.message.contains("secrett\": \"x"), "{}", e.message);
+        }
+        let many: Vec<String> = (0..11).map(|i| format!("s{i}")).collect();
+        let e = split_verification(json!({"type": "github", "secrets": many}))
+            .err()
+            .unwrap();
+        assert_eq!(e.code, "INVALID_SECRET");
+    }
+
+    #[test]
+    fn consistency_rules() {
+        let none = Preset::try_from(PresetConfig::NoVerification(Default::default())).unwrap();
+        assert_eq!(
+            require_consistent(&none, 0, &[]).unwrap_err().code,
+            "ALLOWLIST_REQUIRED"
+        );
+        assert!(require_consistent(&none, 0, &["10.0.0.0/8".into()]).is_ok());
+        let (gh, _) = split_verification(json!({"type": "github"})).unwrap();
+        assert_eq!(
+            require_consistent(&gh, 0, &[]).unwrap_err().code,
+            "SECRET_REQUIRED"
+        );
+    }
+
+    #[test]
+    fn inputs_are_validated_and_normalised() {
+        assert_eq!(
+            validate_cidrs(&[
+                "10.1.2.3/8".into(),
+                " 2001:DB8::1 ".into(),
+                "10.0.0.0/8".into()
+            ])
+            .unwrap(),
+            vec!["10.0.0.0/8", "2001:db8::1/128"]
+        );
+        assert!(validate_cidrs(&["10.0.0.0/33".into()]).is_err());
+        assert!(validate_cidrs(&vec!["10.0.0.1".to_string(); MAX_CIDRS + 1]).is_err());
+        assert!(validate_window(0).is_ok() && validate_window(-1).is_err());
+        assert!(validate_window(MAX_REPLAY_WINDOW_SECS + 1).is_err());
+        assert!(validate_name(" a ").is_ok() && validate_name(" ").is_err());
+        assert!(validate_name("a\nb").is_err());
+        assert!(validate_event_type("invoice.paid").is_ok());
+        assert!(validate_event_type("a b").is_err());
+        assert_eq!(parse_time("t", "1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_time("t", "2023-11-14T22:13:20.123Z").unwrap(),
+            1_700_000_000_123
+        );
+        assert!(parse_time("t", "yesterday").is_err());
+        let q = AuditQuery {
+            outcome: Some("ip_not_allowed".into()),
+            ..Default::default()
+        };
+        assert!(audit_filter(&q, None).is_err());
+        let q = AuditQuery {
+            client_ip: Some("::ffff:10.0.0.1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            audit_filter(&q, None).unwrap().client_ip.as_deref(),
+            Some("10.0.0.1")
+        );
+    }
+}
