@@ -1129,3 +1129,37 @@ async fn ipv6_clients_are_matched_against_ipv6_allowlists() {
             .starts_with("[::1]:")
     );
 }
+
+/// A body that stops arriving is refused (408) before the request timeout, and audited.
+#[tokio::test]
+async fn stalled_bodies_are_refused_and_audited() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_d, s) = start("[server]\nrequest_timeout_secs = 3\n").await;
+    let api = s.api();
+    let (id, path, _) = source(
+        &api,
+        json!({"name": "slow", "verification": {"type": "github", "secret": GH_SECRET}}),
+    )
+    .await;
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(b"{\"partial\":").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut resp)).await;
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("BODY_TIMEOUT"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let entries = audit(&api, &id, "").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["outcome"], "BODY_TIMEOUT");
+    assert_eq!(entries[0]["status"], 408);
+}

@@ -259,7 +259,17 @@ async fn check_and_accept(
         ));
     }
     // 5. The body, bounded.
-    let body = read_body(inbound, ctx, &parts.headers, body).await?;
+    // Bounded a little below the request timeout, so that a slow body is refused (and
+    // audited) rather than cut off with the handler.
+    let read_limit = std::time::Duration::from_secs(
+        state
+            .config
+            .server
+            .request_timeout_secs
+            .saturating_sub(1)
+            .max(1),
+    );
+    let body = read_body(inbound, ctx, &parts.headers, body, read_limit).await?;
     ctx.entry.body_bytes = body.len() as i64;
     if rt.log_payloads {
         let end = body.len().min(MAX_LOGGED_PAYLOAD);
@@ -334,6 +344,7 @@ async fn read_body(
     ctx: &mut Ctx,
     headers: &HeaderMap,
     body: Body,
+    read_limit: std::time::Duration,
 ) -> Result<bytes::Bytes, Refusal> {
     let max = inbound.config.max_body_bytes;
     let too_large = || {
@@ -352,7 +363,19 @@ async fn read_body(
         ctx.entry.body_bytes = i64::try_from(len).unwrap_or(i64::MAX);
         return Err(too_large().because("CONTENT_LENGTH"));
     }
-    match http_body_util::Limited::new(body, max).collect().await {
+    let collected = tokio::time::timeout(
+        read_limit,
+        http_body_util::Limited::new(body, max).collect(),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        return Err(refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "BODY_TIMEOUT",
+            "The request body took too long to arrive",
+        ));
+    };
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             ctx.entry.body_bytes = max as i64 + 1;
