@@ -85,29 +85,30 @@ pub async fn run(mut args: Args) -> Result<()> {
             // The embedded default first, for comparison, in the same run.
             let config = sqlite_config(&args.sqlite_synchronous);
             measure(&args, &bin, &receiver, &base, "sqlite", &[config], 0).await?;
+            // With --prefill-finished, each instance count is measured on an empty database
+            // and then on one holding that many finished deliveries, in the same run.
+            let prefills: Vec<u64> = if args.prefill_finished > 0 {
+                vec![0, args.prefill_finished]
+            } else {
+                vec![0]
+            };
             for &n in &instances {
-                let db = Database::create(&args.database_url).await?;
-                if args.prefill_finished > 0 {
-                    db.prefill_finished(args.prefill_finished).await?;
+                for &prefill in &prefills {
+                    let db = Database::create(&args.database_url).await?;
+                    if prefill > 0 {
+                        db.prefill_finished(prefill).await?;
+                    }
+                    let config = format!(
+                        "{}[storage]\nurl = \"{}\"\nmax_connections = 16\n",
+                        common_config(),
+                        db.url
+                    );
+                    let configs = vec![config; n];
+                    let r =
+                        measure(&args, &bin, &receiver, &base, "postgres", &configs, prefill).await;
+                    db.drop_database().await;
+                    r?;
                 }
-                let config = format!(
-                    "{}[storage]\nurl = \"{}\"\nmax_connections = 16\n",
-                    common_config(),
-                    db.url
-                );
-                let configs = vec![config; n];
-                let r = measure(
-                    &args,
-                    &bin,
-                    &receiver,
-                    &base,
-                    "postgres",
-                    &configs,
-                    args.prefill_finished,
-                )
-                .await;
-                db.drop_database().await;
-                r?;
             }
         }
         other => bail!("--store must be sqlite or postgres, not {other:?}"),
@@ -339,16 +340,22 @@ impl Database {
         }
         let mut c = sqlx::postgres::PgConnection::connect(&self.url).await?;
         let started = Instant::now();
+        // Finished within the last ~17 minutes: inside the retention window, like the recent
+        // history of a busy installation (older rows would be swept away at start).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64;
         sqlx::raw_sql(&format!(
             "INSERT INTO events (id, event_type, payload, created_at)
-               VALUES ('evt_prefill', 'old.event', '{{}}', 1);
+               VALUES ('evt_prefill', 'old.event', '{{}}', {now});
              INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count,
                                      next_attempt_at, created_at, updated_at, completed_at)
                SELECT 'dlv_p' || lpad(g::text, 10, '0'), 'evt_prefill', 'ep_old' || (g % 50),
-                      1 + (g % 2), 1, g, g, g, g FROM generate_series(1, {n}) g;
+                      1 + (g % 2), 1, {now} - g, {now} - g, {now} - g, {now} - g
+               FROM generate_series(1, {n}) g;
              INSERT INTO attempts (delivery_id, attempt_no, started_at, duration_ms, status_code,
                                    outcome)
-               SELECT 'dlv_p' || lpad(g::text, 10, '0'), 1, g, 12, 200, 'succeeded'
+               SELECT 'dlv_p' || lpad(g::text, 10, '0'), 1, {now} - g, 12, 200, 'succeeded'
                FROM generate_series(1, {n}) g;
              ANALYZE;"
         ))
