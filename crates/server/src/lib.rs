@@ -98,7 +98,6 @@ pub fn lock_data_dir(config: &Config) -> Result<DataDirLock, StartError> {
     }
 }
 
-
 /// Creates a new admin API key in `store` and returns it (the only time it is visible).
 pub async fn create_api_key(
     store: &dyn Store,
