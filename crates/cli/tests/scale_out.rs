@@ -198,7 +198,13 @@ async fn three_instances_share_a_stream_and_survive_a_sigkill() {
                 if i >= TOTAL {
                     return;
                 }
-                let body = json!({"type": "order.created", "payload": {"i": i}});
+                // An idempotency key: a post that the killed instance committed but never
+                // answered is retried elsewhere and must not become a second event.
+                let body = json!({
+                    "type": "order.created",
+                    "payload": {"i": i},
+                    "idempotency_key": format!("order-{i}"),
+                });
                 let mut target = i % 3;
                 let mut tries = 0;
                 loop {
@@ -206,7 +212,7 @@ async fn three_instances_share_a_stream_and_survive_a_sigkill() {
                         target = i % 2;
                     }
                     match try_post(&client, addrs[target], &key, "/api/v1/events", &body).await {
-                        Some((202, v)) => {
+                        Some((200 | 202, v)) => {
                             accepted
                                 .lock()
                                 .unwrap()
