@@ -158,7 +158,9 @@ pub fn build_client(config: &Config, guard: Arc<Guard>) -> Result<GuardedClient,
         request_timeout: Duration::from_secs(d.request_timeout_secs),
         max_response_body: d.max_response_body_bytes,
         pool_idle_timeout: Duration::from_secs(90),
-        pool_max_idle_per_host: d.concurrency.min(256),
+        // Every connection in flight may go back to the pool: a smaller cap closed and
+        // reopened connections to busy receivers under load.
+        pool_max_idle_per_host: d.concurrency,
         bind_addresses: config.egress.bind_addresses.clone(),
         extra_root_certs_pem: extra_roots,
         url_policy: url_policy(config),
