@@ -76,6 +76,11 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = S>,
 {
+    fresh()
+        .await
+        .ping()
+        .await
+        .expect("a fresh store answers a ping");
     api_keys_and_first_start(&fresh().await).await;
     endpoint_crud_and_subscriptions(&fresh().await).await;
     idempotency(&fresh().await).await;

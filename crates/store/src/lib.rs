@@ -117,6 +117,9 @@ pub trait Store: Send + Sync + 'static {
     /// Keys are deleted by age alone: keep `older_than` further back than the idempotency TTL.
     async fn purge_finished(&self, older_than: Millis, batch: usize) -> Result<PurgeCounts>;
 
+    /// A cheap round trip to the database (for health checks): no table is read.
+    async fn ping(&self) -> Result<()>;
+
     // --- several instances ---
     /// True when other instances may share this database (their caches must hear of changes).
     fn is_shared(&self) -> bool {

@@ -1315,6 +1315,11 @@ impl Store for PgStore {
         true
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn announce_change(&self, change: &crate::Change) -> Result<()> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANGES_CHANNEL)

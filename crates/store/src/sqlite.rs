@@ -1262,6 +1262,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1")?
+                .query_row([], |r| r.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn delivery_counts(&self, now: Millis) -> Result<DeliveryCounts> {
         self.read(move |c| {
             let mut counts = DeliveryCounts::default();
