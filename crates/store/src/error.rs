@@ -20,7 +20,34 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Database(e.to_string())
+        match &e {
+            // A unique or primary-key violation is a conflict (409), as on PostgreSQL.
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                StoreError::Conflict("already exists".into())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn sqlite_unique_violations_are_conflicts() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE); INSERT INTO t VALUES (1, 'a');")
+            .unwrap();
+        let pk = c.execute("INSERT INTO t VALUES (1, 'b')", []).unwrap_err();
+        assert!(matches!(StoreError::from(pk), StoreError::Conflict(_)));
+        let uq = c.execute("INSERT INTO t VALUES (2, 'a')", []).unwrap_err();
+        assert!(matches!(StoreError::from(uq), StoreError::Conflict(_)));
+        let other = c.execute("INSERT INTO nope VALUES (1)", []).unwrap_err();
+        assert!(matches!(StoreError::from(other), StoreError::Database(_)));
     }
 }
 
