@@ -33,6 +33,12 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::StoreError;
@@ -48,11 +54,5 @@ mod tests {
         assert!(matches!(StoreError::from(uq), StoreError::Conflict(_)));
         let other = c.execute("INSERT INTO nope VALUES (1)", []).unwrap_err();
         assert!(matches!(StoreError::from(other), StoreError::Database(_)));
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
-        StoreError::Corrupt(e.to_string())
     }
 }
