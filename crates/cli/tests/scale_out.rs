@@ -130,19 +130,23 @@ fn owner_of(s: &Server) -> String {
         .collect()
 }
 
-/// POST without panicking on a refused connection (an instance may be dead).
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// POSTs a JSON body without panicking when the instance is dead: the status and the JSON
+/// answer, or None when the request failed. `key` adds the admin bearer token.
 async fn try_post(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: &HttpClient,
     addr: SocketAddr,
-    key: &str,
+    key: Option<&str>,
     path: &str,
-    body: &Value,
+    body: String,
 ) -> Option<(u16, Value)> {
-    let req = Request::post(format!("http://{addr}{path}"))
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
+    let mut req =
+        Request::post(format!("http://{addr}{path}")).header("content-type", "application/json");
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
         .await
         .ok()?
@@ -211,7 +215,15 @@ async fn three_instances_share_a_stream_and_survive_a_sigkill() {
                     if target == 2 && dead.load(Ordering::SeqCst) {
                         target = i % 2;
                     }
-                    match try_post(&client, addrs[target], &key, "/api/v1/events", &body).await {
+                    match try_post(
+                        &client,
+                        addrs[target],
+                        Some(&key),
+                        "/api/v1/events",
+                        body.to_string(),
+                    )
+                    .await
+                    {
                         Some((200 | 202, v)) => {
                             accepted
                                 .lock()
@@ -349,26 +361,6 @@ async fn endpoint_changes_reach_every_instance_within_a_second() {
     }
 }
 
-/// POSTs a body to an ingest path; the status, or None when the request failed.
-async fn ingest(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    addr: SocketAddr,
-    path: &str,
-    i: usize,
-) -> Option<u16> {
-    let req = Request::post(format!("http://{addr}{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(format!("{{\"n\":{i}}}"))))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .ok()?
-        .ok()?;
-    let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
-    Some(status)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_source_is_refused_by_every_instance_within_a_second() {
     let db = Db::create().await;
@@ -404,7 +396,9 @@ async fn a_revoked_source_is_refused_by_every_instance_within_a_second() {
                     // Logged with the time the request was sent: a request sent more than one
                     // second after the revoke returned must be refused, whenever it is answered.
                     let sent = Instant::now();
-                    let status = ingest(&client, addr, &path, i).await.unwrap_or(0);
+                    let status = try_post(&client, addr, None, &path, format!("{{\"n\":{i}}}"))
+                        .await
+                        .map_or(0, |(s, _)| s);
                     log.lock().unwrap().push((sent, n, status));
                 }
             }));
