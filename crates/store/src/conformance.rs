@@ -54,6 +54,7 @@ fn attempt(no: i64, at: Millis, code: Option<i64>) -> NewAttempt {
         error_message: None,
         local_addr: Some("127.0.0.1:5000".into()),
         remote_addr: Some("127.0.0.1:443".into()),
+        request_headers: None,
     }
 }
 
@@ -90,7 +91,9 @@ where
     disable_pauses_and_enable_resumes(&fresh().await).await;
     delete_cancels(&fresh().await).await;
     pagination(&fresh().await).await;
+    events_by_type(&fresh().await).await;
     retention(&fresh().await).await;
+    delivery_statistics(&fresh().await).await;
 }
 
 pub async fn api_keys_and_first_start<S: Store>(s: &S) {
@@ -253,6 +256,37 @@ pub async fn claiming_and_leases<S: Store>(s: &S) {
     );
     let counts = s.delivery_counts(70_000).await.unwrap();
     assert_eq!(counts.pending, 2);
+    queue_stats_are_bounded(s).await;
+}
+
+/// `queue_stats`: due deliveries counted up to the cap, the oldest due time, leased ones not
+/// due. Runs on a store whose two deliveries of `ep_a` are leased until 100 000.
+async fn queue_stats_are_bounded<S: Store>(s: &S) {
+    let q = s.queue_stats(70_000, 100).await.unwrap();
+    assert_eq!(q, QueueStats::default(), "leased deliveries are not due");
+    for (i, at) in [(3, 80_000), (4, 81_000), (5, 82_000)] {
+        s.create_event(event(&format!("evt_{i}"), "t", at), None, 0)
+            .await
+            .unwrap();
+    }
+    let q = s.queue_stats(90_000, 100).await.unwrap();
+    assert_eq!(
+        (q.due, q.due_capped, q.oldest_due_at),
+        (3, false, Some(80_000))
+    );
+    let q = s.queue_stats(90_000, 2).await.unwrap();
+    assert_eq!(
+        (q.due, q.due_capped, q.oldest_due_at),
+        (2, true, Some(80_000))
+    );
+    let q = s.queue_stats(81_500, 100).await.unwrap();
+    assert_eq!(
+        (q.due, q.oldest_due_at),
+        (2, Some(80_000)),
+        "not yet due is not counted"
+    );
+    let q = s.queue_stats(50_000, 100).await.unwrap();
+    assert_eq!((q.due, q.oldest_due_at), (0, None));
 }
 
 pub async fn outcomes_and_breaker<S: Store>(s: &S) {
@@ -542,6 +576,77 @@ pub async fn pagination<S: Store>(s: &S) {
     assert!(seen.windows(2).all(|w| w[0] > w[1]));
 }
 
+pub async fn events_by_type<S: Store>(s: &S) {
+    for i in 0..30 {
+        let ty = ["order.created", "endpoint.failing", "source.anomaly"][i % 3];
+        s.create_event(event(&format!("evt_{i:03}"), ty, 100 + i as i64), None, 0)
+            .await
+            .unwrap();
+    }
+    let filter = |types: &[&str]| EventFilter {
+        event_types: types.iter().map(|t| t.to_string()).collect(),
+    };
+    let all = s
+        .list_events(
+            filter(&[]),
+            Page {
+                before: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 30);
+    // Two types, newest first, paged.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .list_events(
+                filter(&["source.anomaly", "endpoint.failing"]),
+                Page {
+                    before: before.clone(),
+                    limit: 7,
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id.clone());
+        seen.extend(page);
+        assert!(seen.len() <= 20, "pagination must terminate");
+    }
+    assert_eq!(seen.len(), 20);
+    assert!(seen.iter().all(|e| e.event_type != "order.created"));
+    assert_eq!(seen[0].id, "evt_029");
+    assert!(seen.windows(2).all(|w| w[0].id > w[1].id));
+    let one = s
+        .list_events(
+            filter(&["order.created"]),
+            Page {
+                before: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 10);
+    assert!(one.iter().all(|e| e.event_type == "order.created"));
+    let none = s
+        .list_events(
+            filter(&["no.such"]),
+            Page {
+                before: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
 pub async fn retention<S: Store>(s: &S) {
     s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
         .await
@@ -704,6 +809,197 @@ fn certificate(id: &str, created_at: Millis) -> ClientCertificate {
 
 /// Client certificates and published egress ranges ([`CertificateStore`]). Not part of
 /// [`run_all`] (a backend gains it when it implements the trait). Needs a fresh store.
+/// Finished deliveries counted per bucket of completion time, per endpoint or all; attempts keep
+/// their request headers.
+pub async fn delivery_statistics<S: Store>(s: &S) {
+    for ep in ["ep_a", "ep_b"] {
+        s.create_endpoint(endpoint(ep, &[]), "whsec_x".into())
+            .await
+            .unwrap();
+    }
+    // 4 events, one delivery per endpoint each: 8 deliveries.
+    for i in 0..4 {
+        s.create_event(event(&format!("evt_{i}"), "t", 100), None, 0)
+            .await
+            .unwrap();
+    }
+    let claimed = s.claim_due("me", 100, 1_000_000, 100).await.unwrap();
+    assert_eq!(claimed.len(), 8);
+    let headers = r#"[["content-type","application/json"],["webhook-signature","****"]]"#;
+    // (completion time, next) for each claimed delivery, recorded one call per time.
+    let plan: Vec<(Millis, Next)> = vec![
+        (10_000, Next::Succeeded),
+        (10_500, Next::Failed),
+        (10_900, Next::Succeeded),
+        (12_000, Next::Succeeded),
+        (15_000, Next::Failed),
+        (15_001, Next::Retry { at: 99_000 }),
+        (19_999, Next::Succeeded),
+        (20_000, Next::Succeeded),
+    ];
+    let mut by_endpoint: BTreeMap<String, Vec<(Millis, Next)>> = BTreeMap::new();
+    for (c, (at, next)) in claimed.iter().zip(plan) {
+        let mut a = attempt(
+            1,
+            at - 5,
+            Some(if next == Next::Succeeded { 200 } else { 500 }),
+        );
+        a.request_headers = Some(headers.into());
+        s.record_outcomes(
+            vec![Outcome {
+                delivery_id: c.delivery_id.clone(),
+                endpoint_id: c.endpoint_id.clone(),
+                attempt: Some(a),
+                next,
+                lease_owner: "me".into(),
+            }],
+            NO_BREAKER,
+            at,
+        )
+        .await
+        .unwrap();
+        by_endpoint
+            .entry(c.endpoint_id.clone())
+            .or_default()
+            .push((at, next));
+    }
+    let atts = s.list_attempts(&claimed[0].delivery_id).await.unwrap();
+    assert_eq!(atts[0].request_headers.as_deref(), Some(headers));
+
+    // All endpoints, 5 s buckets over [10 s, 20 s): 20 000 is outside, the retry is not final.
+    let range = StatsRange {
+        since: 10_000,
+        until: 20_000,
+        bucket_ms: 5_000,
+    };
+    let all = s.delivery_stats(None, range).await.unwrap();
+    assert_eq!(
+        all,
+        vec![
+            DeliveryStatBucket {
+                bucket_start: 10_000,
+                succeeded: 3,
+                failed: 1
+            },
+            DeliveryStatBucket {
+                bucket_start: 15_000,
+                succeeded: 1,
+                failed: 1
+            },
+        ]
+    );
+    // Per endpoint: the sums match what was recorded for that endpoint.
+    for (ep, recorded) in &by_endpoint {
+        let got = s.delivery_stats(Some(ep), range).await.unwrap();
+        let mut want: BTreeMap<Millis, (i64, i64)> = BTreeMap::new();
+        for (at, next) in recorded {
+            if *at < range.since || *at >= range.until {
+                continue;
+            }
+            let e = want.entry(range.bucket_start(*at)).or_default();
+            match next {
+                Next::Succeeded => e.0 += 1,
+                Next::Failed => e.1 += 1,
+                _ => {}
+            }
+        }
+        want.retain(|_, (a, b)| *a + *b > 0);
+        let got: BTreeMap<Millis, (i64, i64)> = got
+            .into_iter()
+            .map(|b| (b.bucket_start, (b.succeeded, b.failed)))
+            .collect();
+        assert_eq!(got, want, "{ep}");
+    }
+    assert!(
+        s.delivery_stats(Some("ep_none"), range)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Invalid ranges have no buckets.
+    for bad in [
+        StatsRange {
+            since: 20_000,
+            until: 10_000,
+            bucket_ms: 5_000,
+        },
+        StatsRange {
+            since: 0,
+            until: 10_000,
+            bucket_ms: 0,
+        },
+        StatsRange {
+            since: 0,
+            until: StatsRange::MAX_BUCKETS * 10 + 1,
+            bucket_ms: 10,
+        },
+    ] {
+        assert!(!bad.is_valid());
+        assert!(s.delivery_stats(None, bad).await.unwrap().is_empty());
+    }
+}
+
+/// Inbound requests per bucket and outcome, from the audit log; aggregated entries count every
+/// request they stand for.
+pub async fn ingest_statistics<S: Store + SourceStore>(s: &S) {
+    let t0: Millis = 1_700_000_000_000;
+    let mut flood = audit(Some("src_a"), t0 + 61_000, "IP_NOT_ALLOWED", "192.0.2.9");
+    flood.count = 40;
+    flood.sampled = true;
+    s.insert_audit(vec![
+        audit(Some("src_a"), t0, "ACCEPTED", "192.0.2.1"),
+        audit(Some("src_a"), t0 + 59_999, "ACCEPTED", "192.0.2.1"),
+        audit(Some("src_a"), t0 + 30_000, "SIGNATURE_INVALID", "192.0.2.2"),
+        flood,
+        audit(Some("src_b"), t0 + 1_000, "ACCEPTED", "192.0.2.3"),
+        audit(None, t0 + 2_000, "TOKEN_UNKNOWN", "192.0.2.4"),
+        // Outside the range.
+        audit(Some("src_a"), t0 - 1, "ACCEPTED", "192.0.2.1"),
+        audit(Some("src_a"), t0 + 120_000, "ACCEPTED", "192.0.2.1"),
+    ])
+    .await
+    .unwrap();
+    let range = StatsRange {
+        since: t0,
+        until: t0 + 120_000,
+        bucket_ms: 60_000,
+    };
+    let row = |b: Millis, o: &str, n: i64| IngestStatBucket {
+        bucket_start: t0 + b,
+        outcome: o.into(),
+        requests: n,
+    };
+    assert_eq!(
+        s.ingest_stats(Some("src_a"), range).await.unwrap(),
+        vec![
+            row(0, "ACCEPTED", 2),
+            row(0, "SIGNATURE_INVALID", 1),
+            row(60_000, "IP_NOT_ALLOWED", 40),
+        ]
+    );
+    assert_eq!(
+        s.ingest_stats(None, range).await.unwrap(),
+        vec![
+            row(0, "ACCEPTED", 3),
+            row(0, "SIGNATURE_INVALID", 1),
+            row(0, "TOKEN_UNKNOWN", 1),
+            row(60_000, "IP_NOT_ALLOWED", 40),
+        ]
+    );
+    assert!(
+        s.ingest_stats(Some("src_none"), range)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bad = StatsRange {
+        since: t0,
+        until: t0,
+        bucket_ms: 1_000,
+    };
+    assert!(s.ingest_stats(None, bad).await.unwrap().is_empty());
+}
+
 pub async fn certificate_store<S: Store + CertificateStore>(s: &S) {
     let a = certificate("cert_a", 10);
     s.create_certificate(a.clone()).await.unwrap();

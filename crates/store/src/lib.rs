@@ -80,10 +80,19 @@ pub trait Store: Send + Sync + 'static {
         idempotency_ttl_ms: i64,
     ) -> Result<CreateEventResult>;
     async fn get_event(&self, id: &str) -> Result<Option<Event>>;
-    async fn list_events(&self, page: Page) -> Result<Vec<Event>>;
+    /// Events newest first, optionally only some types.
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>>;
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>>;
     async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>>;
     async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    /// Succeeded and failed deliveries per bucket of completion time (`endpoint_id`: one
+    /// endpoint's; `None`: all). Buckets without any are absent; a range that is not valid
+    /// ([`StatsRange::is_valid`]) has none.
+    async fn delivery_stats(
+        &self,
+        endpoint_id: Option<&str>,
+        range: StatsRange,
+    ) -> Result<Vec<DeliveryStatBucket>>;
     /// Makes a delivery due now (whatever its state, unless its endpoint was deleted).
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<Option<Delivery>>;
 
@@ -107,6 +116,10 @@ pub trait Store: Send + Sync + 'static {
     /// Releases leases so the deliveries are due at once: those of `owner`, or all of them.
     async fn release_leases(&self, owner: Option<&str>, now: Millis) -> Result<u64>;
     async fn delivery_counts(&self, now: Millis) -> Result<DeliveryCounts>;
+    /// The due queue for monitoring, cheap whatever the table size: due deliveries counted up
+    /// to `cap` (a range scan of the due index that stops there) and the oldest due time (one
+    /// index seek). [`Store::delivery_counts`] counts every row; this never does.
+    async fn queue_stats(&self, now: Millis, cap: i64) -> Result<QueueStats>;
 
     // --- retention ---
     /// Deletes, in bounded batches, what is finished and older than `older_than`: succeeded,

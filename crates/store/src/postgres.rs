@@ -41,6 +41,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sources_audit",
         include_str!("postgres/0020_sources_audit.sql"),
     ),
+    (35, "console", include_str!("postgres/0035_console.sql")),
+    (
+        40,
+        "events_by_type",
+        include_str!("postgres/0040_events_by_type.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").
@@ -504,7 +510,8 @@ fn delivery_from_row(r: &PgRow) -> Result<Delivery> {
 }
 
 const ATTEMPT_COLS: &str = "id, delivery_id, attempt_no, started_at, duration_ms, status_code, \
-    response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome";
+    response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
+    request_headers";
 
 fn attempt_from_row(r: &PgRow) -> Result<Attempt> {
     Ok(Attempt {
@@ -521,6 +528,7 @@ fn attempt_from_row(r: &PgRow) -> Result<Attempt> {
         local_addr: r.try_get(10)?,
         remote_addr: r.try_get(11)?,
         outcome: r.try_get(12)?,
+        request_headers: r.try_get(13)?,
     })
 }
 
@@ -954,6 +962,7 @@ struct AttemptColumns {
     local_addr: Vec<Option<String>>,
     remote_addr: Vec<Option<String>>,
     outcome: Vec<&'static str>,
+    request_headers: Vec<Option<String>>,
 }
 
 impl AttemptColumns {
@@ -977,6 +986,7 @@ impl AttemptColumns {
         self.local_addr.push(peer_text(&a.local_addr));
         self.remote_addr.push(peer_text(&a.remote_addr));
         self.outcome.push(label);
+        self.request_headers.push(peer_text(&a.request_headers));
     }
 
     async fn insert(&self, c: &mut PgConnection) -> std::result::Result<(), TxError> {
@@ -987,10 +997,10 @@ impl AttemptColumns {
         sqlx::query(
             "INSERT INTO attempts (delivery_id, attempt_no, started_at, duration_ms, status_code, \
              response_body, response_truncated, error_class, error_message, local_addr, \
-             remote_addr, outcome) \
+             remote_addr, outcome, request_headers) \
              SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
                                   $6::text[], $7::bool[], $8::text[], $9::text[], $10::text[], \
-                                  $11::text[], $12::text[])",
+                                  $11::text[], $12::text[], $13::text[])",
         )
         .bind(&self.delivery_id)
         .bind(&self.attempt_no)
@@ -1004,6 +1014,7 @@ impl AttemptColumns {
         .bind(&self.local_addr)
         .bind(&self.remote_addr)
         .bind(&self.outcome)
+        .bind(&self.request_headers)
         .execute(&mut *c)
         .await?;
         Ok(())
@@ -1632,22 +1643,28 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn list_events(&self, page: Page) -> Result<Vec<Event>> {
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>> {
+        // Types filter: the (event_type, id) index answers each type newest first.
+        let types = (!filter.event_types.is_empty()).then_some(filter.event_types);
         let rows = match &page.before {
             Some(before) => {
                 sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2"
+                    "SELECT {EVENT_COLS} FROM events WHERE id < $1 \
+                     AND ($3::text[] IS NULL OR event_type = ANY($3)) ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(before)
                 .bind(limit_of(&page))
+                .bind(types)
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
                 sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM events ORDER BY id DESC LIMIT $1"
+                    "SELECT {EVENT_COLS} FROM events \
+                     WHERE ($2::text[] IS NULL OR event_type = ANY($2)) ORDER BY id DESC LIMIT $1"
                 ))
                 .bind(limit_of(&page))
+                .bind(types)
                 .fetch_all(&self.pool)
                 .await?
             }
@@ -1720,6 +1737,48 @@ impl Store for PgStore {
         .iter()
         .map(attempt_from_row)
         .collect()
+    }
+
+    async fn delivery_stats(
+        &self,
+        endpoint_id: Option<&str>,
+        range: StatsRange,
+    ) -> Result<Vec<DeliveryStatBucket>> {
+        if !range.is_valid() {
+            return Ok(Vec::new());
+        }
+        // Scans deliveries_endpoint_finished (one endpoint) or deliveries_finished (all).
+        let sql = if endpoint_id.is_some() {
+            "SELECT (completed_at - $2) / $3 AS b, \
+             COUNT(*) FILTER (WHERE status = 1), COUNT(*) FILTER (WHERE status = 2) \
+             FROM deliveries WHERE endpoint_id = $1 AND status IN (1, 2) \
+             AND completed_at >= $2 AND completed_at < $4 GROUP BY b ORDER BY b LIMIT $5"
+        } else {
+            "SELECT (completed_at - $2) / $3 AS b, \
+             COUNT(*) FILTER (WHERE status = 1), COUNT(*) FILTER (WHERE status = 2) \
+             FROM deliveries WHERE $1::text IS NULL AND status IN (1, 2, 4) \
+             AND completed_at >= $2 AND completed_at < $4 GROUP BY b ORDER BY b LIMIT $5"
+        };
+        let rows = sqlx::query(sql)
+            .bind(endpoint_id)
+            .bind(range.since)
+            .bind(range.bucket_ms)
+            .bind(range.until)
+            .bind(StatsRange::MAX_BUCKETS)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let b = DeliveryStatBucket {
+                bucket_start: range.since + r.try_get::<i64, _>(0)? * range.bucket_ms,
+                succeeded: r.try_get(1)?,
+                failed: r.try_get(2)?,
+            };
+            if b.succeeded + b.failed > 0 {
+                out.push(b);
+            }
+        }
+        Ok(out)
     }
 
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<Option<Delivery>> {
@@ -1888,6 +1947,31 @@ impl Store for PgStore {
         counts.due = due;
         counts.oldest_due_age_ms = oldest.map(|o| now.saturating_sub(o)).unwrap_or(0);
         Ok(counts)
+    }
+
+    async fn queue_stats(&self, now: Millis, cap: i64) -> Result<QueueStats> {
+        let cap = cap.max(0);
+        // Both follow the partial index `deliveries_due`: a seek, and a scan bounded by `cap`.
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT next_attempt_at FROM deliveries WHERE status = 0 AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let due: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM deliveries \
+             WHERE status = 0 AND next_attempt_at <= $1 LIMIT $2) AS due",
+        )
+        .bind(now)
+        .bind(cap)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            due,
+            due_capped: due >= cap,
+            oldest_due_at: oldest,
+        })
     }
 
     async fn purge_finished(&self, older_than: Millis, batch: usize) -> Result<PurgeCounts> {

@@ -197,6 +197,16 @@ impl InboundPurgeCounts {
     }
 }
 
+/// Inbound requests of one outcome in one bucket (aggregated audit entries count every request
+/// they stand for).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngestStatBucket {
+    pub bucket_start: Millis,
+    /// `ACCEPTED`, `HANDSHAKE` or a refusal code.
+    pub outcome: String,
+    pub requests: i64,
+}
+
 /// Persistence of inbound sources, tokens, seen ids and the audit log.
 #[async_trait]
 pub trait SourceStore: Send + Sync + 'static {
@@ -233,6 +243,15 @@ pub trait SourceStore: Send + Sync + 'static {
     async fn insert_audit(&self, entries: Vec<NewAuditEntry>) -> Result<Vec<String>>;
     /// Newest first; `page.before` is an audit id.
     async fn list_audit(&self, filter: AuditFilter, page: Page) -> Result<Vec<AuditEntry>>;
+    /// Requests per time bucket and outcome, from the audit log (`source_id`: one source's;
+    /// `None`: every entry, unknown tokens included). Buckets without requests are absent; at
+    /// most 64 outcomes per bucket; a range that is not valid ([`crate::StatsRange::is_valid`])
+    /// has none.
+    async fn ingest_stats(
+        &self,
+        source_id: Option<&str>,
+        range: crate::StatsRange,
+    ) -> Result<Vec<IngestStatBucket>>;
     /// One bounded retention pass: audit entries received before `audit_older_than`, seen keys
     /// expired at `now`, and rotated-out tokens that expired before `audit_older_than`. At most
     /// `batch` rows of each; call again until the total is 0.

@@ -4,13 +4,17 @@
 //! many as are waiting inside one `BEGIN IMMEDIATE … COMMIT` (each in its own savepoint, so one
 //! caller's failure never undoes another's work) and answers every caller only after the commit
 //! is durable. Reads run on a small pool of read-only connections (WAL mode lets them proceed
-//! while the writer works).
+//! while the writer works). The writer never checkpoints the WAL itself: a checkpointer thread
+//! with its own connection copies committed pages into the database file concurrently
+//! (`PASSIVE`), so a checkpoint's copying and fsync never stall a commit — with SQLite's
+//! automatic checkpoint they did, every few thousand writes, for tens of milliseconds.
 
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -115,6 +119,8 @@ pub struct SqliteStore {
 struct Inner {
     writer: Mutex<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropping the sender stops the checkpointer.
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
     path: PathBuf,
@@ -123,6 +129,20 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Inner {
+    /// Stops the checkpointer, then the writer after the queued writes (it checkpoints and
+    /// truncates the WAL last, which fails while another checkpoint is running).
+    fn stop(&self) {
+        if let Ok(mut c) = self.checkpointer.lock()
+            && let Some((stop, handle)) = c.take()
+        {
+            drop(stop);
+            let _ = handle.join();
+        }
         if let Ok(mut w) = self.writer.lock() {
             w.take();
         }
@@ -131,6 +151,39 @@ impl Drop for Inner {
         {
             let _ = handle.join();
         }
+    }
+}
+
+/// How often the checkpointer looks at the WAL while writes are arriving, and while idle.
+const CHECKPOINT_BUSY: std::time::Duration = std::time::Duration::from_millis(50);
+const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+/// WAL pages (4 KiB) past which the writer starts the WAL over. SQLite can only do that at the
+/// start of a write transaction that sees every page already checkpointed, which a writer that
+/// never pauses does not see: so the writer, between two batches, checkpoints the few pages
+/// the checkpointer has not copied yet (one short pause per this many pages written; SQLite's
+/// own automatic checkpoint copied and synced everything every 1,000 pages).
+const WAL_RESTART_PAGES: i64 = 4096;
+
+/// Copies committed WAL pages into the database file, beside the writer (`PASSIVE` never
+/// blocks the writer or readers). Once every page is copied and no reader still needs the old
+/// ones, the writer's next transaction starts the WAL over from its beginning, so the WAL file
+/// stays about as large as what is written between two checkpoints.
+fn checkpointer_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    let mut wait = CHECKPOINT_IDLE;
+    loop {
+        match stop.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Stopped (the sender is dropped; nothing is ever sent).
+            _ => return,
+        }
+        // (busy, pages in the WAL, pages checkpointed); -1 when not in WAL mode.
+        let log = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        // More was written since the last look: look again soon.
+        wait = if log.is_ok_and(|l| l > 0) {
+            CHECKPOINT_BUSY
+        } else {
+            CHECKPOINT_IDLE
+        };
     }
 }
 
@@ -149,6 +202,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         20,
         "sources_audit",
         include_str!("sqlite/0020_sources_audit.sql"),
+    ),
+    (35, "console", include_str!("sqlite/0035_console.sql")),
+    (
+        40,
+        "events_by_type",
+        include_str!("sqlite/0040_events_by_type.sql"),
     ),
 ];
 
@@ -230,6 +289,19 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         configure(&conn, opts.synchronous, opts.busy_timeout_ms)?;
         migrate(&mut conn)?;
+        // The checkpointer thread checkpoints; the writer must not stall a commit doing it.
+        // The WAL hook (which replaces SQLite's automatic checkpoint) only notes the WAL's size
+        // after each commit, for the writer's restarts.
+        let wal_pages = Arc::new(AtomicI64::new(0));
+        {
+            let wal_pages = wal_pages.clone();
+            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
+                wal_pages.store(i64::from(pages), Ordering::Relaxed);
+                Ok(())
+            }))?;
+        }
+        let ckpt_conn = Connection::open(path)?;
+        configure(&ckpt_conn, opts.synchronous, opts.busy_timeout_ms)?;
 
         let readers = opts.readers.max(1);
         let mut pool = Vec::with_capacity(readers);
@@ -246,11 +318,16 @@ impl SqliteStore {
         let max_batch = opts.max_batch.max(1);
         let handle = std::thread::Builder::new()
             .name("hookwarden-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch))?;
+            .spawn(move || writer_loop(conn, rx, max_batch, wal_pages))?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let ckpt = std::thread::Builder::new()
+            .name("hookwarden-sqlite-checkpoint".into())
+            .spawn(move || checkpointer_loop(ckpt_conn, stopped))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(Some((stop, ckpt))),
                 readers: Mutex::new(pool),
                 reader_permits: Semaphore::new(readers),
                 path: path.to_path_buf(),
@@ -326,20 +403,23 @@ impl SqliteStore {
 
     /// Stops the writer after the queued writes; later writes fail with `Closed`.
     pub fn close(&self) {
-        if let Ok(mut w) = self.inner.writer.lock() {
-            w.take();
-        }
-        if let Ok(mut t) = self.inner.writer_thread.lock()
-            && let Some(handle) = t.take()
-        {
-            let _ = handle.join();
-        }
+        self.inner.stop();
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteJob>>, max_batch: usize) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn WriteJob>>,
+    max_batch: usize,
+    wal_pages: Arc<AtomicI64>,
+) {
     let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
+        if wal_pages.load(Ordering::Relaxed) >= WAL_RESTART_PAGES {
+            // See WAL_RESTART_PAGES. Busy (the checkpointer is at it) or incomplete (a reader
+            // still needs old pages) is fine: the next batch tries again.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
         jobs.push(first);
         while jobs.len() < max_batch {
             match rx.try_recv() {
@@ -410,6 +490,13 @@ fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
     })
 }
 
+/// The oldest due delivery: one seek in the partial index `deliveries_due`.
+const QUEUE_OLDEST_SQLITE: &str = "SELECT next_attempt_at FROM deliveries \
+     WHERE status = 0 AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 1";
+/// Due deliveries, counted up to a cap: a range scan of `deliveries_due` that stops there.
+const QUEUE_DUE_SQLITE: &str = "SELECT count(*) FROM (SELECT 1 FROM deliveries \
+     WHERE status = 0 AND next_attempt_at <= ?1 LIMIT ?2)";
+
 const EVENT_COLS: &str = "id, event_type, payload, idempotency_key, created_at, source_id";
 
 fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
@@ -457,6 +544,7 @@ fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
         local_addr: r.get(10)?,
         remote_addr: r.get(11)?,
         outcome: r.get(12)?,
+        request_headers: r.get(13)?,
     })
 }
 
@@ -528,8 +616,8 @@ fn insert_attempt(
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, attempt_no, started_at, duration_ms, status_code, \
-         response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
+         request_headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         delivery_id,
@@ -544,6 +632,7 @@ fn insert_attempt(
         a.local_addr,
         a.remote_addr,
         outcome,
+        a.request_headers,
     ])?;
     Ok(())
 }
@@ -1076,13 +1165,28 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_events(&self, page: Page) -> Result<Vec<Event>> {
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(params![page.before, limit_of(&page)], event_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let rows = if filter.event_types.is_empty() {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR id < ?1) \
+                     ORDER BY id DESC LIMIT ?2"
+                ))?;
+                stmt.query_map(params![page.before, limit_of(&page)], event_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            } else {
+                // The (event_type, id) index answers each type newest first.
+                let types = serde_json::to_string(&filter.event_types)?;
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {EVENT_COLS} FROM events \
+                     WHERE event_type IN (SELECT value FROM json_each(?3)) \
+                       AND (?1 IS NULL OR id < ?1) \
+                     ORDER BY id DESC LIMIT ?2"
+                ))?;
+                stmt.query_map(params![page.before, limit_of(&page), types], event_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            Ok(rows)
         })
         .await
     }
@@ -1133,11 +1237,59 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, delivery_id, attempt_no, started_at, duration_ms, status_code, response_body, \
-                 response_truncated, error_class, error_message, local_addr, remote_addr, outcome \
-                 FROM attempts WHERE delivery_id = ?1 ORDER BY id ASC LIMIT 1000",
+                 response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
+                 request_headers FROM attempts WHERE delivery_id = ?1 ORDER BY id ASC LIMIT 1000",
             )?;
             let rows = stmt.query_map([id], attempt_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn delivery_stats(
+        &self,
+        endpoint_id: Option<&str>,
+        range: StatsRange,
+    ) -> Result<Vec<DeliveryStatBucket>> {
+        if !range.is_valid() {
+            return Ok(Vec::new());
+        }
+        let endpoint_id = endpoint_id.map(str::to_owned);
+        self.read(move |c| {
+            // Each variant's WHERE repeats its partial index's condition word for word, so
+            // SQLite uses deliveries_endpoint_finished / deliveries_finished.
+            let sql = if endpoint_id.is_some() {
+                "SELECT (completed_at - ?2) / ?3 AS b, SUM(status = 1), SUM(status = 2) \
+                 FROM deliveries WHERE endpoint_id = ?1 AND status IN (1, 2) \
+                 AND completed_at >= ?2 AND completed_at < ?4 GROUP BY b ORDER BY b LIMIT ?5"
+            } else {
+                "SELECT (completed_at - ?2) / ?3 AS b, SUM(status = 1), SUM(status = 2) \
+                 FROM deliveries WHERE ?1 IS NULL AND status IN (1, 2, 4) \
+                 AND completed_at >= ?2 AND completed_at < ?4 GROUP BY b ORDER BY b LIMIT ?5"
+            };
+            let rows = c
+                .prepare_cached(sql)?
+                .query_map(
+                    params![
+                        endpoint_id,
+                        range.since,
+                        range.bucket_ms,
+                        range.until,
+                        StatsRange::MAX_BUCKETS
+                    ],
+                    |r| {
+                        Ok(DeliveryStatBucket {
+                            bucket_start: range.since + r.get::<_, i64>(0)? * range.bucket_ms,
+                            succeeded: r.get(1)?,
+                            failed: r.get(2)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows
+                .into_iter()
+                .filter(|b| b.succeeded + b.failed > 0)
+                .collect())
         })
         .await
     }
@@ -1300,6 +1452,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queue_stats(&self, now: Millis, cap: i64) -> Result<QueueStats> {
+        let cap = cap.max(0);
+        self.read(move |c| {
+            let oldest: Option<i64> = c
+                .prepare_cached(QUEUE_OLDEST_SQLITE)?
+                .query_row([now], |r| r.get(0))
+                .optional()?;
+            let due: i64 = c
+                .prepare_cached(QUEUE_DUE_SQLITE)?
+                .query_row(params![now, cap], |r| r.get(0))?;
+            Ok(QueueStats {
+                due,
+                due_capped: due >= cap,
+                oldest_due_at: oldest,
+            })
+        })
+        .await
+    }
+
     async fn purge_finished(&self, older_than: Millis, batch: usize) -> Result<PurgeCounts> {
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
         if batch == 0 {
@@ -1374,6 +1545,33 @@ mod tests {
         assert_eq!(n, 196);
     }
 
+    /// The monitoring queries must stay index seeks and bounded scans at any table size: no
+    /// full scan of `deliveries`, no temporary sort.
+    #[tokio::test]
+    async fn queue_stats_queries_use_the_due_index() {
+        let (s, _d) = fresh().await;
+        let plans: Vec<String> = s
+            .read(|c| {
+                let mut out = Vec::new();
+                for (sql, n) in [(QUEUE_OLDEST_SQLITE, 1), (QUEUE_DUE_SQLITE, 2)] {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let args = [1_000i64, 10];
+                    let rows = stmt.query_map(rusqlite::params_from_iter(&args[..n]), |r| {
+                        r.get::<_, String>(3)
+                    })?;
+                    out.push(rows.collect::<rusqlite::Result<Vec<_>>>()?.join(" | "));
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        for plan in &plans {
+            assert!(plan.contains("SEARCH deliveries USING"), "{plan}");
+            assert!(plan.contains("INDEX deliveries_due"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
+    }
+
     #[tokio::test]
     async fn data_survives_reopen_and_migrations_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
@@ -1403,6 +1601,52 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("unknown to this binary"), "{err}");
+    }
+
+    /// The writer never checkpoints (a checkpoint inside a commit stalled every writer); the
+    /// checkpointer thread must keep the WAL from growing with everything ever written.
+    #[tokio::test]
+    async fn the_checkpointer_keeps_the_wal_small() {
+        let (s, dir) = fresh().await;
+        let wal = dir.path().join("t.db-wal");
+        let payload = "x".repeat(1000);
+        let mut n = 0;
+        for round in 0..60 {
+            let p = payload.clone();
+            s.write(move |c| {
+                let mut st = c.prepare_cached(
+                    "INSERT INTO events (id, event_type, payload, created_at) VALUES (?1, 't', ?2, 0)",
+                )?;
+                for i in 0..800 {
+                    st.execute(params![format!("evt_{round}_{i}"), p])?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+            n += 800;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // About 48 MB went through the WAL (with index pages, more).
+        let written = n * payload.len() as u64;
+        let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        // Without restarts the WAL held every page ever written (230 MB here). With them it
+        // holds WAL_RESTART_PAGES plus a few batches (about 930 pages each here): the writer's
+        // restart checkpoint is skipped while the checkpointer happens to be copying.
+        let bound = (WAL_RESTART_PAGES as u64 + 6 * 1000) * 4096;
+        assert!(
+            wal_len <= bound && wal_len < written,
+            "WAL grew to {wal_len} bytes (bound {bound}) for {written} bytes of payload written"
+        );
+        let count: i64 = s
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(count, n as i64);
+        s.close();
+        // Closing checkpoints everything and truncates the WAL.
+        let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(wal_len, 0);
     }
 
     #[tokio::test]

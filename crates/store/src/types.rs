@@ -208,6 +208,9 @@ pub struct Attempt {
     pub local_addr: Option<String>,
     pub remote_addr: Option<String>,
     pub outcome: String,
+    /// The request headers as sent, secrets masked (JSON array of `[name, value]` pairs, as the
+    /// server wrote it). `None` for attempts recorded before headers were kept.
+    pub request_headers: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +225,8 @@ pub struct NewAttempt {
     pub error_message: Option<String>,
     pub local_addr: Option<String>,
     pub remote_addr: Option<String>,
+    /// The request headers as sent, secrets masked (opaque JSON text written by the server).
+    pub request_headers: Option<String>,
 }
 
 /// A delivery claimed by a dispatcher, with what it needs to send it.
@@ -282,6 +287,13 @@ pub struct TrippedEndpoint {
     pub failing_since: Millis,
 }
 
+/// Which events a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events of these types (empty: every type).
+    pub event_types: Vec<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub event_id: Option<String>,
@@ -296,7 +308,9 @@ pub struct Page {
     pub limit: usize,
 }
 
+/// Deliveries by status (`GET /api/v1/stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryCounts {
     pub pending: i64,
     pub succeeded: i64,
@@ -307,6 +321,18 @@ pub struct DeliveryCounts {
     pub due: i64,
     /// Age in milliseconds of the oldest due delivery (0 when none).
     pub oldest_due_age_ms: i64,
+}
+
+/// The dispatch queue as monitoring sees it (see [`crate::Store::queue_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Pending deliveries whose time has come and that no dispatcher holds, counted up to the
+    /// cap asked for.
+    pub due: i64,
+    /// True when `due` stopped at the cap (there may be more).
+    pub due_capped: bool,
+    /// `next_attempt_at` of the oldest due delivery.
+    pub oldest_due_at: Option<Millis>,
 }
 
 /// What one [`crate::Store::purge_finished`] call deleted. Each count is at most the `batch`
@@ -330,4 +356,42 @@ impl PurgeCounts {
             .saturating_add(self.events)
             .saturating_add(self.idempotency_keys)
     }
+}
+
+/// A time range cut into equal buckets, for the console's charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsRange {
+    /// Inclusive start (the start of the first bucket).
+    pub since: Millis,
+    /// Exclusive end.
+    pub until: Millis,
+    /// Bucket width in milliseconds (> 0).
+    pub bucket_ms: i64,
+}
+
+impl StatsRange {
+    /// At most this many buckets per query (the API refuses more).
+    pub const MAX_BUCKETS: i64 = 1000;
+
+    /// Whether the range is usable: `since < until`, a positive bucket, at most
+    /// [`StatsRange::MAX_BUCKETS`] buckets.
+    pub fn is_valid(&self) -> bool {
+        self.bucket_ms > 0
+            && self.since < self.until
+            && self.since >= 0
+            && (self.until - self.since - 1) / self.bucket_ms < Self::MAX_BUCKETS
+    }
+
+    /// The start of the bucket that `at` falls in.
+    pub fn bucket_start(&self, at: Millis) -> Millis {
+        self.since + (at - self.since) / self.bucket_ms * self.bucket_ms
+    }
+}
+
+/// Deliveries finished in one bucket: counted by completion time, final outcomes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DeliveryStatBucket {
+    pub bucket_start: Millis,
+    pub succeeded: i64,
+    pub failed: i64,
 }

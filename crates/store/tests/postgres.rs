@@ -323,10 +323,13 @@ async fn idempotency_key_raced_from_two_instances_makes_one_event() {
     let b = Arc::new(PgStore::connect(&url, opts()).await.unwrap());
     for s in [&a, &b] {
         // Warm both pools so the race is between statements, not connection set-up.
-        s.list_events(Page {
-            before: None,
-            limit: 1,
-        })
+        s.list_events(
+            EventFilter::default(),
+            Page {
+                before: None,
+                limit: 1,
+            },
+        )
         .await
         .unwrap();
     }
@@ -365,10 +368,13 @@ async fn idempotency_key_raced_from_two_instances_makes_one_event() {
         }
     }
     let events = a
-        .list_events(Page {
-            before: None,
-            limit: 1000,
-        })
+        .list_events(
+            EventFilter::default(),
+            Page {
+                before: None,
+                limit: 1000,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(events.len(), 30);
@@ -409,6 +415,7 @@ async fn a_large_outcome_batch_is_recorded_at_once() {
                 error_message: None,
                 local_addr: None,
                 remote_addr: None,
+                request_headers: None,
             }),
             next: if i % 2 == 0 {
                 Next::Succeeded
@@ -652,6 +659,7 @@ async fn run_differential(seed: u64, pg: &PgStore, lite: &SqliteStore) {
                 error_message: (rng.below(2) == 0).then(|| format!("got {code}")),
                 local_addr: None,
                 remote_addr: None,
+                request_headers: None,
             });
             let owner = owners[rng.below(3) as usize].to_string();
             for (batch, ids) in [(&mut batch_pg, &pg_ids), (&mut batch_lite, &lite_ids)] {
@@ -847,6 +855,14 @@ async fn source_store_conformance() {
     conformance::source_store(&s).await;
 }
 
+#[tokio::test]
+async fn ingest_statistics_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::ingest_statistics(&s).await;
+}
+
 /// Two instances accepting the same message at once: exactly one wins, the other is a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_message_raced_from_two_instances_is_accepted_once() {
@@ -974,8 +990,9 @@ async fn changes_announced_by_one_instance_reach_the_others_quickly() {
         .expect("a change must reach the other instance within one second");
         assert_eq!(heard, change);
         assert!(sent.elapsed() < Duration::from_secs(1));
-        // The announcing instance hears its own change too (its caches use the same path).
-        let own = tokio::time::timeout(Duration::from_secs(1), async {
+        // The announcing instance hears its own change too (its caches use the same path; the
+        // one-second promise is about other instances, so a loaded machine gets more time here).
+        let own = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 if let Ok(c) = rx_a.recv().await
                     && c == change

@@ -472,6 +472,45 @@ impl SourceStore for PgStore {
         rows.iter().map(audit_from_row).collect()
     }
 
+    async fn ingest_stats(
+        &self,
+        source_id: Option<&str>,
+        range: crate::StatsRange,
+    ) -> Result<Vec<IngestStatBucket>> {
+        if !range.is_valid() {
+            return Ok(Vec::new());
+        }
+        // The id is time-ordered: the range is a primary-key (or source index) range.
+        let sql = if source_id.is_some() {
+            "SELECT (received_at - $4) / $5 AS b, outcome, SUM(count)::int8 FROM inbound_audit \
+             WHERE source_id = $1 AND id >= $2 AND id < $3 AND received_at >= $4 \
+             AND received_at < $6 GROUP BY b, outcome ORDER BY b, outcome LIMIT $7"
+        } else {
+            "SELECT (received_at - $4) / $5 AS b, outcome, SUM(count)::int8 FROM inbound_audit \
+             WHERE $1::text IS NULL AND id >= $2 AND id < $3 AND received_at >= $4 \
+             AND received_at < $6 GROUP BY b, outcome ORDER BY b, outcome LIMIT $7"
+        };
+        let rows = sqlx::query(sql)
+            .bind(source_id)
+            .bind(audit_bound(range.since))
+            .bind(audit_bound(range.until))
+            .bind(range.since)
+            .bind(range.bucket_ms)
+            .bind(range.until)
+            .bind(crate::StatsRange::MAX_BUCKETS * 64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IngestStatBucket {
+                    bucket_start: range.since + r.try_get::<i64, _>(0)? * range.bucket_ms,
+                    outcome: r.try_get(1)?,
+                    requests: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
     async fn purge_inbound(
         &self,
         audit_older_than: Millis,

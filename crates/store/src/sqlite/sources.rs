@@ -477,6 +477,54 @@ impl SourceStore for SqliteStore {
         .await
     }
 
+    async fn ingest_stats(
+        &self,
+        source_id: Option<&str>,
+        range: crate::StatsRange,
+    ) -> Result<Vec<IngestStatBucket>> {
+        if !range.is_valid() {
+            return Ok(Vec::new());
+        }
+        let source_id = source_id.map(str::to_owned);
+        self.read(move |c| {
+            // The id is time-ordered: the range is a primary-key (or source index) range.
+            let scope = if source_id.is_some() {
+                "source_id = ?1"
+            } else {
+                "?1 IS NULL"
+            };
+            let sql = format!(
+                "SELECT (received_at - ?4) / ?5 AS b, outcome, SUM(count) FROM inbound_audit \
+                 WHERE {scope} AND id >= ?2 AND id < ?3 AND received_at >= ?4 AND received_at < ?6 \
+                 GROUP BY b, outcome ORDER BY b, outcome LIMIT ?7"
+            );
+            let limit = crate::StatsRange::MAX_BUCKETS * 64;
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(
+                    params![
+                        source_id,
+                        audit_bound(range.since),
+                        audit_bound(range.until),
+                        range.since,
+                        range.bucket_ms,
+                        range.until,
+                        limit
+                    ],
+                    |r| {
+                        Ok(IngestStatBucket {
+                            bucket_start: range.since + r.get::<_, i64>(0)? * range.bucket_ms,
+                            outcome: r.get(1)?,
+                            requests: r.get(2)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn purge_inbound(
         &self,
         audit_older_than: Millis,
@@ -525,6 +573,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         crate::conformance::source_store(&s).await;
+    }
+
+    #[tokio::test]
+    async fn ingest_statistics_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::ingest_statistics(&s).await;
     }
 
     #[test]
