@@ -102,7 +102,7 @@ pub fn inspect(chain_pem: &str, key_pem: &str, now: Millis) -> Result<Certificat
 }
 
 /// `{"generate": {...}}`: a self-signed client certificate.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateRequest {
     pub common_name: String,

@@ -2,10 +2,10 @@
 //! machine-readable code.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -47,12 +47,33 @@ impl ApiError {
     }
 }
 
+/// The body of every refusal (the `Error` schema of the OpenAPI document).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (e.g. `NOT_FOUND`, `VALIDATION_FAILED`, `WEBHOOK_REVOKED`).
+    #[schema(value_type = String, examples("NOT_FOUND"))]
+    pub code: &'static str,
+    /// For people; may change between versions.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "success": false,
-            "error": {"code": self.code, "message": self.message},
-        });
+        let body = ErrorBody {
+            success: false,
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -93,6 +114,19 @@ impl From<JsonRejection> for ApiError {
             }
             other => ApiError::bad_request("INVALID_REQUEST", other.body_text()),
         }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> ApiError {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "Request body is too large",
+            );
+        }
+        ApiError::bad_request("INVALID_REQUEST", r.body_text())
     }
 }
 

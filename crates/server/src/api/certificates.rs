@@ -1,11 +1,11 @@
 //! `/api/v1/client-certificates`: client certificates presented to endpoints (mTLS). Private
 //! keys are accepted (or generated) here and never returned.
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Id};
 use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
 use crate::certs::{self, GenerateRequest};
 use crate::crypto;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,10 +13,12 @@ use axum::response::IntoResponse;
 use hookwarden_store::{CertificateDeletion, CertificateStatus, ClientCertificate, now_millis};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 const MAX_NAME: usize = 200;
 
-#[derive(Deserialize)]
+/// Either `certificate_pem` and `private_key_pem`, or `generate`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCertificate {
     #[serde(default)]
@@ -33,10 +35,13 @@ pub struct CreateCertificate {
 }
 
 /// What the admin API shows (never the private key).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ClientCertificate)]
 pub struct CertificateView {
     id: String,
     name: String,
+    /// `active` or `retiring`.
+    #[schema(value_type = String)]
     status: &'static str,
     subject: String,
     issuer: String,
@@ -72,6 +77,19 @@ impl From<ClientCertificate> for CertificateView {
     }
 }
 
+/// Adds a client certificate: uploaded (chain and key in PEM) or generated (self-signed). The
+/// private key is stored encrypted when a master key is configured and never returned.
+#[utoipa::path(
+    post,
+    path = "/client-certificates",
+    tag = "client-certificates",
+    request_body = CreateCertificate,
+    responses(
+        (status = 201, description = "Added", body = CertificateView),
+        (status = 422, description = "Invalid certificate, key or request (`VALIDATION_FAILED`, `CERTIFICATE_INVALID`, `CERTIFICATE_EXPIRED`, `CERTIFICATE_KEY_MISMATCH`…)", body = ErrorBody),
+        (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateCertificate>,
@@ -121,6 +139,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(CertificateView::from(cert))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/client-certificates",
+    tag = "client-certificates",
+    params(PageQuery),
+    responses((status = 200, description = "A page of client certificates", body = Paged<CertificateView>))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -144,18 +169,38 @@ async fn load(state: &AppState, id: &str) -> ApiResult<ClientCertificate> {
         .ok_or_else(|| ApiError::not_found("client certificate"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/client-certificates/{id}",
+    tag = "client-certificates",
+    params(("id" = String, Path, description = "Client certificate id (`cert_…`)")),
+    responses(
+        (status = 200, description = "The certificate", body = CertificateView),
+        (status = 404, description = "No such certificate (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<CertificateView>> {
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
 /// Marks the certificate `retiring`: still presented by the endpoints that use it and still
 /// published, but it can no longer be attached. Delete it once no endpoint uses it.
+#[utoipa::path(
+    post,
+    path = "/client-certificates/{id}/retire",
+    tag = "client-certificates",
+    params(("id" = String, Path, description = "Client certificate id (`cert_…`)")),
+    responses(
+        (status = 200, description = "The certificate, now `retiring`", body = CertificateView),
+        (status = 404, description = "No such certificate (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn retire(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<CertificateView>> {
     if !state
         .certs
@@ -167,9 +212,21 @@ pub async fn retire(
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
+/// Deletes a certificate that no endpoint uses.
+#[utoipa::path(
+    delete,
+    path = "/client-certificates/{id}",
+    tag = "client-certificates",
+    params(("id" = String, Path, description = "Client certificate id (`cert_…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such certificate (`NOT_FOUND`)", body = ErrorBody),
+        (status = 409, description = "Attached to endpoints (`CERTIFICATE_IN_USE`)", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     match state.certs.delete_certificate(&id).await? {
         CertificateDeletion::Deleted => Ok(StatusCode::NO_CONTENT),

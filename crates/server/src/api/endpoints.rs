@@ -1,9 +1,9 @@
 //! `/api/v1/endpoints`: receivers of outbound webhooks.
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Id};
 use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
 use crate::crypto;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 const MAX_EVENT_TYPES: usize = 100;
 const MAX_HEADERS: usize = 20;
@@ -43,8 +44,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-hub-signature-256",
 ];
 
-/// Header names whose values are masked when an endpoint is shown.
-fn is_sensitive_header(name: &str) -> bool {
+/// Header names whose values are masked when an endpoint or an attempt's request is shown.
+pub(crate) fn is_sensitive_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     [
         "authorization",
@@ -69,9 +70,11 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
+    /// `https://…` (or `http://…` with `egress.allow_http`); checked against the egress policy.
+    #[schema(max_length = 2048)]
     url: String,
     #[serde(default)]
     description: Option<String>,
@@ -95,7 +98,8 @@ pub struct CreateEndpoint {
     client_certificate_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Only the fields given change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
     #[serde(default)]
@@ -106,20 +110,26 @@ pub struct UpdateEndpoint {
     event_types: Option<Vec<String>>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
+    /// A string sets it, `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     developer_payload: Option<Option<String>>,
     #[serde(default)]
     signature_schemes: Option<Vec<String>>,
+    /// A number sets it (0 or `null`: unlimited).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     rate_limit_per_second: Option<Option<u32>>,
     #[serde(default)]
     enabled: Option<bool>,
     /// Attach (`"cert_…"`, must be active) or detach (`null`) a client certificate.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     client_certificate_id: Option<Option<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Endpoint)]
 pub struct EndpointView {
     id: String,
     url: String,
@@ -127,6 +137,7 @@ pub struct EndpointView {
     event_types: Vec<String>,
     /// Values of sensitive headers (authorization, tokens, keys…) are masked.
     headers: BTreeMap<String, String>,
+    /// `true` when a developer payload is set (it is only returned when created).
     has_developer_payload: bool,
     signature_schemes: Vec<String>,
     rate_limit_per_second: Option<u32>,
@@ -170,7 +181,8 @@ impl From<Endpoint> for EndpointView {
     }
 }
 
-fn mask(v: &str) -> String {
+/// `****` and, for values longer than 8 characters, their last 4.
+pub(crate) fn mask(v: &str) -> String {
     let n = v.chars().count();
     if n <= 8 {
         "****".into()
@@ -178,6 +190,28 @@ fn mask(v: &str) -> String {
         let tail: String = v.chars().skip(n - 4).collect();
         format!("****{tail}")
     }
+}
+
+/// A sensitive header sent back with the masked value it was shown with keeps its stored
+/// value, so that a client can edit other headers without knowing (or wiping) the secret ones.
+fn keep_masked(
+    new: BTreeMap<String, String>,
+    old: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    new.into_iter()
+        .map(|(k, v)| {
+            let stored = old
+                .iter()
+                .find(|(ok, _)| ok.eq_ignore_ascii_case(&k))
+                .map(|(_, ov)| ov);
+            match stored {
+                Some(ov) if v.starts_with("****") && is_sensitive_header(&k) && mask(ov) == v => {
+                    (k, ov.clone())
+                }
+                _ => (k, v),
+            }
+        })
+        .collect()
 }
 
 pub fn validate_event_type(t: &str) -> ApiResult<()> {
@@ -335,6 +369,20 @@ pub fn validate_custom_secret(s: &str) -> ApiResult<()> {
     }
 }
 
+/// Creates an endpoint. The answer holds its signing secret, which is never shown again.
+#[utoipa::path(
+    post,
+    path = "/endpoints",
+    tag = "endpoints",
+    request_body = CreateEndpoint,
+    responses(
+        (status = 201, description = "Created", body = CreatedEndpoint),
+        (status = 422, description = "Invalid field (`URL_*`, `INVALID_HEADER`, `RESERVED_HEADER`, \
+            `INVALID_EVENT_TYPE`, `INVALID_SIGNATURE_SCHEME`, `INVALID_SECRET`, \
+            `CERTIFICATE_NOT_FOUND`, `VALIDATION_FAILED`…)", body = ErrorBody),
+        (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateEndpoint>,
@@ -390,15 +438,22 @@ pub async fn create(
         .store
         .create_endpoint(ep.clone(), state.secrets.seal(&secret))
         .await?;
-    let mut body =
-        serde_json::to_value(EndpointView::from(ep)).map_err(|_| ApiError::internal())?;
-    body["secret"] = serde_json::Value::String(secret);
-    if let Some(p) = req.developer_payload {
-        body["developer_payload"] = serde_json::Value::String(p);
-    }
+    let body = CreatedEndpoint {
+        endpoint: EndpointView::from(ep),
+        secret,
+        developer_payload: req.developer_payload,
+    };
     Ok((StatusCode::CREATED, axum::Json(body)))
 }
 
+/// Lists endpoints, newest first.
+#[utoipa::path(
+    get,
+    path = "/endpoints",
+    tag = "endpoints",
+    params(PageQuery),
+    responses((status = 200, description = "A page of endpoints", body = Paged<EndpointView>))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
@@ -422,16 +477,39 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Endpoint> {
         .ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/endpoints/{id}",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EndpointView>> {
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
+/// Changes the fields given; `enabled` enables or disables it.
+#[utoipa::path(
+    patch,
+    path = "/endpoints/{id}",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    request_body = UpdateEndpoint,
+    responses(
+        (status = 200, description = "The updated endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "Invalid field (as on create)", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<UpdateEndpoint>,
 ) -> ApiResult<axum::Json<EndpointView>> {
     let mut ep = load(&state, &id).await?;
@@ -446,7 +524,7 @@ pub async fn update(
         ep.event_types = validate_event_types(t)?;
     }
     if let Some(h) = req.headers {
-        ep.headers = validate_headers(h)?;
+        ep.headers = validate_headers(keep_masked(h, &ep.headers))?;
     }
     if let Some(p) = req.developer_payload {
         if let Some(p) = &p {
@@ -494,25 +572,58 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> ApiResult<()>
     Ok(())
 }
 
+/// Enables the endpoint (also one the circuit breaker disabled); its pending deliveries resume.
+#[utoipa::path(
+    post,
+    path = "/endpoints/{id}/enable",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn enable(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EndpointView>> {
     set_enabled(&state, &id, true).await?;
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
+/// Disables the endpoint: its deliveries wait until it is enabled again.
+#[utoipa::path(
+    post,
+    path = "/endpoints/{id}/disable",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn disable(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EndpointView>> {
     set_enabled(&state, &id, false).await?;
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
+/// Deletes the endpoint; its pending deliveries are cancelled.
+#[utoipa::path(
+    delete,
+    path = "/endpoints/{id}",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     if !state.store.delete_endpoint(&id, now_millis()).await? {
         return Err(ApiError::not_found("endpoint"));
@@ -521,28 +632,69 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+/// Optional body of a secret rotation (empty: the defaults).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RotateRequest {
+    /// How long the previous secrets keep signing too (default 86400, at most 2592000).
+    #[schema(maximum = 2_592_000)]
     grace_period_seconds: Option<u64>,
+    /// Bring your own new secret (`whsec_` + base64 of 24..=64 bytes).
     secret: Option<String>,
 }
 
+/// The answer to `POST /endpoints`: the endpoint, with its signing secret (shown only here and
+/// on rotation) and its developer payload.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    endpoint: EndpointView,
+    /// The signing secret (`whsec_…`).
+    secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    developer_payload: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedSecret {
+    endpoint_id: String,
+    /// The new signing secret (`whsec_…`).
+    secret: String,
+    /// Until then the previous secrets sign too (RFC 3339).
+    previous_secrets_expire_at: String,
+}
+
+/// Rotates the signing secret; the previous secrets keep signing for the grace period. The body
+/// is optional.
+#[utoipa::path(
+    post,
+    path = "/endpoints/{id}/secret/rotate",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    request_body(content = Option<RotateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new secret", body = RotatedSecret),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "Invalid request (`VALIDATION_FAILED`, `INVALID_SECRET`)", body = ErrorBody),
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
-    body: axum::body::Bytes,
+    ApiPath(Id(id)): ApiPath<Id>,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<impl IntoResponse> {
-    // The body is optional: empty means the defaults.
+    // The body is optional: empty or `null` means the defaults.
     let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RotateRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(
-                "VALIDATION_FAILED",
-                format!("invalid rotation request: {e}"),
-            )
-        })?
+        serde_json::from_slice::<Option<RotateRequest>>(&body)
+            .map_err(|e| {
+                ApiError::invalid(
+                    "VALIDATION_FAILED",
+                    format!("invalid rotation request: {e}"),
+                )
+            })?
+            .unwrap_or_default()
     };
     let grace = req.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECS);
     if grace > MAX_GRACE_SECS {
@@ -568,11 +720,11 @@ pub async fn rotate_secret(
         return Err(ApiError::not_found("endpoint"));
     }
     state.dispatcher.endpoints().changed(&id).await;
-    Ok(axum::Json(serde_json::json!({
-        "endpoint_id": id,
-        "secret": secret,
-        "previous_secrets_expire_at": rfc3339(expires),
-    })))
+    Ok(axum::Json(RotatedSecret {
+        endpoint_id: id,
+        secret,
+        previous_secrets_expire_at: rfc3339(expires),
+    }))
 }
 
 #[cfg(test)]
@@ -633,6 +785,31 @@ mod tests {
         assert!(validate_custom_secret(&crypto::new_signing_secret()).is_ok());
         assert!(validate_custom_secret("whsec_c2hvcnQ=").is_err());
         assert!(validate_custom_secret("nope").is_err());
+    }
+
+    #[test]
+    fn masked_values_sent_back_keep_the_secret() {
+        let old: BTreeMap<String, String> = [
+            (
+                "Authorization".to_string(),
+                "Bearer s3cret-value".to_string(),
+            ),
+            ("X-Tenant".to_string(), "acme".to_string()),
+        ]
+        .into();
+        let new: BTreeMap<String, String> = [
+            ("authorization".to_string(), mask("Bearer s3cret-value")),
+            ("X-Tenant".to_string(), "****".to_string()),
+        ]
+        .into();
+        let got = keep_masked(new, &old);
+        assert_eq!(got["authorization"], "Bearer s3cret-value");
+        // Not sensitive: the value is taken as typed.
+        assert_eq!(got["X-Tenant"], "****");
+        // A different mask is a new value.
+        let new: BTreeMap<String, String> =
+            [("Authorization".to_string(), "****zzzz".to_string())].into();
+        assert_eq!(keep_masked(new, &old)["Authorization"], "****zzzz");
     }
 
     #[test]

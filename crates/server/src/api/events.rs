@@ -1,37 +1,72 @@
 //! `/api/v1/events` and `/api/v1/deliveries`.
 
 use super::endpoints::validate_event_type;
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Id};
 use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
 use crate::crypto;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use hookwarden_store::{
-    Attempt, CreateEventResult, Delivery, DeliveryFilter, DeliveryStatus, Event, NewEvent,
-    now_millis,
+    Attempt, CreateEventResult, Delivery, DeliveryFilter, DeliveryStatus, Event, EventFilter,
+    NewEvent, now_millis,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEvent {
+    /// 1 to 128 letters, digits and `. _ - : /`; endpoints subscribe by type.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/-]+$")]
     event_type: String,
+    /// Any JSON value, delivered as is.
+    #[schema(value_type = Value)]
     payload: Box<RawValue>,
+    /// The same key within `delivery.idempotency_ttl_secs` returns the first event (also as the
+    /// `Idempotency-Key` header).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Serialize)]
+/// The answer to `POST /events`.
+#[derive(Serialize, ToSchema)]
+pub struct EventCreated {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created_at: String,
+    /// Deliveries created (one per subscribed endpoint).
+    deliveries: usize,
+    /// `true` when the idempotency key matched an earlier event (status 200).
+    duplicate: bool,
+}
+
+/// A delivery's attempts, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct AttemptList {
+    data: Vec<AttemptView>,
+}
+
+/// `GET /stats`.
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    deliveries: hookwarden_store::DeliveryCounts,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Event)]
 pub struct EventView {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
+    #[schema(value_type = Value)]
     payload: Box<RawValue>,
     idempotency_key: Option<String>,
     source_id: Option<String>,
@@ -52,11 +87,14 @@ impl TryFrom<Event> for EventView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Delivery)]
 pub struct DeliveryView {
     id: String,
     event_id: String,
     endpoint_id: String,
+    /// `pending`, `succeeded`, `failed`, `paused` or `cancelled`.
+    #[schema(value_type = String)]
     status: &'static str,
     attempt_count: i64,
     next_attempt_at: Option<String>,
@@ -86,7 +124,8 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Attempt)]
 pub struct AttemptView {
     attempt: i64,
     started_at: String,
@@ -99,6 +138,9 @@ pub struct AttemptView {
     source_address: Option<String>,
     remote_address: Option<String>,
     outcome: String,
+    /// The request headers as sent, `[name, value]` pairs with secret values masked; `null`
+    /// for attempts recorded before headers were kept.
+    request_headers: Option<Vec<(String, String)>>,
 }
 
 impl From<Attempt> for AttemptView {
@@ -115,6 +157,10 @@ impl From<Attempt> for AttemptView {
             source_address: a.local_addr,
             remote_address: a.remote_addr,
             outcome: a.outcome,
+            request_headers: a
+                .request_headers
+                .as_deref()
+                .and_then(|h| serde_json::from_str(h).ok()),
         }
     }
 }
@@ -129,6 +175,20 @@ fn validate_idempotency_key(k: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Publishes an event: one delivery per enabled endpoint subscribed to its type.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Same as the `idempotency_key` field (they must agree when both are given)")),
+    request_body = CreateEvent,
+    responses(
+        (status = 202, description = "Accepted; deliveries are queued", body = EventCreated),
+        (status = 200, description = "Duplicate: the event first published with this idempotency key", body = EventCreated),
+        (status = 422, description = "Invalid event (`INVALID_EVENT_TYPE`, `INVALID_IDEMPOTENCY_KEY`, `VALIDATION_FAILED`)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -179,23 +239,83 @@ pub async fn create(
     };
     Ok((
         status,
-        axum::Json(serde_json::json!({
-            "id": event.id,
-            "type": event.event_type,
-            "created_at": rfc3339(event.created_at),
-            "deliveries": deliveries,
-            "duplicate": duplicate,
-        })),
+        axum::Json(EventCreated {
+            id: event.id,
+            event_type: event.event_type,
+            created_at: rfc3339(event.created_at),
+            deliveries,
+            duplicate,
+        }),
     ))
 }
 
+/// Most event types one listing may ask for.
+const MAX_LISTED_TYPES: usize = 10;
+
+/// `GET /events` query: pagination and an optional type filter.
+#[derive(Deserialize, Default, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
+    pub limit: Option<usize>,
+    /// The `next_before` of the previous page.
+    #[param(max_length = 64, pattern = "^[A-Za-z0-9_]*$")]
+    pub before: Option<String>,
+    /// Only events of these types, comma-separated (at most 10), e.g.
+    /// `endpoint.disabled,endpoint.failing,source.anomaly`.
+    #[param(max_length = 1300)]
+    pub event_type: Option<String>,
+}
+
+impl EventQuery {
+    fn filter(&self) -> ApiResult<EventFilter> {
+        let Some(list) = &self.event_type else {
+            return Ok(EventFilter::default());
+        };
+        let mut event_types: Vec<String> = Vec::new();
+        for t in list.split(',').map(str::trim) {
+            validate_event_type(t).map_err(|_| {
+                ApiError::bad_request(
+                    "INVALID_QUERY",
+                    "event_type is a comma-separated list of event types",
+                )
+            })?;
+            if !event_types.iter().any(|e| e == t) {
+                event_types.push(t.to_owned());
+            }
+        }
+        if event_types.len() > MAX_LISTED_TYPES {
+            return Err(ApiError::bad_request(
+                "INVALID_QUERY",
+                format!("at most {MAX_LISTED_TYPES} event types per listing"),
+            ));
+        }
+        Ok(EventFilter { event_types })
+    }
+}
+
+/// Lists events, newest first, optionally only some types.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    params(EventQuery),
+    responses((status = 200, description = "A page of events", body = Paged<EventView>))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<axum::Json<Paged<EventView>>> {
-    let page = q.page()?;
+    let filter = q.filter()?;
+    let page = PageQuery {
+        limit: q.limit,
+        before: q.before,
+    }
+    .page()?;
     let limit = page.limit;
-    let rows = state.store.list_events(page).await?;
+    let rows = state.store.list_events(filter, page).await?;
     let p = paged(rows, limit, |e| e.id.clone(), |e| e);
     let data = p
         .data
@@ -209,9 +329,19 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_…`)")),
+    responses(
+        (status = 200, description = "The event", body = EventView),
+        (status = 404, description = "No such event (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EventView>> {
     let e = state
         .store
@@ -221,14 +351,23 @@ pub async fn get_one(
     Ok(axum::Json(e.try_into()?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
+    /// The `next_before` of the previous page.
+    #[param(max_length = 64, pattern = "^[A-Za-z0-9_]*$")]
     before: Option<String>,
+    /// `pending`, `succeeded`, `failed`, `paused` or `cancelled`.
+    #[param(pattern = "^(pending|succeeded|failed|paused|cancelled)$")]
     status: Option<String>,
-    endpoint_id: Option<String>,
-    event_id: Option<String>,
+    #[param(value_type = Option<String>)]
+    endpoint_id: Option<Id>,
+    #[param(value_type = Option<String>)]
+    event_id: Option<Id>,
 }
 
 async fn deliveries(
@@ -250,10 +389,10 @@ async fn deliveries(
         })?);
     }
     if filter.endpoint_id.is_none() {
-        filter.endpoint_id = q.endpoint_id;
+        filter.endpoint_id = q.endpoint_id.map(|i| i.0);
     }
     if filter.event_id.is_none() {
-        filter.event_id = q.event_id;
+        filter.event_id = q.event_id.map(|i| i.0);
     }
     let limit = page.limit;
     let rows = state.store.list_deliveries(filter, page).await?;
@@ -265,6 +404,14 @@ async fn deliveries(
     )))
 }
 
+/// Lists deliveries, newest first, optionally filtered.
+#[utoipa::path(
+    get,
+    path = "/deliveries",
+    tag = "events",
+    params(DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries", body = Paged<DeliveryView>))
+)]
 pub async fn list_deliveries(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
@@ -272,9 +419,20 @@ pub async fn list_deliveries(
     deliveries(&state, DeliveryFilter::default(), q).await
 }
 
+/// The deliveries of one event.
+#[utoipa::path(
+    get,
+    path = "/events/{id}/deliveries",
+    tag = "events",
+    params(("id" = String, Path, description = "Event id (`evt_…`)"), DeliveryQuery),
+    responses(
+        (status = 200, description = "A page of deliveries", body = Paged<DeliveryView>),
+        (status = 404, description = "No such event (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn event_deliveries(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<axum::Json<Paged<DeliveryView>>> {
     if state.store.get_event(&id).await?.is_none() {
@@ -287,9 +445,17 @@ pub async fn event_deliveries(
     deliveries(&state, filter, q).await
 }
 
+/// The deliveries to one endpoint (also after it was deleted).
+#[utoipa::path(
+    get,
+    path = "/endpoints/{id}/deliveries",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)"), DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries", body = Paged<DeliveryView>))
+)]
 pub async fn endpoint_deliveries(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<axum::Json<Paged<DeliveryView>>> {
     let filter = DeliveryFilter {
@@ -299,9 +465,19 @@ pub async fn endpoint_deliveries(
     deliveries(&state, filter, q).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/deliveries/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "Delivery id (`dlv_…`)")),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryView),
+        (status = 404, description = "No such delivery (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn get_delivery(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<DeliveryView>> {
     let d = state
         .store
@@ -311,21 +487,43 @@ pub async fn get_delivery(
     Ok(axum::Json(d.into()))
 }
 
+/// Every attempt of a delivery: status, timings, addresses and a bounded response excerpt.
+#[utoipa::path(
+    get,
+    path = "/deliveries/{id}/attempts",
+    tag = "events",
+    params(("id" = String, Path, description = "Delivery id (`dlv_…`)")),
+    responses(
+        (status = 200, description = "The attempts", body = AttemptList),
+        (status = 404, description = "No such delivery (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn attempts(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<axum::Json<AttemptList>> {
     if state.store.get_delivery(&id).await?.is_none() {
         return Err(ApiError::not_found("delivery"));
     }
     let rows = state.store.list_attempts(&id).await?;
     let data: Vec<AttemptView> = rows.into_iter().map(AttemptView::from).collect();
-    Ok(axum::Json(serde_json::json!({ "data": data })))
+    Ok(axum::Json(AttemptList { data }))
 }
 
+/// Queues a delivery again, due now (paused when its endpoint is disabled).
+#[utoipa::path(
+    post,
+    path = "/deliveries/{id}/retry",
+    tag = "events",
+    params(("id" = String, Path, description = "Delivery id (`dlv_…`)")),
+    responses(
+        (status = 202, description = "Queued again", body = DeliveryView),
+        (status = 404, description = "No such delivery, or a cancelled one (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn retry(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<impl IntoResponse> {
     let d = state
         .store
@@ -336,7 +534,14 @@ pub async fn retry(
     Ok((StatusCode::ACCEPTED, axum::Json(DeliveryView::from(d))))
 }
 
-pub async fn stats(State(state): State<Arc<AppState>>) -> ApiResult<impl IntoResponse> {
+/// Deliveries by status, and the queue's backlog.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = "events",
+    responses((status = 200, description = "Counts", body = Stats))
+)]
+pub async fn stats(State(state): State<Arc<AppState>>) -> ApiResult<axum::Json<Stats>> {
     let c = state.store.delivery_counts(now_millis()).await?;
-    Ok(axum::Json(serde_json::json!({ "deliveries": c })))
+    Ok(axum::Json(Stats { deliveries: c }))
 }

@@ -18,3 +18,52 @@ pub struct ApiPath<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// The raw body with `ApiError` rejections (413 `PAYLOAD_TOO_LARGE` as JSON), for routes whose
+/// JSON body is optional.
+pub struct ApiBytes(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        Ok(ApiBytes(bytes::Bytes::from_request(req, state).await?))
+    }
+}
+
+/// A resource id (`ep_…`, `evt_…`, `dlv_…`) in a path or query: 1 to 64 ASCII letters, digits,
+/// `_` or `-`. Anything else cannot name a resource and is refused (400) before storage sees it
+/// (PostgreSQL text cannot even hold a NUL byte).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(pub String);
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty()
+            || s.len() > 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(serde::de::Error::custom("not a valid id"));
+        }
+        Ok(Id(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Id;
+
+    #[test]
+    fn ids_are_short_and_plain() {
+        let ok: Id = serde_json::from_str("\"ep_01m84dzrry195hyg400h0asrqs\"").unwrap();
+        assert_eq!(ok.0, "ep_01m84dzrry195hyg400h0asrqs");
+        for bad in ["\"\"", "\"a\\u0000b\"", "\"a b\"", "\"é\"", "\"a/b\""] {
+            assert!(serde_json::from_str::<Id>(bad).is_err(), "{bad}");
+        }
+        let long = format!("\"{}\"", "a".repeat(65));
+        assert!(serde_json::from_str::<Id>(&long).is_err());
+    }
+}

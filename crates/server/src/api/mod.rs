@@ -1,25 +1,29 @@
 //! The admin API (`/api/v1`), health and metrics routes.
 
 mod certificates;
-mod endpoints;
+pub(crate) mod endpoints;
 mod events;
 pub mod extract;
+pub mod openapi;
 mod security;
+mod stats;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::inbound::api as sources;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use hookwarden_store::Millis;
 use serde::Serialize;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use time::macros::format_description;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Renders unix milliseconds as RFC 3339 UTC with millisecond precision.
 pub fn rfc3339(ms: Millis) -> String {
@@ -36,94 +40,75 @@ pub fn rfc3339_opt(ms: Option<Millis>) -> Option<String> {
 }
 
 /// A page of results: newest first; pass `next_before` as `before` to get the next page.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Paged<T: Serialize> {
     pub data: Vec<T>,
     pub has_more: bool,
     pub next_before: Option<String>,
 }
 
+/// The whole HTTP surface. Every route is registered with `routes!` on an `OpenApiRouter`, so the
+/// OpenAPI document ([`openapi`]) lists exactly the routes served; see [`openapi`] for the
+/// pattern to follow when adding one.
 pub fn router(state: Arc<AppState>) -> Router {
-    let authed = Router::new()
-        .route("/endpoints", post(endpoints::create).get(endpoints::list))
-        .route(
-            "/endpoints/{id}",
-            get(endpoints::get_one)
-                .patch(endpoints::update)
-                .delete(endpoints::delete),
-        )
-        .route(
-            "/endpoints/{id}/secret/rotate",
-            post(endpoints::rotate_secret),
-        )
-        .route("/endpoints/{id}/enable", post(endpoints::enable))
-        .route("/endpoints/{id}/disable", post(endpoints::disable))
-        .route(
-            "/endpoints/{id}/deliveries",
-            get(events::endpoint_deliveries),
-        )
-        .route("/events", post(events::create).get(events::list))
-        .route("/events/{id}", get(events::get_one))
-        .route("/events/{id}/deliveries", get(events::event_deliveries))
-        .route("/deliveries", get(events::list_deliveries))
-        .route("/deliveries/{id}", get(events::get_delivery))
-        .route("/deliveries/{id}/attempts", get(events::attempts))
-        .route("/deliveries/{id}/retry", post(events::retry))
-        .route("/stats", get(events::stats))
-        .route(
-            "/client-certificates",
-            post(certificates::create).get(certificates::list),
-        )
-        .route(
-            "/client-certificates/{id}",
-            get(certificates::get_one).delete(certificates::delete),
-        )
-        .route(
-            "/client-certificates/{id}/retire",
-            post(certificates::retire),
-        )
-        .route("/sources", post(sources::create).get(sources::list))
-        .route(
-            "/sources/{id}",
-            get(sources::get_one)
-                .patch(sources::update)
-                .delete(sources::delete),
-        )
-        .route("/sources/{id}/rotate", post(sources::rotate))
-        .route("/sources/{id}/revoke", post(sources::revoke))
-        .route("/sources/{id}/audit", get(sources::source_audit))
-        .route("/inbound/audit", get(sources::all_audit))
+    let mut authed = OpenApiRouter::default()
+        .routes(routes!(endpoints::create, endpoints::list))
+        .routes(routes!(
+            endpoints::get_one,
+            endpoints::update,
+            endpoints::delete
+        ))
+        .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::enable))
+        .routes(routes!(endpoints::disable))
+        .routes(routes!(events::endpoint_deliveries))
+        .routes(routes!(events::create, events::list))
+        .routes(routes!(events::get_one))
+        .routes(routes!(events::event_deliveries))
+        .routes(routes!(events::list_deliveries))
+        .routes(routes!(events::get_delivery))
+        .routes(routes!(events::attempts))
+        .routes(routes!(events::retry))
+        .routes(routes!(events::stats))
+        .routes(routes!(stats::deliveries))
+        .routes(routes!(stats::ingest_all))
+        .routes(routes!(certificates::create, certificates::list))
+        .routes(routes!(certificates::get_one, certificates::delete))
+        .routes(routes!(certificates::retire))
+        .routes(routes!(sources::create, sources::list))
+        .routes(routes!(sources::get_one, sources::update, sources::delete))
+        .routes(routes!(sources::rotate))
+        .routes(routes!(sources::revoke))
+        .routes(routes!(sources::source_audit))
+        .routes(routes!(stats::source))
+        .routes(routes!(sources::all_audit))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
         ));
+    openapi::require_api_key(authed.get_openapi_mut());
 
-    let api = Router::new()
+    let api = OpenApiRouter::default()
         .merge(authed)
         .merge(security::routes())
+        .routes(routes!(openapi::openapi_json))
         .fallback(api_not_found);
 
-    let mut app = Router::new()
+    let mut app = OpenApiRouter::with_openapi(openapi::base())
         .nest("/api/v1", api)
-        .route("/in/{token}", post(crate::inbound::ingest::ingest))
-        .route("/health", get(health))
-        .route("/", get(root));
-    if state.config.metrics.enabled {
-        let metrics = get(metrics_route);
-        app = if state.config.metrics.public {
-            app.route("/metrics", metrics)
-        } else {
-            app.route(
-                "/metrics",
-                metrics.route_layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    require_api_key,
-                )),
-            )
-        };
+        .routes(routes!(crate::inbound::ingest::ingest))
+        .routes(routes!(health))
+        .routes(routes!(root));
+    if state.config.metrics.on_main_listener() {
+        app = app.merge(metrics_routes(&state));
     }
-    app.fallback(not_found)
+    let (app, mut doc) = app.split_for_parts();
+    openapi::finish(&mut doc);
+    // The console's pages and assets are not API routes: they are not in the document.
+    app.merge(crate::console::routes())
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(openapi::Document::new(&doc)))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.server.max_body_bytes,
         ))
@@ -131,34 +116,110 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn root() -> impl IntoResponse {
-    axum::Json(serde_json::json!({
-        "service": "hookwarden",
-        "version": env!("CARGO_PKG_VERSION"),
-        "api": "/api/v1",
-    }))
+/// `/metrics`, behind an API key unless `metrics.public`.
+fn metrics_routes(state: &Arc<AppState>) -> OpenApiRouter<Arc<AppState>> {
+    let mut metrics = OpenApiRouter::default().routes(routes!(metrics_route));
+    if !state.config.metrics.public {
+        metrics = metrics.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
+        openapi::require_api_key(metrics.get_openapi_mut());
+    }
+    metrics
+}
+
+/// The separate metrics listener (`metrics.listen`): `/metrics` and nothing else.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    let (routes, _) = metrics_routes(&state).split_for_parts();
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(1024))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Service name, version and where the API is.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    responses((status = 200, description = "Service name, version and API base path", body = RootInfo))
+)]
+async fn root() -> axum::Json<RootInfo> {
+    axum::Json(RootInfo {
+        service: "hookwarden",
+        version: env!("CARGO_PKG_VERSION"),
+        api: "/api/v1",
+        console: "/console/",
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RootInfo {
+    #[schema(value_type = String)]
+    service: &'static str,
+    #[schema(value_type = String)]
+    version: &'static str,
+    #[schema(value_type = String)]
+    api: &'static str,
+    /// The web console (a page, not part of this API).
+    #[schema(value_type = String)]
+    console: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// `sqlite` or `postgres`.
+    #[schema(value_type = String)]
+    storage: &'static str,
+    /// Deliveries this instance holds in memory (claimed, queued or in flight).
+    deliveries_in_memory: usize,
 }
 
 /// Liveness and storage reachability, cheap enough for load balancers to poll often (queue
 /// figures are in `/metrics` and `/api/v1/stats`).
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Up, and storage answers", body = Health),
+        (status = 503, description = "Storage unavailable (`UNAVAILABLE`)", body = ErrorBody),
+    )
+)]
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
-        Ok(()) => axum::Json(serde_json::json!({
-            "status": "ok",
-            "storage": state.store.backend(),
-            "deliveries_in_memory": state.dispatcher.load(),
-        }))
+        Ok(()) => axum::Json(Health {
+            status: "ok",
+            storage: state.store.backend(),
+            deliveries_in_memory: state.dispatcher.load(),
+        })
         .into_response(),
         Err(_) => ApiError::unavailable("storage unavailable").into_response(),
     }
 }
 
+/// Prometheus metrics (text exposition format 0.0.4). Needs the admin API key unless
+/// `metrics.public = true`; absent when `metrics.enabled = false`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format",
+            content_type = "text/plain; version=0.0.4", body = String),
+    )
+)]
 async fn metrics_route(State(state): State<Arc<AppState>>) -> Response {
-    crate::metrics::refresh(&state).await;
     match &state.metrics {
         Some(h) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            h.render(),
+            state.scraper.render(&state, h).await,
         )
             .into_response(),
         None => ApiError::unavailable("metrics recorder not installed").into_response(),
@@ -188,7 +249,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
 }
@@ -235,10 +298,15 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
 }
 
 /// Pagination query parameters shared by list routes.
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, IntoParams)]
 #[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     pub limit: Option<usize>,
+    /// The `next_before` of the previous page.
+    #[param(max_length = 64, pattern = "^[A-Za-z0-9_]*$")]
     pub before: Option<String>,
 }
 
@@ -294,6 +362,38 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(i64::MAX), "1970-01-01T00:00:00.000Z");
+    }
+
+    /// Routes are registered only with `routes!` on an `OpenApiRouter` (see [`openapi`]), so
+    /// none can exist without documentation: plain axum registration is refused here.
+    #[test]
+    fn every_route_is_registered_with_its_documentation() {
+        let plain = [".", "route("].concat();
+        let plain_service = [".", "route_service("].concat();
+        let axum_routing = ["axum::", "routing"].concat();
+        for (file, text) in [
+            ("api/mod.rs", include_str!("mod.rs")),
+            ("api/security.rs", include_str!("security.rs")),
+            ("api/endpoints.rs", include_str!("endpoints.rs")),
+            ("api/events.rs", include_str!("events.rs")),
+            ("api/certificates.rs", include_str!("certificates.rs")),
+            ("api/stats.rs", include_str!("stats.rs")),
+            ("inbound/api.rs", include_str!("../inbound/api.rs")),
+            ("inbound/ingest.rs", include_str!("../inbound/ingest.rs")),
+        ] {
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for needle in [&plain, &plain_service, &axum_routing] {
+                    assert!(
+                        !line.contains(needle.as_str()),
+                        "{file}:{}: register routes with `.routes(routes!(handler))`: {line}",
+                        n + 1
+                    );
+                }
+            }
+        }
     }
 
     #[test]

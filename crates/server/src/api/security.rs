@@ -5,27 +5,45 @@ use super::extract::ApiQuery;
 use super::rfc3339;
 use crate::error::ApiResult;
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use hookwarden_store::{CertificateStatus, Page, now_millis};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// At most this many certificates are published.
 const MAX_PUBLISHED: usize = 1000;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/security/egress-ips", get(egress_ips))
-        .route("/security/client-certificates", get(client_certificates))
+/// Public routes: no API key (and no security requirement in the OpenAPI document).
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::default()
+        .routes(routes!(egress_ips))
+        .routes(routes!(client_certificates))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormatQuery {
+    /// `text`: one range per line (`text/plain`); anything else: JSON.
     format: Option<String>,
+}
+
+/// `{"ranges": [...], "updated_at": "..."}`.
+#[derive(Serialize, ToSchema)]
+pub struct EgressIps {
+    /// CIDR ranges deliveries leave from.
+    ranges: Vec<String>,
+    /// RFC 3339.
+    updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PublishedCertificates {
+    certificates: Vec<PublishedCertificate>,
 }
 
 fn wants_text(q: &FormatQuery, headers: &HeaderMap) -> bool {
@@ -45,6 +63,19 @@ fn last_modified(ms: i64) -> Option<HeaderValue> {
 
 /// `GET /api/v1/security/egress-ips`: `{"ranges": [...], "updated_at": "..."}`, or one range
 /// per line with `?format=text` or `Accept: text/plain`.
+#[utoipa::path(
+    get,
+    path = "/security/egress-ips",
+    tag = "security",
+    params(FormatQuery),
+    responses(
+        (status = 200, description = "The published egress ranges (with `Last-Modified`)",
+            content(
+                (EgressIps = "application/json"),
+                (String = "text/plain; charset=utf-8"),
+            )),
+    )
+)]
 pub async fn egress_ips(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<FormatQuery>,
@@ -62,10 +93,10 @@ pub async fn egress_ips(
         }
         ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
     } else {
-        axum::Json(serde_json::json!({
-            "ranges": ranges,
-            "updated_at": rfc3339(updated_at),
-        }))
+        axum::Json(EgressIps {
+            ranges,
+            updated_at: rfc3339(updated_at),
+        })
         .into_response()
     };
     if let Some(lm) = last_modified(updated_at) {
@@ -74,8 +105,8 @@ pub async fn egress_ips(
     Ok(resp)
 }
 
-#[derive(Serialize)]
-struct PublishedCertificate {
+#[derive(Serialize, ToSchema)]
+pub struct PublishedCertificate {
     id: String,
     subject: String,
     issuer: String,
@@ -84,14 +115,23 @@ struct PublishedCertificate {
     sha1: String,
     not_before: String,
     not_after: String,
+    /// `active` or `retiring`.
+    #[schema(value_type = String)]
     status: &'static str,
 }
 
 /// `GET /api/v1/security/client-certificates`: every certificate not deleted (active and
 /// retiring), with thumbprints for pinning.
+#[utoipa::path(
+    get,
+    path = "/security/client-certificates",
+    tag = "security",
+    responses((status = 200, description = "Certificates receivers may pin (at most 1000)",
+        body = PublishedCertificates))
+)]
 pub async fn client_certificates(
     State(state): State<Arc<AppState>>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
+) -> ApiResult<axum::Json<PublishedCertificates>> {
     let mut out = Vec::new();
     let mut before = None;
     while out.len() < MAX_PUBLISHED {
@@ -123,5 +163,5 @@ pub async fn client_certificates(
         }
     }
     out.truncate(MAX_PUBLISHED);
-    Ok(axum::Json(serde_json::json!({ "certificates": out })))
+    Ok(axum::Json(PublishedCertificates { certificates: out }))
 }

@@ -1,10 +1,10 @@
 //! `/api/v1/sources`: inbound sources (secret webhook URLs) and their audit log.
 
 use super::token;
-use crate::api::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::api::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Id};
 use crate::api::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
 use crate::crypto;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 use crate::tls::ConnectionTls;
 use axum::Json;
@@ -20,6 +20,7 @@ use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
 use tracing::warn;
+use utoipa::{IntoParams, ToSchema};
 
 const MAX_CIDRS: usize = 1000;
 const MAX_FORWARD_TO: usize = 100;
@@ -33,28 +34,44 @@ fn d_window() -> i64 {
     DEFAULT_REPLAY_WINDOW_SECS
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSource {
+    /// 1 to 200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
+    /// Client addresses or CIDR ranges allowed to call the URL (empty: any).
     #[serde(default)]
     allowed_cidrs: Vec<String>,
+    /// `{"type": "<preset>", "secret": "..." | "secrets": [...], ...preset options}`; presets:
+    /// `standard-webhooks`, `github`, `stripe`, `slack`, `shopify`, `twilio`, `paddle`, `zoom`,
+    /// `twitch`, `discord`, `sendgrid`, `glassix`, `hookwarden`, `hmac`, `basic_auth`, `api_key`,
+    /// `none` (only with `allowed_cidrs`).
+    #[schema(value_type = Object)]
     verification: Value,
+    /// Seconds a message id (or signed timestamp and body) is remembered against replays, 0 to
+    /// 604800 (0 disables; default 300).
     #[serde(default = "d_window")]
     replay_window_seconds: i64,
+    /// Keep request bodies (up to 64 KiB) in the audit log.
     #[serde(default)]
     log_payloads: bool,
+    /// Endpoint ids (`ep_…`) and event types accepted webhooks are delivered to.
     #[serde(default)]
     forward_to: Vec<String>,
+    /// Type of the events made from accepted webhooks (default `inbound.<preset>`).
     #[serde(default)]
     event_type: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// Only the fields given change (as on create). A new `verification` of the same type without
+/// secrets keeps the stored secrets.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PatchSource {
     name: Option<String>,
     allowed_cidrs: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
     verification: Option<Value>,
     replay_window_seconds: Option<i64>,
     log_payloads: Option<bool>,
@@ -62,17 +79,22 @@ pub struct PatchSource {
     event_type: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+/// Optional body of a token rotation (empty: no grace period).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RotateSource {
+    /// How long the previous URL keeps working, 0 to 2592000 seconds (default 0).
+    #[schema(minimum = 0, maximum = 2_592_000)]
     grace_period_seconds: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SourceToken)]
 pub struct TokenView {
     prefix: String,
     /// `active`, `grace` (rotated out, still working until `expires_at`), `expired` or
     /// `revoked`.
+    #[schema(value_type = String)]
     state: &'static str,
     created_at: String,
     expires_at: Option<String>,
@@ -98,11 +120,13 @@ fn token_view(t: SourceToken, now: Millis) -> TokenView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Source)]
 pub struct SourceView {
     id: String,
     name: String,
     /// `active` or `revoked` (the current token's state).
+    #[schema(value_type = String)]
     status: &'static str,
     /// The full URL: only in the answer that created it (create, rotate).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +136,7 @@ pub struct SourceView {
     /// The URL with only the token prefix, for display.
     url_hint: Option<String>,
     /// The preset, without secrets.
+    #[schema(value_type = Object)]
     verification: Value,
     secrets_count: usize,
     allowed_cidrs: Vec<String>,
@@ -384,6 +409,20 @@ fn new_token(now: Millis) -> (String, NewSourceToken) {
     )
 }
 
+/// Creates a source. The answer holds its secret URL (`url`), which is never shown again.
+#[utoipa::path(
+    post,
+    path = "/sources",
+    tag = "sources",
+    request_body = CreateSource,
+    responses(
+        (status = 201, description = "Created, with its `url`", body = SourceView),
+        (status = 422, description = "Invalid field (`INVALID_NAME`, `INVALID_CIDR`, `INVALID_VERIFICATION`, \
+            `INVALID_SECRET`, `SECRET_REQUIRED`, `ALLOWLIST_REQUIRED`, `INVALID_FORWARD_TO`, \
+            `UNKNOWN_ENDPOINT`, `INVALID_EVENT_TYPE`, `INVALID_REPLAY_WINDOW`…)", body = ErrorBody),
+        (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -433,6 +472,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(record, &base, Some(url)))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sources",
+    tag = "sources",
+    params(PageQuery),
+    responses((status = 200, description = "A page of sources", body = Paged<SourceView>))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -460,21 +506,43 @@ async fn load(state: &AppState, id: &str) -> ApiResult<SourceRecord> {
         .ok_or_else(|| ApiError::not_found("source"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = String, Path, description = "Source id (`src_…`)")),
+    responses(
+        (status = 200, description = "The source", body = SourceView),
+        (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<SourceView>> {
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = String, Path, description = "Source id (`src_…`)")),
+    request_body = PatchSource,
+    responses(
+        (status = 200, description = "The updated source", body = SourceView),
+        (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "Invalid field (as on create)", body = ErrorBody),
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<PatchSource>,
 ) -> ApiResult<Json<SourceView>> {
     let mut s = load(&state, &id).await?.source;
@@ -538,9 +606,20 @@ pub async fn update(
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
 
+/// Deletes a source (its audit entries stay until retention).
+#[utoipa::path(
+    delete,
+    path = "/sources/{id}",
+    tag = "sources",
+    params(("id" = String, Path, description = "Source id (`src_…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     if !state.inbound.store.delete_source(&id).await? {
         return Err(ApiError::not_found("source"));
@@ -550,18 +629,34 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Issues a new secret URL; the previous one keeps working for the grace period. The body is
+/// optional.
+#[utoipa::path(
+    post,
+    path = "/sources/{id}/rotate",
+    tag = "sources",
+    params(("id" = String, Path, description = "Source id (`src_…`)")),
+    request_body(content = Option<RotateSource>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The source with its new `url`", body = SourceView),
+        (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "Invalid grace period (`INVALID_GRACE_PERIOD`)", body = ErrorBody),
+    )
+)]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
-    ApiPath(id): ApiPath<String>,
-    body: bytes::Bytes,
+    ApiPath(Id(id)): ApiPath<Id>,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<Json<SourceView>> {
+    // The body is optional: empty or `null` means the defaults.
     let req: RotateSource = if body.iter().all(u8::is_ascii_whitespace) {
         RotateSource::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<RotateSource>>(&body)
             .map_err(|e| ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}")))?
+            .unwrap_or_default()
     };
     if !(0..=MAX_GRACE_SECS).contains(&req.grace_period_seconds) {
         return Err(invalid(
@@ -588,11 +683,22 @@ pub async fn rotate(
     Ok(Json(view(r, &base, Some(url))))
 }
 
+/// Revokes the source's URLs: calls get 410 `WEBHOOK_REVOKED` until it is rotated.
+#[utoipa::path(
+    post,
+    path = "/sources/{id}/revoke",
+    tag = "sources",
+    params(("id" = String, Path, description = "Source id (`src_…`)")),
+    responses(
+        (status = 200, description = "The revoked source", body = SourceView),
+        (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<SourceView>> {
     if !state.inbound.store.revoke_source(&id, now_millis()).await? {
         return Err(ApiError::not_found("source"));
@@ -603,16 +709,24 @@ pub async fn revoke(
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields, default)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
+    /// The `next_before` of the previous page.
+    #[param(max_length = 64, pattern = "^[A-Za-z0-9_]*$")]
     before: Option<String>,
     /// RFC 3339 time or unix milliseconds (inclusive).
     since: Option<String>,
     /// RFC 3339 time or unix milliseconds (exclusive).
     until: Option<String>,
+    /// An outcome code such as `ACCEPTED` or `IP_NOT_ALLOWED`.
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Z_]+$")]
     outcome: Option<String>,
+    /// An IPv4 or IPv6 address.
     client_ip: Option<String>,
     /// `/api/v1/inbound/audit` only: one source's entries.
     source_id: Option<String>,
@@ -620,7 +734,8 @@ pub struct AuditQuery {
     unknown: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct AuditView {
     id: String,
     source_id: Option<String>,
@@ -667,7 +782,7 @@ fn audit_view(a: AuditEntry) -> AuditView {
     }
 }
 
-fn parse_time(name: &str, v: &str) -> ApiResult<Millis> {
+pub(crate) fn parse_time(name: &str, v: &str) -> ApiResult<Millis> {
     let v = v.trim();
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
@@ -744,9 +859,16 @@ async fn audit_page(
 }
 
 /// `GET /api/v1/sources/{id}/audit` (also after the source was deleted, until retention).
+#[utoipa::path(
+    get,
+    path = "/sources/{id}/audit",
+    tag = "sources",
+    params(("id" = String, Path, description = "Source id (`src_…`)"), AuditQuery),
+    responses((status = 200, description = "A page of audit entries", body = Paged<AuditView>))
+)]
 pub async fn source_audit(
     State(state): State<Arc<AppState>>,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Paged<AuditView>>> {
     if q.source_id.is_some() || q.unknown.is_some() {
@@ -760,6 +882,13 @@ pub async fn source_audit(
 }
 
 /// `GET /api/v1/inbound/audit`: every source's entries and those of unknown tokens.
+#[utoipa::path(
+    get,
+    path = "/inbound/audit",
+    tag = "sources",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of audit entries", body = Paged<AuditView>))
+)]
 pub async fn all_audit(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<AuditQuery>,

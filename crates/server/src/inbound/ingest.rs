@@ -21,7 +21,7 @@
 use super::Inbound;
 use super::cache::{LookupError, SourceRuntime};
 use super::token;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::tls::ConnectionTls;
 use axum::body::Body;
@@ -98,6 +98,44 @@ struct Ctx {
     entry: NewAuditEntry,
 }
 
+/// The answer to an accepted webhook.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Always `true`.
+    success: bool,
+    /// The event made from it (`evt_…`).
+    id: String,
+}
+
+/// Receives a webhook on a source's secret URL: checks (in order) the token, HTTPS, the
+/// allowlist, the body size, the signature and timestamp, and replays; every request is audited.
+#[utoipa::path(
+    post,
+    path = "/in/{token}",
+    tag = "inbound",
+    params(("token" = String, Path, description = "The secret token of the source's URL")),
+    request_body(
+        description = "The provider's webhook, verified byte for byte as received",
+        content(
+            (Value = "application/json"),
+            (HashMap<String, String> = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted and stored as an event", body = Accepted),
+        (status = 200, description = "A provider handshake, answered as the provider expects",
+            content((Value = "application/json"), (String = "text/plain"))),
+        (status = 400, description = "The body could not be read (`BODY_READ_FAILED`)", body = ErrorBody),
+        (status = 401, description = "`SIGNATURE_INVALID` or `TIMESTAMP_OUT_OF_TOLERANCE`", body = ErrorBody),
+        (status = 403, description = "`HTTPS_REQUIRED` or `IP_NOT_ALLOWED`", body = ErrorBody),
+        (status = 404, description = "Unknown or rotated-out token (`WEBHOOK_NOT_FOUND`)", body = ErrorBody),
+        (status = 408, description = "The body took too long to arrive (`BODY_TIMEOUT`)", body = ErrorBody),
+        (status = 409, description = "Already accepted within the replay window (`REPLAYED`)", body = ErrorBody),
+        (status = 410, description = "Revoked (`WEBHOOK_REVOKED`)", body = ErrorBody),
+        (status = 413, description = "Body over `inbound.max_body_bytes` (`PAYLOAD_TOO_LARGE`)", body = ErrorBody),
+        (status = 503, description = "`SOURCE_MISCONFIGURED` or `UNAVAILABLE`: retry later", body = ErrorBody),
+    )
+)]
 pub async fn ingest(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let inbound = state.inbound.clone();
     let (parts, body) = req.into_parts();
@@ -146,7 +184,7 @@ pub async fn ingest(State(state): State<Arc<AppState>>, req: Request) -> Respons
 /// Writes a non-accepted entry (through flood control), counts and logs it.
 async fn record(inbound: &Inbound, mut ctx: Ctx) {
     ctx.entry.latency_us = i64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(i64::MAX);
-    observe(&ctx.entry);
+    observe(inbound, &ctx.entry);
     if let Some(e) = inbound.audit.admit(ctx.entry)
         && let Err(err) = inbound.store.insert_audit(vec![e]).await
     {
@@ -154,7 +192,15 @@ async fn record(inbound: &Inbound, mut ctx: Ctx) {
     }
 }
 
-fn observe(e: &NewAuditEntry) {
+/// Counts, logs and feeds the usage alerts: once per request, whatever its outcome.
+fn observe(inbound: &Inbound, e: &NewAuditEntry) {
+    if let (Some(alerts), Some(source_id)) = (&inbound.alerts, &e.source_id) {
+        alerts.observe_ingest(
+            source_id,
+            e.outcome == "IP_NOT_ALLOWED",
+            e.client_ip.as_deref(),
+        );
+    }
     let source = e.source_id.clone().unwrap_or_else(|| "unknown".into());
     metrics::counter!(
         "hookwarden_inbound_requests_total",
@@ -506,10 +552,13 @@ async fn accept(
                 state.dispatcher.wake();
             }
             entry.event_id = Some(event_id.clone());
-            observe(&entry);
+            observe(inbound, &entry);
             Ok((
                 StatusCode::ACCEPTED,
-                axum::Json(serde_json::json!({"success": true, "id": event_id})),
+                axum::Json(Accepted {
+                    success: true,
+                    id: event_id,
+                }),
             )
                 .into_response())
         }

@@ -38,6 +38,8 @@ pub struct Inbound {
     /// `server.public_url` without a trailing slash.
     pub public_url: Option<String>,
     pub audit: AuditLimiter,
+    /// Usage alerts fed by every request that reached a source.
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 impl Inbound {
@@ -47,6 +49,7 @@ impl Inbound {
         config: InboundConfig,
         tls_configured: bool,
         public_url: Option<String>,
+        alerts: Option<Arc<crate::alerts::Alerts>>,
     ) -> Result<Arc<Inbound>, String> {
         config.validate()?;
         let client_ip = config.client_ip()?;
@@ -72,6 +75,7 @@ impl Inbound {
             https_required,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             audit,
+            alerts,
             client_ip,
             trusted,
             config,
