@@ -21,6 +21,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Receiving webhooks (`/in/{token}`).
     pub inbound: crate::inbound::config::InboundConfig,
+    /// Usage alerts (`source.anomaly`, `endpoint.failing`).
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,7 +180,7 @@ impl Default for BreakerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressConfig {
     /// Exceptions to the default denial of internal address ranges (e.g. `["127.0.0.0/8"]` for
@@ -196,12 +198,33 @@ pub struct EgressConfig {
     pub extra_ca_files: Vec<PathBuf>,
     /// Fixed DNS answers (host → addresses), checked by the same policy as real answers.
     pub resolve_overrides: BTreeMap<String, Vec<IpAddr>>,
+    /// Ask the system's DNS for names not in `resolve_overrides` (default true). When false, no
+    /// DNS query is ever sent: only `resolve_overrides` answer and every other name is unknown
+    /// (deliveries to it fail with a DNS error). For isolated test and fuzzing setups.
+    pub system_resolver: bool,
     /// Egress proxies (`hookwarden egress-proxy` or any HTTP CONNECT proxy). When set, every
     /// outbound connection is a CONNECT tunnel through one of them, spread across them with
     /// health checks and failover; never a direct connection.
     pub proxies: Vec<crate::security::EgressProxyConfig>,
     /// How often each egress proxy is probed (default 10 s).
     pub proxy_health_interval_secs: Option<u64>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            allow_ranges: Vec::new(),
+            deny_ranges: Vec::new(),
+            allow_http: false,
+            bind_addresses: Vec::new(),
+            published_ranges: Vec::new(),
+            extra_ca_files: Vec::new(),
+            resolve_overrides: BTreeMap::new(),
+            system_resolver: true,
+            proxies: Vec::new(),
+            proxy_health_interval_secs: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,10 +246,23 @@ impl Default for SecurityConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// Serve Prometheus metrics at `/metrics` on the main listener.
+    /// Serve Prometheus metrics at `/metrics`.
     pub enabled: bool,
-    /// Without an API key (for scrapers on a trusted network).
+    /// Without an API key (for scrapers on a trusted network), on whichever listener serves it.
     pub public: bool,
+    /// A separate listener that serves only `/metrics` (e.g. `127.0.0.1:9464`). When set, the
+    /// main listener stops serving `/metrics` unless `main_listener` is true.
+    pub listen: Option<String>,
+    /// With `listen`: also serve `/metrics` on the main listener.
+    pub main_listener: bool,
+    /// Endpoints that get per-endpoint circuit-breaker series (newest first); beyond it,
+    /// `hookwarden_endpoint_series_truncated` is 1.
+    pub max_endpoint_series: usize,
+    /// Due deliveries are counted up to this many per refresh (the count stops there).
+    pub max_due_count: i64,
+    /// The gauges that need a database query are refreshed at most this often; scrapes in
+    /// between get the previous values.
+    pub refresh_interval_ms: u64,
 }
 
 impl Default for MetricsConfig {
@@ -234,7 +270,19 @@ impl Default for MetricsConfig {
         MetricsConfig {
             enabled: true,
             public: false,
+            listen: None,
+            main_listener: false,
+            max_endpoint_series: 1000,
+            max_due_count: 100_000,
+            refresh_interval_ms: 5000,
         }
+    }
+}
+
+impl MetricsConfig {
+    /// Whether the main listener serves `/metrics`.
+    pub fn on_main_listener(&self) -> bool {
+        self.enabled && (self.listen.is_none() || self.main_listener)
     }
 }
 
@@ -333,6 +381,30 @@ impl Config {
             ));
         }
         self.inbound.validate().map_err(ConfigError)?;
+        self.alerts.validate().map_err(ConfigError)?;
+        let m = &self.metrics;
+        if m.max_endpoint_series > 10_000 {
+            return Err(ConfigError(
+                "metrics.max_endpoint_series must be at most 10000".into(),
+            ));
+        }
+        if !(1..=100_000_000).contains(&m.max_due_count) {
+            return Err(ConfigError(
+                "metrics.max_due_count must be 1..=100000000".into(),
+            ));
+        }
+        if m.refresh_interval_ms > 3_600_000 {
+            return Err(ConfigError(
+                "metrics.refresh_interval_ms must be at most 3600000".into(),
+            ));
+        }
+        if let Some(l) = &m.listen
+            && l.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError(format!(
+                "metrics.listen: {l:?} is not an address:port"
+            )));
+        }
         if let Some(url) = &self.storage.url
             && !url.starts_with("sqlite:")
             && !url.starts_with("postgres://")
@@ -449,6 +521,30 @@ mod tests {
         c.storage.retention_days = 1;
         c.delivery.idempotency_ttl_secs = 2 * 86_400;
         assert!(c.validate().is_err(), "retention shorter than idempotency");
+    }
+
+    #[test]
+    fn metrics_listener_and_alerts_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[metrics]\nlisten = \"127.0.0.1:9464\"\n[alerts]\nrate_limit_secs = 60\n\
+             [alerts.spike]\nfactor = 3.5\n[alerts.endpoint_failing]\nmin_attempts = 5\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+        assert!(!c.metrics.on_main_listener());
+        assert_eq!(c.alerts.rate_limit_secs, 60);
+        assert_eq!(c.alerts.spike.factor, 3.5);
+        assert_eq!(c.alerts.endpoint_failing.min_attempts, 5);
+        assert_eq!(c.alerts.ip_not_allowed.threshold, 10, "defaults stay");
+        assert!(Config::default().metrics.on_main_listener());
+        std::fs::write(&path, "[metrics]\nlisten = \"localhost\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        std::fs::write(&path, "[alerts.spike]\nfactr = 2\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
     }
 
     #[test]

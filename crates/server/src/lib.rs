@@ -2,10 +2,12 @@
 //! Hookwarden's server: the admin API, the outbound dispatcher and (later) inbound ingest, wired
 //! together by [`start`].
 
+pub mod alerts;
 pub mod api;
 pub mod certs;
 pub mod changes;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod dispatch;
 pub mod error;
@@ -121,15 +123,17 @@ pub async fn create_api_key(
 pub fn build_guard(config: &Config) -> Result<Arc<Guard>, StartError> {
     let allow = config::parse_ranges(&config.egress.allow_ranges).map_err(StartError::Egress)?;
     let deny = config::parse_ranges(&config.egress.deny_ranges).map_err(StartError::Egress)?;
-    let system: Arc<dyn Resolve> = Arc::new(SystemResolver::new());
-    let resolver: Arc<dyn Resolve> = if config.egress.resolve_overrides.is_empty() {
-        system
+    let mut overrides = StaticResolver::new();
+    for (host, ips) in &config.egress.resolve_overrides {
+        overrides.insert(host, ips.iter().copied());
+    }
+    let resolver: Arc<dyn Resolve> = if !config.egress.system_resolver {
+        // No fallback: names outside the overrides are unknown, and nothing is queried.
+        Arc::new(overrides)
+    } else if config.egress.resolve_overrides.is_empty() {
+        Arc::new(SystemResolver::new())
     } else {
-        let mut r = StaticResolver::new();
-        for (host, ips) in &config.egress.resolve_overrides {
-            r.insert(host, ips.iter().copied());
-        }
-        Arc::new(r.with_fallback(system))
+        Arc::new(overrides.with_fallback(Arc::new(SystemResolver::new())))
     };
     Ok(Arc::new(Guard::new(
         AddressPolicy::new(allow, deny),
@@ -174,12 +178,15 @@ pub fn build_client(config: &Config, guard: Arc<Guard>) -> Result<GuardedClient,
 /// A running server.
 pub struct Running {
     pub local_addr: SocketAddr,
+    /// The separate metrics listener's address (`metrics.listen`), when configured.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
     /// Set on the very first start of a database: the bootstrap admin API key.
     pub first_start_key: Option<String>,
     state: Arc<AppState>,
     dispatcher_tasks: DispatcherTasks,
     server: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    stop: tokio::sync::watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
     stores: storage::Stores,
     _lock: Option<DataDirLock>,
@@ -210,6 +217,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
         .with_certificates(cert_store.clone()),
     );
+    let (alerts, alert_rx) = if config.alerts.enabled {
+        let (a, rx) = alerts::Alerts::new(config.alerts.clone());
+        (Some(a), Some(rx))
+    } else {
+        (None, None)
+    };
     let owner = crypto::new_id("dispatcher");
     let (dispatcher, dispatcher_tasks) = Dispatcher::start(
         dyn_store.clone(),
@@ -222,9 +235,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             // Alone on its database, every lease is a dead process's; shared, other
             // instances' leases are live and expire on their own.
             release_all_leases_at_start: !shared,
+            alerts: alerts.clone(),
         },
     )
     .await?;
+    let dispatcher = Arc::new(dispatcher);
     security::sync_published_ranges(&*cert_store, &dispatcher, &config).await?;
 
     let first_start_key = if dyn_store.take_first_start().await? {
@@ -244,6 +259,25 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         source,
     })?;
 
+    let metrics_listener = match config.metrics.listen.as_deref() {
+        Some(addr) if config.metrics.enabled => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: addr.to_owned(),
+                    source,
+                })?,
+        ),
+        _ => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Listen {
+            addr: config.metrics.listen.clone().unwrap_or_default(),
+            source,
+        })?),
+        None => None,
+    };
+
     let tls = match &config.server.tls {
         Some(t) => Some(hookwarden_server_tls(t)?),
         None => None,
@@ -255,9 +289,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.inbound.clone(),
         tls.is_some(),
         config.server.public_url.clone(),
+        alerts.clone(),
     )
     .map_err(StartError::Inbound)?;
     let mut background = inbound.spawn_tasks();
+    if let Some(rx) = alert_rx {
+        background.push(alerts::spawn_publisher(rx, dispatcher.clone()));
+    }
     background.extend(retention::spawn(
         dyn_store.clone(),
         Duration::from_secs(config.storage.retention_days.saturating_mul(86_400)),
@@ -287,12 +325,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let state = Arc::new(AppState {
         config: config.clone(),
         store: dyn_store,
-        dispatcher: Arc::new(dispatcher),
+        dispatcher,
         secrets,
         guard,
         url_policy: url_policy(&config),
         api_keys: ApiKeyCache::new(Duration::from_secs(30)),
         metrics: metrics::install(),
+        scraper: metrics::Scraper::new(Duration::from_millis(config.metrics.refresh_interval_ms)),
+        alerts,
         certs: cert_store,
         inbound,
     });
@@ -305,13 +345,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
         drain: Duration::from_secs(5),
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut stopped2 = stopped.clone();
+    let metrics_server = metrics_listener.map(|l| {
+        let limits = http_server::ListenerLimits {
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(2),
+        };
+        let app = api::metrics_router(state.clone()).layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(config.server.request_timeout_secs),
+            http_server::request_timeout,
+        ));
+        tokio::spawn(http_server::serve(l, app, limits, None, async move {
+            let _ = stopped2.changed().await;
+        }))
+    });
+    let mut stopped = stopped;
     let server = tokio::spawn(http_server::serve(listener, app, limits, tls, async move {
-        let _ = stopped.await;
+        let _ = stopped.changed().await;
     }));
-    info!(%local_addr, storage = state.store.backend(), %owner, "hookwarden started");
+    info!(%local_addr, metrics = ?metrics_addr, storage = state.store.backend(), %owner, "hookwarden started");
     Ok(Running {
         local_addr,
+        metrics_addr,
+        metrics_server,
         first_start_key,
         state,
         dispatcher_tasks,
@@ -334,8 +392,11 @@ impl Running {
     /// Stops accepting requests, drains in-flight deliveries (up to the configured grace) and
     /// closes storage.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         let _ = self.server.await;
+        if let Some(m) = self.metrics_server {
+            let _ = m.await;
+        }
         self.state.inbound.flush_audit(true).await;
         for t in &self.background {
             t.abort();
@@ -347,5 +408,42 @@ impl Running {
             .await;
         self.stores.close().await;
         info!("hookwarden stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookwarden_netguard::TargetHost;
+
+    /// `egress.system_resolver = false`: only the overrides answer; every other name is unknown
+    /// without asking anything (not even `/etc/hosts`, which knows `localhost`).
+    #[tokio::test]
+    async fn without_the_system_resolver_only_overrides_answer() {
+        let mut config = Config::default();
+        config.egress.allow_ranges = vec!["127.0.0.0/8".into()];
+        config
+            .egress
+            .resolve_overrides
+            .insert("pinned.test".into(), vec!["127.0.0.2".parse().unwrap()]);
+        let host = |h: &str| TargetHost::Domain(h.into());
+
+        let system = build_guard(&config).unwrap();
+        assert!(system.resolve_checked(&host("localhost")).await.is_ok());
+
+        config.egress.system_resolver = false;
+        let isolated = build_guard(&config).unwrap();
+        let err = isolated
+            .resolve_checked(&host("localhost"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "DNS_NO_ADDRESSES", "{err}");
+        assert_eq!(
+            isolated
+                .resolve_checked(&host("pinned.test"))
+                .await
+                .unwrap(),
+            vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
     }
 }

@@ -20,6 +20,10 @@ pub struct AppState {
     pub url_policy: UrlPolicy,
     pub api_keys: ApiKeyCache,
     pub metrics: Option<PrometheusHandle>,
+    /// The database-backed part of `/metrics`, refreshed at most once per interval.
+    pub scraper: crate::metrics::Scraper,
+    /// Usage alerts (`None` when `alerts.enabled` is false).
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
     /// Client certificates and the published egress ranges.
     pub certs: Arc<dyn CertificateStore>,
     /// Inbound sources, ingest and its audit log.

@@ -35,6 +35,8 @@ pub struct DispatcherOptions {
     /// Release every lease at start (single-instance SQLite: leases in the file belong to dead
     /// processes).
     pub release_all_leases_at_start: bool,
+    /// Usage alerts: every attempt feeds `endpoint.failing`.
+    pub alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 pub struct Dispatcher {
@@ -58,6 +60,7 @@ struct Inner {
     idle: Notify,
     outcomes: mpsc::UnboundedSender<Msg>,
     stopping: AtomicBool,
+    alerts: Option<Arc<crate::alerts::Alerts>>,
 }
 
 impl Dispatcher {
@@ -100,6 +103,7 @@ impl Dispatcher {
             idle: Notify::new(),
             outcomes: tx,
             stopping: AtomicBool::new(false),
+            alerts: opts.alerts,
         });
         let claimer = tokio::spawn(claim_loop(inner.clone()));
         let writer = tokio::spawn(outcome_loop(inner.clone(), rx));
@@ -527,6 +531,26 @@ pub fn delivery_headers(
     Ok(headers)
 }
 
+/// The request headers as recorded with an attempt: JSON `[[name, value], …]` in sending order,
+/// with the values of signature headers and of every header whose name looks secret
+/// (authorization, token, secret, key, signature, cookie, password…) masked.
+pub fn masked_headers_json(headers: &HeaderMap) -> String {
+    let pairs: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            let n = name.as_str();
+            let v = String::from_utf8_lossy(value.as_bytes());
+            let shown = if crate::api::endpoints::is_sensitive_header(n) {
+                crate::api::endpoints::mask(&v)
+            } else {
+                v.into_owned()
+            };
+            (n, shown)
+        })
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into())
+}
+
 async fn attempt_once(
     inner: &Inner,
     endpoint: &EndpointRuntime,
@@ -550,6 +574,7 @@ async fn attempt_once(
         error_message: None,
         local_addr: None,
         remote_addr: None,
+        request_headers: None,
     };
     let headers = match delivery_headers(endpoint, job, attempt_no, &body, started_at / 1000, &ua) {
         Ok(h) => h,
@@ -559,6 +584,7 @@ async fn attempt_once(
             return (attempt, Next::Failed);
         }
     };
+    attempt.request_headers = Some(masked_headers_json(&headers));
     let req = OutboundRequest {
         url: endpoint.endpoint.url.clone(),
         method: Method::POST,
@@ -569,6 +595,7 @@ async fn attempt_once(
     };
     let result = inner.client.send(req).await;
     attempt.duration_ms = millis(started.elapsed());
+    let mut error_class: Option<&'static str> = None;
     let verdict = match result {
         Ok(resp) => {
             attempt.status_code = Some(i64::from(resp.status.as_u16()));
@@ -582,6 +609,7 @@ async fn attempt_once(
             attempt.remote_addr = resp.remote_addr.map(|a| a.to_string());
             let v = inner.policy.after_status(no, resp.status, &resp.headers);
             if v != Verdict::Success {
+                error_class = Some("http_status");
                 attempt.error_class = Some("http_status".into());
                 attempt.error_message = Some(format!("HTTP {}", resp.status.as_u16()));
             }
@@ -590,6 +618,7 @@ async fn attempt_once(
             v
         }
         Err(e) => {
+            error_class = Some(e.class().as_str());
             attempt.error_class = Some(e.class().as_str().to_owned());
             attempt.error_message = Some(truncate(&e.to_string(), 1024));
             inner.policy.after_error(no, e.is_retryable())
@@ -600,8 +629,24 @@ async fn attempt_once(
         Verdict::Retry(_) => "retrying",
         Verdict::Final => "failed",
     };
-    metrics::counter!("hookwarden_delivery_attempts_total", "outcome" => outcome_label)
-        .increment(1);
+    metrics::counter!(
+        "hookwarden_delivery_attempts_total",
+        "endpoint_id" => job.endpoint_id.clone(),
+        "outcome" => outcome_label,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "hookwarden_endpoint_attempt_seconds",
+        "endpoint_id" => job.endpoint_id.clone(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    if let Some(class) = error_class {
+        metrics::counter!("hookwarden_delivery_attempt_errors_total", "class" => class)
+            .increment(1);
+    }
+    if let Some(a) = &inner.alerts {
+        a.observe_attempt(&job.endpoint_id, verdict == Verdict::Success);
+    }
     info!(
         delivery_id = %job.delivery_id,
         event_id = %job.event_id,
@@ -667,6 +712,31 @@ mod tests {
         let b = delivery_body(&job("null"), None);
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert!(v.get("developer_payload").is_none());
+    }
+
+    #[test]
+    fn recorded_headers_mask_secrets() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer abcdefghijklmnop"),
+        );
+        h.insert("x-api-key", HeaderValue::from_static("short"));
+        h.insert(
+            "webhook-signature",
+            HeaderValue::from_static("v1,c2lnbmF0dXJlLXZhbHVlLWhlcmU="),
+        );
+        h.insert("x-tenant", HeaderValue::from_static("acme"));
+        let v: Vec<(String, String)> = serde_json::from_str(&masked_headers_json(&h)).unwrap();
+        let get = |n: &str| v.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("content-type"), Some("application/json"));
+        assert_eq!(get("x-tenant"), Some("acme"));
+        assert_eq!(get("authorization"), Some("****mnop"));
+        assert_eq!(get("x-api-key"), Some("****"));
+        assert_eq!(get("webhook-signature"), Some("****cmU="));
+        let all = masked_headers_json(&h);
+        assert!(!all.contains("abcdefghijkl") && !all.contains("c2lnbmF0dXJl"));
     }
 
     #[test]
