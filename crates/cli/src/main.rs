@@ -243,6 +243,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     println!("hookwarden: listening on http://{addr}");
+    if let Some(m) = running.metrics_addr {
+        println!("hookwarden: metrics on http://{m}/metrics");
+    }
     println!("hookwarden: data in {}", cfg.sqlite_path().display());
     if let Some(key) = &running.first_start_key {
         println!(

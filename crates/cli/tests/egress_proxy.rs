@@ -509,26 +509,7 @@ async fn curl_through_the_proxy() {
     let port = up.addr.port();
     let p = ProxyProc::start(dir.path(), "proxy", &config(port, "", ""));
     let proxy = format!("http://hw:{PASSWORD}@{}", p.addr);
-    let curl = |args: &[&str]| {
-        let mut c = Command::new("curl");
-        c.args([
-            "-sS",
-            "--max-time",
-            "10",
-            "--noproxy",
-            "",
-            "-o",
-            "/dev/null",
-            "-D",
-            "-",
-        ])
-        .args(args)
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY");
-        run(&mut c, 20)
-    };
+    let curl = curl_head;
     let url = format!("http://api.example.com:{port}/via-curl");
     // Absolute-form plain HTTP.
     let (code, out, err) = curl(&["-x", &proxy, &url]);
@@ -636,4 +617,97 @@ except requests.exceptions.ProxyError as e:
     assert_eq!(tls.seen().len(), 1);
     assert_eq!(tls.seen()[0].path, "/via-requests-tls");
     assert_eq!(plain.count(), 1);
+}
+
+/// The TLS listener with client-certificate identity: a certificate that chains to the
+/// configured client CA names its client (its common name picks the `[[policy.clients]]` rule,
+/// no password needed); no certificate, or one from another CA, never gets a tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_identifies_clients_by_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Receiver::start().await;
+    let port = up.addr.port();
+    let server_ca = TestCa::new("proxy server CA");
+    let (scert, skey) = server_ca.server(&["127.0.0.1"]);
+    let client_ca = TestCa::new("proxy client CA");
+    let rogue_ca = TestCa::new("rogue CA");
+    let write = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let (scert_f, skey_f) = (write("server.pem", &scert), write("server.key", &skey));
+    let server_ca_f = write("server-ca.pem", &server_ca.pem);
+    let client_ca_f = write("client-ca.pem", &client_ca.pem);
+    let (c, k) = client_ca.client("alice");
+    let (alice_c, alice_k) = (write("alice.pem", &c), write("alice.key", &k));
+    let (c, k) = client_ca.client("bob");
+    let (bob_c, bob_k) = (write("bob.pem", &c), write("bob.key", &k));
+    let (c, k) = rogue_ca.client("alice");
+    let (rogue_c, rogue_k) = (write("rogue.pem", &c), write("rogue.key", &k));
+
+    // `other.test` is not allowed by the default rule; only alice's rule allows it.
+    let cfg = format!(
+        "{}\n[[policy.clients]]\nname = \"alice\"\nallow = [\"other.test\", \"internal.example.com\"]\n\n[tls]\n\
+         listen = \"127.0.0.1:0\"\ncert_file = \"{scert_f}\"\nkey_file = \"{skey_f}\"\n\
+         client_ca_file = \"{client_ca_f}\"\nrequire_client_certificate = true\n",
+        config(port, "", "")
+    );
+    let p = ProxyProc::start(dir.path(), "proxy", &cfg);
+    let tls = p.tls.expect("TLS listener address");
+    let proxy = format!("https://{tls}");
+    let url = format!("http://other.test:{port}/via-tls-proxy");
+    let curl = |extra: &[&str], target: &str| {
+        let mut args = vec!["-p", "-x", &proxy, "--proxy-cacert", &server_ca_f];
+        args.extend_from_slice(extra);
+        args.push(target);
+        curl_head(&args)
+    };
+    let alice = ["--proxy-cert", &alice_c, "--proxy-key", &alice_k];
+
+    // alice, by certificate: her rule lets other.test through.
+    let (code, out, err) = curl(&alice, &url);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+    assert_eq!(up.count(), 1);
+    // alice is still bound by the global deny list and, for a host her rule allows, by the
+    // address policy after resolution.
+    let (code, out, _) = curl(&alice, &format!("http://blocked.test:{port}/"));
+    assert_ne!(code, Some(0));
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let (code, out, _) = curl(&alice, &format!("http://internal.example.com:{port}/"));
+    assert_ne!(code, Some(0));
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-hookwarden-error: destination_denied"),
+        "{out}"
+    );
+    // bob has a valid certificate but no rule of his own: the default rule refuses other.test.
+    let (code, out, _) = curl(&["--proxy-cert", &bob_c, "--proxy-key", &bob_k], &url);
+    assert_ne!(code, Some(0));
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-hookwarden-error: host_not_allowed"),
+        "{out}"
+    );
+    // No certificate, or a certificate named alice from another CA: no handshake, no tunnel.
+    let (code, out, _) = curl(&[], &url);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(!out.contains("HTTP/1.1 200"), "{out}");
+    let (code, out, _) = curl(&["--proxy-cert", &rogue_c, "--proxy-key", &rogue_k], &url);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(!out.contains("HTTP/1.1 200"), "{out}");
+    // A proxy password user on the plain listener does not get alice's rule either.
+    let plain = format!("http://hw:{PASSWORD}@{}", p.addr);
+    let (code, out, _) = curl_head(&["-p", "-x", &plain, &url]);
+    assert_ne!(code, Some(0));
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert_eq!(up.count(), 1, "only alice's request reached the upstream");
+    // Decisions are logged with the certificate's name as the client.
+    let log = p.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("proxy decision") && l.contains("alice") && l.contains("allow")),
+        "{log}"
+    );
 }

@@ -855,8 +855,21 @@ async fn killed_mid_burst_then_restarted_delivers_every_event() {
             break;
         }
     }
-    let received_at_kill = rx.count();
     let acked_at_kill = rx.acked.load(std::sync::atomic::Ordering::SeqCst);
+    // Requests the killed process had already written still reach the receiver after the kill
+    // (the kernel sends buffered data before closing): wait until arrivals settle, so every
+    // delivery the killed process started is counted as in flight.
+    let mut received_at_kill = rx.count();
+    let settle = Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let n = rx.count();
+        if n == received_at_kill || Instant::now() > settle {
+            received_at_kill = n;
+            break;
+        }
+        received_at_kill = n;
+    }
     assert!(
         acked_at_kill < received_at_kill,
         "the kill must interrupt deliveries in flight"

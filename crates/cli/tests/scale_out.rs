@@ -15,72 +15,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use sqlx::Connection;
-use sqlx::postgres::PgConnection;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const URL_VAR: &str = "HOOKWARDEN_TEST_DATABASE_URL";
-
-/// A fresh database on the test server, dropped at the end.
-struct Db {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Db {
-    async fn create() -> Db {
-        let admin = match std::env::var(URL_VAR) {
-            Ok(u) if !u.trim().is_empty() => u,
-            _ => panic!(
-                "{URL_VAR} is not set: these tests need a PostgreSQL server (.ci/run sets it, \
-                 e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
-            ),
-        };
-        let name = format!(
-            "hw_scale_{}",
-            ulid::Ulid::new().to_string().to_ascii_lowercase()
-        );
-        let mut c = PgConnection::connect(&admin).await.expect("connect admin");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut c)
-            .await
-            .expect("create database");
-        let _ = c.close().await;
-        let sep = if admin.contains('?') { '&' } else { '?' };
-        let url = format!("{admin}{sep}dbname={name}");
-        Db { admin, name, url }
-    }
-
-    async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect")
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut c) = PgConnection::connect(&admin).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut c)
-                            .await;
-                    let _ = c.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 fn pg_config(url: &str) -> String {
     format!(
@@ -163,7 +102,7 @@ async fn try_post(
 async fn three_instances_share_a_stream_and_survive_a_sigkill() {
     const TOTAL: usize = 20_000;
     const KILL_AT: usize = 7_000;
-    let db = Db::create().await;
+    let db = Db::create("hw_scale").await;
     let rx = Receiver::start().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut servers = start_instances(&dirs, &pg_config(&db.url));
@@ -324,7 +263,7 @@ async fn three_instances_share_a_stream_and_survive_a_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn endpoint_changes_reach_every_instance_within_a_second() {
-    let db = Db::create().await;
+    let db = Db::create("hw_scale").await;
     let rx = Receiver::start().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let servers = start_instances(&dirs, &pg_config(&db.url));
@@ -363,7 +302,7 @@ async fn endpoint_changes_reach_every_instance_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_source_is_refused_by_every_instance_within_a_second() {
-    let db = Db::create().await;
+    let db = Db::create("hw_scale").await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let servers = start_instances(&dirs, &pg_config(&db.url));
     let api0 = servers[0].api();

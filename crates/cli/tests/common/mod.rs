@@ -18,6 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod pg;
+#[allow(unused_imports)]
+pub use pg::Db;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_hookwarden");
 
 /// Config for tests: loopback endpoints allowed, plain HTTP allowed, fast retries.
@@ -439,6 +443,25 @@ impl Receiver {
         }
         self.all()
     }
+}
+
+/// A plain-HTTP client whose connections leave from `local` (any 127.0.0.0/8 address).
+pub async fn post_from(local: &str, url: &str, headers: &[(&str, &str)], body: &str) -> StatusCode {
+    let mut c = HttpConnector::new();
+    c.set_local_address(Some(local.parse::<std::net::IpAddr>().unwrap()));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(c);
+    let mut b = Request::builder().method("POST").uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let status = resp.status();
+    let _ = resp.into_body().collect().await;
+    status
 }
 
 /// The interop Python interpreter (see .ci/setup-interop).

@@ -23,6 +23,8 @@ pub struct ProxyProc {
     pub child: Child,
     pub addr: SocketAddr,
     pub metrics: Option<SocketAddr>,
+    /// The TLS listener, when the configuration has `[tls]`.
+    pub tls: Option<SocketAddr>,
     pub log: PathBuf,
 }
 
@@ -58,7 +60,7 @@ impl ProxyProc {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut addr, mut metrics) = (None, None);
+        let (mut addr, mut metrics, mut tls) = (None, None, None);
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
@@ -72,8 +74,17 @@ impl ProxyProc {
                     {
                         metrics = Some(a.trim().trim_end_matches("/metrics").parse().unwrap());
                     }
+                    if let Some(a) =
+                        line.strip_prefix("hookwarden egress-proxy: TLS listener on https://")
+                    {
+                        tls = Some(a.trim().parse().unwrap());
+                    }
                     let wants_metrics = config.contains("metrics_listen");
-                    if addr.is_some() && (!wants_metrics || metrics.is_some()) {
+                    let wants_tls = config.contains("\n[tls]");
+                    if addr.is_some()
+                        && (!wants_metrics || metrics.is_some())
+                        && (!wants_tls || tls.is_some())
+                    {
                         break;
                     }
                 }
@@ -99,6 +110,7 @@ impl ProxyProc {
             child,
             addr,
             metrics,
+            tls,
             log,
         }
     }
@@ -414,4 +426,31 @@ pub fn run(cmd: &mut Command, secs: u64) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
+}
+
+/// Runs curl with `args` (bounded to 10 s, no proxy from the environment, body discarded) and
+/// returns (exit code, response heads, stderr).
+pub fn curl_head(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "--noproxy",
+        "",
+        "-o",
+        "/dev/null",
+    ])
+    .args(["-D", "-"])
+    .args(args);
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        c.env_remove(var);
+    }
+    run(&mut c, 20)
 }

@@ -1,0 +1,67 @@
+//! A throwaway PostgreSQL database per test.
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+
+const URL_VAR: &str = "HOOKWARDEN_TEST_DATABASE_URL";
+
+/// A fresh database on the test server, dropped at the end.
+pub struct Db {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl Db {
+    /// A new database named `<prefix>_<ulid>` on the server `HOOKWARDEN_TEST_DATABASE_URL`
+    /// names (which `.ci/run` sets).
+    pub async fn create(prefix: &str) -> Db {
+        let admin = match std::env::var(URL_VAR) {
+            Ok(u) if !u.trim().is_empty() => u,
+            _ => panic!(
+                "{URL_VAR} is not set: this test needs a PostgreSQL server (.ci/run sets it, \
+                 e.g. {URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+            ),
+        };
+        let name = format!(
+            "{prefix}_{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
+        let mut c = PgConnection::connect(&admin).await.expect("connect admin");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut c)
+            .await
+            .expect("create database");
+        let _ = c.close().await;
+        let sep = if admin.contains('?') { '&' } else { '?' };
+        let url = format!("{admin}{sep}dbname={name}");
+        Db { admin, name, url }
+    }
+
+    /// A connection to this database.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut c) = PgConnection::connect(&admin).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut c)
+                            .await;
+                    let _ = c.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
