@@ -228,6 +228,16 @@ pub async fn run(mut args: Args) -> Result<()> {
     if at70.errors > 0 {
         bail!("{} requests were not accepted at 70 %", at70.errors);
     }
+    // The same open loop against the bare handler: what the load generator itself adds to the
+    // latency at this rate on this machine.
+    let mut base70 = open_loop(
+        &base_url,
+        (args.concurrency * 4).max(128),
+        target,
+        args.duration_secs,
+        0,
+    )
+    .await?;
     let out = json!({
         "scenario": "ingest",
         "store": "sqlite",
@@ -243,6 +253,8 @@ pub async fn run(mut args: Args) -> Result<()> {
         "at_70pct_achieved_per_s": round2(at70.per_s),
         "at_70pct_p50_ms": round2(percentile_ms(&mut at70.lat_us, 50.0)),
         "at_70pct_p99_ms": round2(percentile_ms(&mut at70.lat_us, 99.0)),
+        "baseline_at_same_rate_p50_ms": round2(percentile_ms(&mut base70.lat_us, 50.0)),
+        "baseline_at_same_rate_p99_ms": round2(percentile_ms(&mut base70.lat_us, 99.0)),
         "peak_rss_mb": round2(serve.peak_rss_mb()),
         "concurrency": args.concurrency,
         "duration_s": args.duration_secs,

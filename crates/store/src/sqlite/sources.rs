@@ -376,22 +376,19 @@ impl SourceStore for SqliteStore {
                 .clone()
                 .ok_or_else(|| StoreError::Conflict("an inbound event needs a source".into()))?;
             if let Some(seen) = &a.seen {
-                let live = c
+                // One statement: a new key is inserted, an expired one renewed; a live one is
+                // left alone (no row changed), which is a replay.
+                let changed = c
                     .prepare_cached(
-                        "SELECT expires_at FROM inbound_seen WHERE source_id = ?1 AND key_hash = ?2",
+                        "INSERT INTO inbound_seen (source_id, key_hash, expires_at) \
+                         VALUES (?1, ?2, ?3) ON CONFLICT (source_id, key_hash) \
+                         DO UPDATE SET expires_at = excluded.expires_at \
+                         WHERE inbound_seen.expires_at <= ?4",
                     )?
-                    .query_row(params![source_id, &seen.key_hash[..]], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .optional()?;
-                if live.is_some_and(|exp| exp > now) {
+                    .execute(params![source_id, &seen.key_hash[..], seen.expires_at, now])?;
+                if changed == 0 {
                     return Ok(AcceptOutcome::Replayed);
                 }
-                c.prepare_cached(
-                    "INSERT INTO inbound_seen (source_id, key_hash, expires_at) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (source_id, key_hash) DO UPDATE SET expires_at = excluded.expires_at",
-                )?
-                .execute(params![source_id, &seen.key_hash[..], seen.expires_at])?;
             }
             c.prepare_cached(
                 "INSERT INTO events (id, event_type, payload, idempotency_key, created_at, source_id) \
