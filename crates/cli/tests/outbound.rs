@@ -863,12 +863,10 @@ async fn killed_mid_burst_then_restarted_delivers_every_event() {
     let settle = Instant::now() + Duration::from_secs(5);
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let n = rx.count();
+        let n = std::mem::replace(&mut received_at_kill, rx.count());
         if n == received_at_kill || Instant::now() > settle {
-            received_at_kill = n;
             break;
         }
-        received_at_kill = n;
     }
     assert!(
         acked_at_kill < received_at_kill,
