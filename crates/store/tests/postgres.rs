@@ -956,17 +956,26 @@ async fn changes_announced_by_one_instance_reach_the_others_quickly() {
     assert!(a.is_shared());
     let mut rx_a = a.watch_changes().expect("postgres watches changes");
     let mut rx_b = b.watch_changes().expect("postgres watches changes");
-    // The LISTEN is asynchronous: announce until the first one is heard (bounded).
+    // Each instance's LISTEN is asynchronous: announce until both have heard one (bounded), so
+    // that neither listener is still connecting when the measured changes go out.
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        a.announce_change(&Change::Endpoint("ep_warm".into()))
-            .await
-            .unwrap();
-        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_millis(200), rx_b.recv()).await {
-            assert_eq!(c, Change::Endpoint("ep_warm".into()));
-            break;
+    let warm = Change::Endpoint("ep_warm".into());
+    let (mut a_heard, mut b_heard) = (false, false);
+    while !(a_heard && b_heard) {
+        a.announce_change(&warm).await.unwrap();
+        let settle = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                Ok(c) = rx_a.recv() => a_heard |= c == warm,
+                Ok(c) = rx_b.recv() => b_heard |= c == warm,
+                _ = &mut settle => break,
+            }
         }
-        assert!(Instant::now() < deadline, "instance b never heard a change");
+        assert!(
+            Instant::now() < deadline,
+            "a change never reached both instances (a: {a_heard}, b: {b_heard})"
+        );
     }
     while rx_b.try_recv().is_ok() {}
     while rx_a.try_recv().is_ok() {}
