@@ -4,10 +4,11 @@
 //! many as are waiting inside one `BEGIN IMMEDIATE … COMMIT` (each in its own savepoint, so one
 //! caller's failure never undoes another's work) and answers every caller only after the commit
 //! is durable. Reads run on a small pool of read-only connections (WAL mode lets them proceed
-//! while the writer works). The writer never checkpoints the WAL itself: a checkpointer thread
-//! with its own connection copies committed pages into the database file concurrently
-//! (`PASSIVE`), so a checkpoint's copying and fsync never stall a commit — with SQLite's
-//! automatic checkpoint they did, every few thousand writes, for tens of milliseconds.
+//! while the writer works). A checkpointer thread with its own connection copies committed
+//! pages into the database file concurrently (`PASSIVE`), so a checkpoint's copying and fsync
+//! do not stall commits — with SQLite's automatic checkpoint they did, every few thousand
+//! writes, for tens of milliseconds. The writer checkpoints only to start the WAL over, and
+//! only once the checkpointer has nearly caught up (see [`WAL_RESTART_PAGES`]).
 
 use crate::types::*;
 use crate::{Result, Store, StoreError};
@@ -15,7 +16,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 
 mod certs;
@@ -119,8 +121,9 @@ pub struct SqliteStore {
 struct Inner {
     writer: Mutex<Option<mpsc::Sender<Box<dyn WriteJob>>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Dropping the sender stops the checkpointer.
-    checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+    /// Shared with the writer and the checkpointer (which `stop` tells to stop).
+    wal: Arc<WalState>,
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
     path: PathBuf,
@@ -138,9 +141,9 @@ impl Inner {
     /// truncates the WAL last, which fails while another checkpoint is running).
     fn stop(&self) {
         if let Ok(mut c) = self.checkpointer.lock()
-            && let Some((stop, handle)) = c.take()
+            && let Some(handle) = c.take()
         {
-            drop(stop);
+            self.wal.signal(|s| s.stop = true);
             let _ = handle.join();
         }
         if let Ok(mut w) = self.writer.lock() {
@@ -155,34 +158,112 @@ impl Inner {
 }
 
 /// How often the checkpointer looks at the WAL while writes are arriving, and while idle.
-const CHECKPOINT_BUSY: std::time::Duration = std::time::Duration::from_millis(50);
-const CHECKPOINT_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
-/// WAL pages (4 KiB) past which the writer starts the WAL over. SQLite can only do that at the
-/// start of a write transaction that sees every page already checkpointed, which a writer that
-/// never pauses does not see: so the writer, between two batches, checkpoints the few pages
-/// the checkpointer has not copied yet (one short pause per this many pages written; SQLite's
-/// own automatic checkpoint copied and synced everything every 1,000 pages).
+const CHECKPOINT_BUSY: Duration = Duration::from_millis(50);
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
+/// How often it looks while the WAL waits to be started over (see [`WAL_RESTART_PAGES`]).
+const CHECKPOINT_CATCH_UP: Duration = Duration::from_millis(2);
+/// WAL pages (4 KiB) past which the WAL is started over from its beginning. SQLite can only do
+/// that at the start of a write transaction that sees every page already checkpointed, which a
+/// writer that never pauses does not see: so the writer, between two batches, checkpoints the
+/// pages the checkpointer has not copied yet. That checkpoint stalls every write until its
+/// copy and fsync are done, so the writer waits until the checkpointer (woken early, running
+/// back to back) is at most [`WAL_RESTART_GAP_PAGES`] behind: copying and syncing a handful
+/// of pages takes a few milliseconds where catching up on 50 ms of writes took 15–35 ms.
+/// (SQLite's own automatic checkpoint copied and synced everything every 1,000 pages.)
 const WAL_RESTART_PAGES: i64 = 4096;
+/// How far behind the checkpointer may be for the writer's restart checkpoint.
+const WAL_RESTART_GAP_PAGES: i64 = 256;
+/// Past this size the writer checkpoints whatever the gap (a checkpointer that cannot keep up
+/// must not let the WAL grow without bound).
+const WAL_MAX_PAGES: i64 = 2 * WAL_RESTART_PAGES;
+
+/// What the writer and the checkpointer know of the WAL.
+#[derive(Default)]
+struct WalState {
+    /// Pages in the WAL after the writer's last commit (its WAL hook).
+    pages: AtomicI64,
+    /// The checkpointer's last pass: pages in the WAL then, and how many it had copied.
+    seen: AtomicI64,
+    copied: AtomicI64,
+    signal: Mutex<Signal>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Signal {
+    /// Look at the WAL now rather than after the usual interval.
+    now: bool,
+    stop: bool,
+}
+
+impl WalState {
+    fn signal(&self, f: impl FnOnce(&mut Signal)) {
+        if let Ok(mut s) = self.signal.lock() {
+            f(&mut s);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Pages the checkpointer has yet to copy; all of them when its last pass was of an
+    /// earlier generation of the WAL (it saw more pages than there are now).
+    fn behind(&self, pages: i64) -> i64 {
+        let seen = self.seen.load(Ordering::Relaxed);
+        let copied = self.copied.load(Ordering::Relaxed);
+        if seen <= pages && copied <= seen {
+            pages - copied
+        } else {
+            pages
+        }
+    }
+
+    /// Whether the writer should checkpoint (and so start the WAL over) before its next batch.
+    fn restart_now(&self) -> bool {
+        let pages = self.pages.load(Ordering::Relaxed);
+        if pages < WAL_RESTART_PAGES {
+            return false;
+        }
+        if pages >= WAL_MAX_PAGES || self.behind(pages) <= WAL_RESTART_GAP_PAGES {
+            return true;
+        }
+        self.signal(|s| s.now = true);
+        false
+    }
+}
 
 /// Copies committed WAL pages into the database file, beside the writer (`PASSIVE` never
 /// blocks the writer or readers). Once every page is copied and no reader still needs the old
 /// ones, the writer's next transaction starts the WAL over from its beginning, so the WAL file
-/// stays about as large as what is written between two checkpoints.
-fn checkpointer_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+/// stays about as large as what is written between two restarts.
+fn checkpointer_loop(conn: Connection, wal: Arc<WalState>) {
     let mut wait = CHECKPOINT_IDLE;
     loop {
-        match stop.recv_timeout(wait) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Stopped (the sender is dropped; nothing is ever sent).
-            _ => return,
+        {
+            let Ok(guard) = wal.signal.lock() else { return };
+            let Ok((mut s, _)) = wal
+                .wake
+                .wait_timeout_while(guard, wait, |s| !s.now && !s.stop)
+            else {
+                return;
+            };
+            if s.stop {
+                return;
+            }
+            s.now = false;
         }
         // (busy, pages in the WAL, pages checkpointed); -1 when not in WAL mode.
-        let log = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
-        // More was written since the last look: look again soon.
-        wait = if log.is_ok_and(|l| l > 0) {
-            CHECKPOINT_BUSY
-        } else {
-            CHECKPOINT_IDLE
+        let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        if let Ok((seen, copied)) = pass {
+            wal.seen.store(seen, Ordering::Relaxed);
+            wal.copied.store(copied, Ordering::Relaxed);
+        }
+        wait = match pass {
+            // The writer waits for this one to catch up before starting the WAL over.
+            Ok(_) if wal.pages.load(Ordering::Relaxed) >= WAL_RESTART_PAGES => CHECKPOINT_CATCH_UP,
+            // More was written since the last look: look again soon.
+            Ok((seen, _)) if seen > 0 => CHECKPOINT_BUSY,
+            _ => CHECKPOINT_IDLE,
         };
     }
 }
@@ -300,11 +381,11 @@ impl SqliteStore {
         // The checkpointer thread checkpoints; the writer must not stall a commit doing it.
         // The WAL hook (which replaces SQLite's automatic checkpoint) only notes the WAL's size
         // after each commit, for the writer's restarts.
-        let wal_pages = Arc::new(AtomicI64::new(0));
+        let wal = Arc::new(WalState::default());
         {
-            let wal_pages = wal_pages.clone();
+            let wal = wal.clone();
             conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
-                wal_pages.store(i64::from(pages), Ordering::Relaxed);
+                wal.pages.store(i64::from(pages), Ordering::Relaxed);
                 Ok(())
             }))?;
         }
@@ -324,18 +405,20 @@ impl SqliteStore {
 
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>();
         let max_batch = opts.max_batch.max(1);
+        let writer_wal = wal.clone();
         let handle = std::thread::Builder::new()
             .name("hookwarden-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch, wal_pages))?;
-        let (stop, stopped) = mpsc::channel::<()>();
+            .spawn(move || writer_loop(conn, rx, max_batch, writer_wal))?;
+        let ckpt_wal = wal.clone();
         let ckpt = std::thread::Builder::new()
             .name("hookwarden-sqlite-checkpoint".into())
-            .spawn(move || checkpointer_loop(ckpt_conn, stopped))?;
+            .spawn(move || checkpointer_loop(ckpt_conn, ckpt_wal))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
-                checkpointer: Mutex::new(Some((stop, ckpt))),
+                wal,
+                checkpointer: Mutex::new(Some(ckpt)),
                 readers: Mutex::new(pool),
                 reader_permits: Semaphore::new(readers),
                 path: path.to_path_buf(),
@@ -419,11 +502,11 @@ fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Box<dyn WriteJob>>,
     max_batch: usize,
-    wal_pages: Arc<AtomicI64>,
+    wal: Arc<WalState>,
 ) {
     let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
-        if wal_pages.load(Ordering::Relaxed) >= WAL_RESTART_PAGES {
+        if wal.restart_now() {
             // See WAL_RESTART_PAGES. Busy (the checkpointer is at it) or incomplete (a reader
             // still needs old pages) is fine: the next batch tries again.
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
@@ -1512,6 +1595,59 @@ mod tests {
         .await;
     }
 
+    #[test]
+    fn the_writer_restarts_the_wal_only_once_the_checkpointer_is_close() {
+        let wal = WalState::default();
+        let woken = |w: &WalState| std::mem::take(&mut w.signal.lock().unwrap().now);
+        // Below the restart size: nothing to do, nobody woken.
+        wal.pages.store(WAL_RESTART_PAGES - 1, Ordering::Relaxed);
+        assert!(!wal.restart_now());
+        assert!(!woken(&wal));
+        // Past it, with the checkpointer far behind: the writer waits and wakes it.
+        wal.pages.store(WAL_RESTART_PAGES + 100, Ordering::Relaxed);
+        wal.seen.store(WAL_RESTART_PAGES - 500, Ordering::Relaxed);
+        wal.copied.store(WAL_RESTART_PAGES - 500, Ordering::Relaxed);
+        assert!(!wal.restart_now());
+        assert!(woken(&wal));
+        // The checkpointer caught up to within the gap: the writer checkpoints the rest.
+        wal.seen.store(WAL_RESTART_PAGES, Ordering::Relaxed);
+        wal.copied.store(
+            WAL_RESTART_PAGES + 100 - WAL_RESTART_GAP_PAGES,
+            Ordering::Relaxed,
+        );
+        assert!(wal.restart_now());
+        // A pass over an earlier, longer WAL says nothing about this one: all of it is behind.
+        wal.seen.store(WAL_MAX_PAGES - 1, Ordering::Relaxed);
+        wal.copied.store(WAL_MAX_PAGES - 1, Ordering::Relaxed);
+        assert_eq!(wal.behind(WAL_RESTART_PAGES + 100), WAL_RESTART_PAGES + 100);
+        assert!(!wal.restart_now());
+        // A checkpointer that cannot keep up does not let the WAL grow past its bound.
+        wal.seen.store(0, Ordering::Relaxed);
+        wal.copied.store(0, Ordering::Relaxed);
+        wal.pages.store(WAL_MAX_PAGES, Ordering::Relaxed);
+        assert!(wal.restart_now());
+    }
+
+    #[test]
+    fn the_checkpointer_stops_when_told_even_while_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("c.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode=WAL").unwrap();
+        let wal = Arc::new(WalState::default());
+        let w = wal.clone();
+        let t = std::thread::spawn(move || checkpointer_loop(conn, w));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        wal.signal(|s| s.stop = true);
+        t.join().unwrap();
+        // Not after the idle interval: at once.
+        assert!(
+            started.elapsed() < CHECKPOINT_IDLE / 2,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     #[tokio::test]
     async fn group_commit_answers_every_writer_and_isolates_failures() {
         let (s, _d) = fresh().await;
@@ -1639,9 +1775,10 @@ mod tests {
         let written = n * payload.len() as u64;
         let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         // Without restarts the WAL held every page ever written (230 MB here). With them it
-        // holds WAL_RESTART_PAGES plus a few batches (about 930 pages each here): the writer's
-        // restart checkpoint is skipped while the checkpointer happens to be copying.
-        let bound = (WAL_RESTART_PAGES as u64 + 6 * 1000) * 4096;
+        // holds at most WAL_MAX_PAGES plus a batch (about 930 pages here): the writer waits for
+        // the checkpointer to catch up, and its checkpoint is skipped while the checkpointer
+        // happens to be copying.
+        let bound = (WAL_MAX_PAGES as u64 + 2 * 1000) * 4096;
         assert!(
             wal_len <= bound && wal_len < written,
             "WAL grew to {wal_len} bytes (bound {bound}) for {written} bytes of payload written"
