@@ -1,7 +1,9 @@
 //! Scenario `egress`: keep-alive HTTP requests through a `CONNECT` tunnel of a real
 //! `hookwarden egress-proxy` child process, against the same requests sent directly to the same
 //! local server (the baseline), in one run. When `tinyproxy` is installed the same load also goes
-//! through it, as a reference point for what a forward proxy costs on this machine.
+//! through it, as a reference point for what a forward proxy costs on this machine; and always
+//! through a bare relay (`hookwarden-bench bare-relay`: read `CONNECT`, connect, copy bytes, no
+//! policy at all), the floor any user-space TCP relay pays for the extra hop.
 //!
 //! Each worker opens one connection (for a proxy: one `CONNECT` tunnel), then sends its requests
 //! one after another on it; latency is measured per request, tunnel setup excluded (reported
@@ -64,6 +66,7 @@ enum Via {
     Direct,
     Hookwarden,
     Tinyproxy,
+    BareRelay,
 }
 
 impl Via {
@@ -72,6 +75,7 @@ impl Via {
             Via::Direct => "direct",
             Via::Hookwarden => "hookwarden-egress-proxy",
             Via::Tinyproxy => "tinyproxy",
+            Via::BareRelay => "bare-relay",
         }
     }
 }
@@ -135,6 +139,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         }
     };
 
+    let bare = BareRelay::start()?;
     let mut routes = vec![
         Route {
             via: Via::Direct,
@@ -154,6 +159,11 @@ pub async fn run(mut args: Args) -> Result<()> {
             authority: server.addr.to_string(),
         });
     }
+    routes.push(Route {
+        via: Via::BareRelay,
+        proxy: Some(bare.addr),
+        authority: server.addr.to_string(),
+    });
 
     for &concurrency in &levels {
         let per_worker = (args.requests / args.rounds / concurrency).max(1);
@@ -176,6 +186,11 @@ pub async fn run(mut args: Args) -> Result<()> {
         let base_p50 = percentile_ms(&mut base.latencies_us, 50.0);
         let base_p99 = percentile_ms(&mut base.latencies_us, 99.0);
         let hookwarden_per_s = rest[0].per_s();
+        let bare_per_s = routes[1..]
+            .iter()
+            .zip(rest.iter())
+            .find(|(r, _)| r.via == Via::BareRelay)
+            .map_or(0.0, |(_, t)| t.per_s());
         for (r, t) in routes[1..].iter().zip(rest.iter_mut()) {
             let p50 = percentile_ms(&mut t.latencies_us, 50.0);
             let p99 = percentile_ms(&mut t.latencies_us, 99.0);
@@ -183,6 +198,7 @@ pub async fn run(mut args: Args) -> Result<()> {
             let added_p99 = p99 - base_p99;
             let rss = match r.via {
                 Via::Tinyproxy => tiny.as_ref().map_or(0.0, |t| peak_rss_mb(t.child.id())),
+                Via::BareRelay => peak_rss_mb(bare.child.id()),
                 _ => peak_rss_mb(proxy.child.id()),
             };
             let mut out = json!({
@@ -208,6 +224,8 @@ pub async fn run(mut args: Args) -> Result<()> {
             if r.via == Via::Hookwarden {
                 out["target"] = json!({"ratio_min": 0.8, "added_p99_ms_max": 1.0});
                 out["meets_target"] = json!(ratio >= 0.8 && added_p99 < 1.0);
+                // What the extra hop alone costs: the floor for any relay here.
+                out["bare_relay_ratio"] = json!(round2(bare_per_s / base_per_s));
             } else {
                 out["hookwarden_vs_this_ratio"] = json!(round2(hookwarden_per_s / t.per_s()));
             }
@@ -215,6 +233,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         }
     }
     drop(tiny);
+    drop(bare);
     drop(proxy);
     Ok(())
 }
@@ -435,6 +454,47 @@ allow = ["{HOST}"]
 allowed_ports = [{port}]
 "#
     )
+}
+
+/// `hookwarden-bench bare-relay` as a child process (this same binary).
+struct BareRelay {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl BareRelay {
+    fn start() -> Result<BareRelay> {
+        let exe = std::env::current_exe().context("locating hookwarden-bench")?;
+        let mut child = Command::new(exe)
+            .arg("bare-relay")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the bare relay")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        // One line, or EOF if it exits.
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        match line.trim().strip_prefix("bare-relay: listening on ") {
+            Some(a) => Ok(BareRelay {
+                addr: a.parse()?,
+                child,
+            }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the bare relay did not start")
+            }
+        }
+    }
+}
+
+impl Drop for BareRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `name` as given when it contains a slash, else the first match on `PATH`.

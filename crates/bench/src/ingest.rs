@@ -3,6 +3,8 @@
 //! concurrent keep-alive clients. Baseline: a bare axum handler that answers 202, driven the same
 //! way in the same run. A second phase sends at 70 % of the measured peak (open loop, latency
 //! counted from each request's scheduled time) to report the p99 under load short of saturation.
+//! A third server, the durable floor, answers 202 only after committing each body to SQLite and
+//! does nothing else: what durability alone costs on this machine.
 
 use crate::harness::*;
 use anyhow::{Result, bail};
@@ -170,6 +172,73 @@ async fn bare_axum() -> Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
+/// The least a durable ingest can do, as a reference: the bare handler, but answering 202 only
+/// once the body is committed to SQLite (WAL, the same `synchronous` setting, group commit by
+/// one writer thread, one row per request; no verification, allowlist, replay check, audit
+/// entry or checkpointer). What durability alone costs here, against the same baseline.
+async fn durable_floor(dir: &std::path::Path, synchronous: &str) -> Result<std::net::SocketAddr> {
+    type Job = (Bytes, tokio::sync::oneshot::Sender<bool>);
+    let conn = rusqlite::Connection::open(dir.join("floor.db"))?;
+    let sync = if synchronous == "normal" {
+        "NORMAL"
+    } else {
+        "FULL"
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; \
+         CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
+    ))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::spawn(move || {
+        let mut batch: Vec<Job> = Vec::with_capacity(1024);
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let ok = (|| -> rusqlite::Result<()> {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                let mut st = conn.prepare_cached("INSERT INTO requests (body) VALUES (?1)")?;
+                for (body, _) in &batch {
+                    st.execute([body.as_ref()])?;
+                }
+                conn.execute_batch("COMMIT")
+            })()
+            .is_ok();
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(ok);
+            }
+        }
+    });
+    let tx = Arc::new(tx);
+    let app = axum::Router::new().route(
+        "/in/{token}",
+        axum::routing::post(move |body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let (reply, done) = tokio::sync::oneshot::channel();
+                let sent = tx.send((body, reply)).is_ok();
+                match (sent, done.await) {
+                    (true, Ok(true)) => axum::http::StatusCode::ACCEPTED,
+                    _ => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
 pub async fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.duration_secs = args.duration_secs.min(4);
@@ -238,6 +307,14 @@ pub async fn run(mut args: Args) -> Result<()> {
         0,
     )
     .await?;
+    // Last, so that its writes (and the kernel flushing them) do not disturb the phases above.
+    let floor_dir = tempfile::tempdir()?;
+    let floor = durable_floor(floor_dir.path(), &args.sqlite_synchronous).await?;
+    let floor_url = format!("http://{floor}/in/wh_floor");
+    let mut floor = closed_loop(&floor_url, args.concurrency, args.duration_secs, 0).await?;
+    if floor.errors > 0 {
+        bail!("{} requests to the durable floor failed", floor.errors);
+    }
     let out = json!({
         "scenario": "ingest",
         "store": "sqlite",
@@ -255,6 +332,9 @@ pub async fn run(mut args: Args) -> Result<()> {
         "at_70pct_p99_ms": round2(percentile_ms(&mut at70.lat_us, 99.0)),
         "baseline_at_same_rate_p50_ms": round2(percentile_ms(&mut base70.lat_us, 50.0)),
         "baseline_at_same_rate_p99_ms": round2(percentile_ms(&mut base70.lat_us, 99.0)),
+        "durable_floor_per_s": round2(floor.per_s),
+        "durable_floor_ratio": round2(floor.per_s / base.per_s),
+        "durable_floor_p99_ms": round2(percentile_ms(&mut floor.lat_us, 99.0)),
         "peak_rss_mb": round2(serve.peak_rss_mb()),
         "concurrency": args.concurrency,
         "duration_s": args.duration_secs,

@@ -7,6 +7,7 @@ mod delivery;
 mod egress;
 mod harness;
 mod ingest;
+mod relay;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,9 @@ enum Scenario {
     /// Keep-alive HTTP requests through a CONNECT tunnel of `egress-proxy` vs direct (and
     /// through tinyproxy when installed).
     Egress(egress::Args),
+    /// The minimal CONNECT relay the `egress` scenario runs as a reference (loopback only).
+    #[command(hide = true)]
+    BareRelay(relay::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +45,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Delivery(args) => delivery::run(args).await,
             Scenario::Ingest(args) => ingest::run(args).await,
             Scenario::Egress(args) => egress::run(args).await,
+            Scenario::BareRelay(args) => relay::run(args).await,
         }
     })
 }
