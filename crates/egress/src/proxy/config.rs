@@ -169,7 +169,7 @@ fn ranges(what: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
 }
 
 impl ProxyConfig {
-    /// Read a TOML file.
+    /// Read a TOML file, or a YAML file when its name ends in `.yaml` or `.yml` (the same keys).
     pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
         let meta = std::fs::metadata(path)
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
@@ -178,12 +178,34 @@ impl ProxyConfig {
         }
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text)
+        let yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if yaml {
+            Self::parse_yaml(&text)
+        } else {
+            Self::parse(&text)
+        }
     }
 
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<ProxyConfig, ConfigError> {
         toml::from_str(text).map_err(|e| err(e.to_string()))
+    }
+
+    /// Parse YAML text: the same structure as the TOML file (tables are mappings, arrays of
+    /// tables are sequences of mappings). Duplicate keys, unknown keys and aliases past the
+    /// parser's budget are refused; a file with no document at all means every default.
+    pub fn parse_yaml(text: &str) -> Result<ProxyConfig, ConfigError> {
+        let empty = text
+            .lines()
+            .map(str::trim)
+            .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...");
+        if empty {
+            return Self::parse("");
+        }
+        serde_saphyr::from_str(text).map_err(|e| err(format!("YAML: {e}")))
     }
 
     /// Check everything and prepare it.
@@ -301,6 +323,97 @@ action = "open"
         let v = ProxyConfig::parse(text).unwrap().validate().unwrap();
         assert_eq!(v.deny.len(), 1);
         assert!(!v.users.is_empty());
+    }
+
+    #[test]
+    fn yaml_says_the_same_as_toml() {
+        let toml = r#"
+listen = "127.0.0.1:0"
+[egress]
+allow_ranges = ["127.0.0.0/8"]
+resolve_overrides = { "hooks.example" = ["127.0.0.2"] }
+[limits]
+max_connections = 10
+[[users]]
+name = "hookwarden"
+password_hash = "sha256$00112233445566778899aabbccddeeff$0000000000000000000000000000000000000000000000000000000000000000"
+[policy]
+action = "report"
+allowed_ports = [443, 8443]
+allow = ["*.example.com"]
+[[policy.clients]]
+name = "hookwarden"
+action = "open"
+deny = ["internal.example.com"]
+"#;
+        let yaml = r#"
+# the same policy, in YAML
+listen: "127.0.0.1:0"
+egress:
+  allow_ranges: ["127.0.0.0/8"]
+  resolve_overrides:
+    hooks.example: ["127.0.0.2"]
+limits:
+  max_connections: 10
+users:
+  - name: hookwarden
+    password_hash: "sha256$00112233445566778899aabbccddeeff$0000000000000000000000000000000000000000000000000000000000000000"
+policy:
+  action: report
+  allowed_ports: [443, 8443]
+  allow: ["*.example.com"]
+  clients:
+    - name: hookwarden
+      action: open
+      deny: [internal.example.com]
+"#;
+        let a = ProxyConfig::parse(toml).unwrap();
+        let b = ProxyConfig::parse_yaml(yaml).unwrap();
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        b.validate().unwrap();
+        // No document: every default, as an empty TOML file.
+        let d = ProxyConfig::parse_yaml("# nothing\n---\n").unwrap();
+        assert_eq!(
+            format!("{d:?}"),
+            format!("{:?}", ProxyConfig::parse("").unwrap())
+        );
+    }
+
+    #[test]
+    fn yaml_refuses_what_toml_refuses_and_more() {
+        for bad in [
+            "unknown: 1",
+            "listen: [1, 2]",
+            "limits:\n  max_connections: many",
+            // A key given twice must not silently pick one.
+            "policy:\n  action: enforce\n  action: open",
+            "- just\n- a list",
+        ] {
+            assert!(ProxyConfig::parse_yaml(bad).is_err(), "{bad}");
+        }
+        for bad in ["limits:\n  max_connections: 0", "policy:\n  action: maybe"] {
+            let r = ProxyConfig::parse_yaml(bad).and_then(ProxyConfig::validate);
+            assert!(r.is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn load_picks_the_format_by_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("p.toml", "[policy]\naction = \"open\"\n"),
+            ("p.yaml", "policy:\n  action: open\n"),
+            ("p.YML", "policy:\n  action: open\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let v = ProxyConfig::load(&path).unwrap().validate().unwrap();
+            assert!(format!("{:?}", v.cfg.policy).contains("Open"), "{name}");
+        }
+        // YAML text in a .toml file is read as TOML, and refused.
+        let path = dir.path().join("wrong.toml");
+        std::fs::write(&path, "policy:\n  action: open\n").unwrap();
+        assert!(ProxyConfig::load(&path).is_err());
     }
 
     #[test]
