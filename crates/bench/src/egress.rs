@@ -361,17 +361,17 @@ async fn open(route: &Route) -> Result<TcpStream> {
     }
 }
 
-/// Reads a response head up to and including the blank line, and not a byte further (the
-/// server speaks only when asked, so nothing can follow the head yet).
-async fn read_head(s: &mut TcpStream) -> Result<Vec<u8>> {
+/// Reads a message head up to and including the blank line, and not a byte further (the peer
+/// speaks only when answered, so nothing can follow the head yet).
+pub(crate) async fn read_head(s: &mut TcpStream) -> Result<Vec<u8>> {
     let mut head = Vec::with_capacity(256);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 8192 {
-            bail!("CONNECT reply head too large");
+            bail!("message head too large");
         }
         if s.read(&mut byte).await? == 0 {
-            bail!("the proxy closed the connection during CONNECT");
+            bail!("the peer closed the connection during CONNECT");
         }
         head.push(byte[0]);
     }

@@ -5,7 +5,7 @@
 //! Hookwarden's proxy and tinyproxy can be read. Not a proxy to deploy: it has no limits.
 
 use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(clap::Args)]
@@ -31,18 +31,8 @@ pub async fn run(args: Args) -> Result<()> {
 
 async fn tunnel(mut client: TcpStream) -> Result<()> {
     client.set_nodelay(true)?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > 8192 {
-            bail!("request head too large");
-        }
-        let n = client.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
+    // The bench's clients send the CONNECT head and wait for the answer: nothing follows it.
+    let head = crate::egress::read_head(&mut client).await?;
     let line = std::str::from_utf8(&head)?
         .lines()
         .next()
