@@ -158,18 +158,23 @@ async fn open_loop(
     })
 }
 
-/// A bare axum handler answering 202 on 127.0.0.1 (the baseline).
-async fn bare_axum() -> Result<std::net::SocketAddr> {
-    let app = axum::Router::new().route(
-        "/in/{token}",
-        axum::routing::post(|_body: Bytes| async { axum::http::StatusCode::ACCEPTED }),
-    );
+/// Serves `app` on a free port of 127.0.0.1, in the background.
+async fn serve_on_loopback(app: axum::Router) -> Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Ok(addr)
+}
+
+/// A bare axum handler answering 202 on 127.0.0.1 (the baseline).
+async fn bare_axum() -> Result<std::net::SocketAddr> {
+    let app = axum::Router::new().route(
+        "/in/{token}",
+        axum::routing::post(|_body: Bytes| async { axum::http::StatusCode::ACCEPTED }),
+    );
+    serve_on_loopback(app).await
 }
 
 /// The least a durable ingest can do, as a reference: the bare handler, but answering 202 only
@@ -231,12 +236,7 @@ async fn durable_floor(dir: &std::path::Path, synchronous: &str) -> Result<std::
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
+    serve_on_loopback(app).await
 }
 
 pub async fn run(mut args: Args) -> Result<()> {
