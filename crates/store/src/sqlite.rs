@@ -15,7 +15,7 @@ use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
@@ -185,6 +185,9 @@ struct WalState {
     /// The checkpointer's last pass: pages in the WAL then, and how many it had copied.
     seen: AtomicI64,
     copied: AtomicI64,
+    /// The checkpointer's last catch-up pass copied nothing although pages remain (a reader
+    /// still needs them): waking it early is pointless until that changes.
+    stuck: AtomicBool,
     signal: Mutex<Signal>,
     wake: Condvar,
 }
@@ -225,8 +228,32 @@ impl WalState {
         if pages >= WAL_MAX_PAGES || self.behind(pages) <= WAL_RESTART_GAP_PAGES {
             return true;
         }
-        self.signal(|s| s.now = true);
+        if !self.stuck.load(Ordering::Relaxed) {
+            self.signal(|s| s.now = true);
+        }
         false
+    }
+}
+
+/// After a checkpoint pass (`(pages in the WAL, pages copied)`, `None` if it failed or the
+/// database is not in WAL mode): how long to wait before the next one, and whether it was stuck.
+/// While the WAL waits to be started over, passes run back to back — unless one copied nothing
+/// of what remains (`copied_before` is the previous pass's count), which means a reader still
+/// needs those pages: then at the usual pace.
+fn after_pass(wal_pages: i64, copied_before: i64, pass: Option<(i64, i64)>) -> (Duration, bool) {
+    match pass {
+        Some((seen, copied)) if wal_pages >= WAL_RESTART_PAGES => {
+            let stuck = copied < seen && copied == copied_before;
+            let wait = if stuck {
+                CHECKPOINT_BUSY
+            } else {
+                CHECKPOINT_CATCH_UP
+            };
+            (wait, stuck)
+        }
+        // More was written since the last look: look again soon.
+        Some((seen, _)) if seen > 0 => (CHECKPOINT_BUSY, false),
+        _ => (CHECKPOINT_IDLE, false),
     }
 }
 
@@ -254,17 +281,14 @@ fn checkpointer_loop(conn: Connection, wal: Arc<WalState>) {
         let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         });
+        let copied_before = wal.copied.load(Ordering::Relaxed);
         if let Ok((seen, copied)) = pass {
             wal.seen.store(seen, Ordering::Relaxed);
             wal.copied.store(copied, Ordering::Relaxed);
         }
-        wait = match pass {
-            // The writer waits for this one to catch up before starting the WAL over.
-            Ok(_) if wal.pages.load(Ordering::Relaxed) >= WAL_RESTART_PAGES => CHECKPOINT_CATCH_UP,
-            // More was written since the last look: look again soon.
-            Ok((seen, _)) if seen > 0 => CHECKPOINT_BUSY,
-            _ => CHECKPOINT_IDLE,
-        };
+        let (next, stuck) = after_pass(wal.pages.load(Ordering::Relaxed), copied_before, pass.ok());
+        wal.stuck.store(stuck, Ordering::Relaxed);
+        wait = next;
     }
 }
 
@@ -1621,11 +1645,44 @@ mod tests {
         wal.copied.store(WAL_MAX_PAGES - 1, Ordering::Relaxed);
         assert_eq!(wal.behind(WAL_RESTART_PAGES + 100), WAL_RESTART_PAGES + 100);
         assert!(!wal.restart_now());
+        assert!(woken(&wal));
+        // While the checkpointer is stuck behind a reader, the writer does not keep waking it.
+        wal.stuck.store(true, Ordering::Relaxed);
+        assert!(!wal.restart_now());
+        assert!(!woken(&wal));
+        wal.stuck.store(false, Ordering::Relaxed);
         // A checkpointer that cannot keep up does not let the WAL grow past its bound.
         wal.seen.store(0, Ordering::Relaxed);
         wal.copied.store(0, Ordering::Relaxed);
         wal.pages.store(WAL_MAX_PAGES, Ordering::Relaxed);
         assert!(wal.restart_now());
+    }
+
+    #[test]
+    fn the_checkpointer_runs_back_to_back_only_while_it_makes_progress() {
+        let restart = WAL_RESTART_PAGES + 10;
+        // Catching up: copied more than last time.
+        assert_eq!(
+            after_pass(restart, 3000, Some((restart, 3900))),
+            (CHECKPOINT_CATCH_UP, false)
+        );
+        // Caught up completely: the writer restarts next; keep looking closely.
+        assert_eq!(
+            after_pass(restart, 3900, Some((restart, restart))),
+            (CHECKPOINT_CATCH_UP, false)
+        );
+        // Copied nothing of what remains: a reader holds it; back to the usual pace.
+        assert_eq!(
+            after_pass(restart, 3900, Some((restart, 3900))),
+            (CHECKPOINT_BUSY, true)
+        );
+        // Below the restart size: the usual pace while written to, slow when idle or failing.
+        assert_eq!(
+            after_pass(100, 50, Some((100, 50))),
+            (CHECKPOINT_BUSY, false)
+        );
+        assert_eq!(after_pass(0, 0, Some((0, 0))), (CHECKPOINT_IDLE, false));
+        assert_eq!(after_pass(restart, 0, None), (CHECKPOINT_IDLE, false));
     }
 
     #[test]
