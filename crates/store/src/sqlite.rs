@@ -188,6 +188,9 @@ struct WalState {
     /// The checkpointer's last catch-up pass copied nothing although pages remain (a reader
     /// still needs them): waking it early is pointless until that changes.
     stuck: AtomicBool,
+    /// The checkpointer's last pass ran while the WAL waited to be started over and copied
+    /// everything it saw: what remains was written since, and waiting will not shrink it.
+    caught_up: AtomicBool,
     signal: Mutex<Signal>,
     wake: Condvar,
 }
@@ -225,7 +228,9 @@ impl WalState {
         if pages < WAL_RESTART_PAGES {
             return false;
         }
-        if pages >= WAL_MAX_PAGES || self.behind(pages) <= WAL_RESTART_GAP_PAGES {
+        let caught_up =
+            self.caught_up.load(Ordering::Relaxed) && self.seen.load(Ordering::Relaxed) <= pages;
+        if pages >= WAL_MAX_PAGES || caught_up || self.behind(pages) <= WAL_RESTART_GAP_PAGES {
             return true;
         }
         if !self.stuck.load(Ordering::Relaxed) {
@@ -236,11 +241,16 @@ impl WalState {
 }
 
 /// After a checkpoint pass (`(pages in the WAL, pages copied)`, `None` if it failed or the
-/// database is not in WAL mode): how long to wait before the next one, and whether it was stuck.
+/// database is not in WAL mode): how long to wait before the next one, whether it was stuck,
+/// and whether it caught up (see [`WalState::caught_up`]).
 /// While the WAL waits to be started over, passes run back to back — unless one copied nothing
 /// of what remains (`copied_before` is the previous pass's count), which means a reader still
 /// needs those pages: then at the usual pace.
-fn after_pass(wal_pages: i64, copied_before: i64, pass: Option<(i64, i64)>) -> (Duration, bool) {
+fn after_pass(
+    wal_pages: i64,
+    copied_before: i64,
+    pass: Option<(i64, i64)>,
+) -> (Duration, bool, bool) {
     match pass {
         Some((seen, copied)) if wal_pages >= WAL_RESTART_PAGES => {
             let stuck = copied < seen && copied == copied_before;
@@ -249,11 +259,11 @@ fn after_pass(wal_pages: i64, copied_before: i64, pass: Option<(i64, i64)>) -> (
             } else {
                 CHECKPOINT_CATCH_UP
             };
-            (wait, stuck)
+            (wait, stuck, copied == seen)
         }
         // More was written since the last look: look again soon.
-        Some((seen, _)) if seen > 0 => (CHECKPOINT_BUSY, false),
-        _ => (CHECKPOINT_IDLE, false),
+        Some((seen, _)) if seen > 0 => (CHECKPOINT_BUSY, false, false),
+        _ => (CHECKPOINT_IDLE, false, false),
     }
 }
 
@@ -286,8 +296,10 @@ fn checkpointer_loop(conn: Connection, wal: Arc<WalState>) {
             wal.seen.store(seen, Ordering::Relaxed);
             wal.copied.store(copied, Ordering::Relaxed);
         }
-        let (next, stuck) = after_pass(wal.pages.load(Ordering::Relaxed), copied_before, pass.ok());
+        let (next, stuck, caught_up) =
+            after_pass(wal.pages.load(Ordering::Relaxed), copied_before, pass.ok());
         wal.stuck.store(stuck, Ordering::Relaxed);
+        wal.caught_up.store(caught_up, Ordering::Relaxed);
         wait = next;
     }
 }
@@ -1646,6 +1658,19 @@ mod tests {
         assert_eq!(wal.behind(WAL_RESTART_PAGES + 100), WAL_RESTART_PAGES + 100);
         assert!(!wal.restart_now());
         assert!(woken(&wal));
+        // A catch-up pass of this WAL copied all it saw: what remains came since, so the
+        // writer restarts now, whatever the gap; such a pass over an earlier, longer WAL does
+        // not count.
+        wal.seen.store(WAL_RESTART_PAGES, Ordering::Relaxed);
+        wal.copied.store(WAL_RESTART_PAGES, Ordering::Relaxed);
+        wal.pages.store(WAL_RESTART_PAGES + 2000, Ordering::Relaxed);
+        wal.caught_up.store(true, Ordering::Relaxed);
+        assert!(wal.restart_now());
+        wal.seen.store(WAL_MAX_PAGES - 1, Ordering::Relaxed);
+        wal.copied.store(WAL_MAX_PAGES - 1, Ordering::Relaxed);
+        assert!(!wal.restart_now());
+        assert!(woken(&wal));
+        wal.caught_up.store(false, Ordering::Relaxed);
         // While the checkpointer is stuck behind a reader, the writer does not keep waking it.
         wal.stuck.store(true, Ordering::Relaxed);
         assert!(!wal.restart_now());
@@ -1664,25 +1689,36 @@ mod tests {
         // Catching up: copied more than last time.
         assert_eq!(
             after_pass(restart, 3000, Some((restart, 3900))),
-            (CHECKPOINT_CATCH_UP, false)
+            (CHECKPOINT_CATCH_UP, false, false)
         );
-        // Caught up completely: the writer restarts next; keep looking closely.
+        // Copied everything it saw: caught up, the writer restarts next; keep looking closely.
         assert_eq!(
             after_pass(restart, 3900, Some((restart, restart))),
-            (CHECKPOINT_CATCH_UP, false)
+            (CHECKPOINT_CATCH_UP, false, true)
         );
         // Copied nothing of what remains: a reader holds it; back to the usual pace.
         assert_eq!(
             after_pass(restart, 3900, Some((restart, 3900))),
-            (CHECKPOINT_BUSY, true)
+            (CHECKPOINT_BUSY, true, false)
         );
-        // Below the restart size: the usual pace while written to, slow when idle or failing.
+        // Below the restart size: the usual pace while written to, slow when idle or failing;
+        // a pass that copied all it saw there says nothing about a restart.
         assert_eq!(
             after_pass(100, 50, Some((100, 50))),
-            (CHECKPOINT_BUSY, false)
+            (CHECKPOINT_BUSY, false, false)
         );
-        assert_eq!(after_pass(0, 0, Some((0, 0))), (CHECKPOINT_IDLE, false));
-        assert_eq!(after_pass(restart, 0, None), (CHECKPOINT_IDLE, false));
+        assert_eq!(
+            after_pass(100, 50, Some((100, 100))),
+            (CHECKPOINT_BUSY, false, false)
+        );
+        assert_eq!(
+            after_pass(0, 0, Some((0, 0))),
+            (CHECKPOINT_IDLE, false, false)
+        );
+        assert_eq!(
+            after_pass(restart, 0, None),
+            (CHECKPOINT_IDLE, false, false)
+        );
     }
 
     #[test]
@@ -1832,10 +1868,10 @@ mod tests {
         let written = n * payload.len() as u64;
         let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         // Without restarts the WAL held every page ever written (230 MB here). With them it
-        // holds at most WAL_MAX_PAGES plus a batch (about 930 pages here): the writer waits for
-        // the checkpointer to catch up, and its checkpoint is skipped while the checkpointer
-        // happens to be copying.
-        let bound = (WAL_MAX_PAGES as u64 + 2 * 1000) * 4096;
+        // holds WAL_RESTART_PAGES plus a few batches (about 930 pages each here): the writer
+        // waits for the checkpointer to catch up (a pass that copied all it saw), and its own
+        // checkpoint is skipped while the checkpointer happens to be copying.
+        let bound = (WAL_RESTART_PAGES as u64 + 6 * 1000) * 4096;
         assert!(
             wal_len <= bound && wal_len < written,
             "WAL grew to {wal_len} bytes (bound {bound}) for {written} bytes of payload written"
