@@ -191,6 +191,10 @@ struct WalState {
     /// The checkpointer's last pass ran while the WAL waited to be started over and copied
     /// everything it saw: what remains was written since, and waiting will not shrink it.
     caught_up: AtomicBool,
+    /// Held around every checkpoint, the checkpointer's and the writer's: the writer's restart
+    /// checkpoint waits for a pass in progress instead of finding SQLite's checkpoint lock
+    /// taken and giving up (which, with passes back to back, it did again and again).
+    gate: Mutex<()>,
     signal: Mutex<Signal>,
     wake: Condvar,
 }
@@ -288,9 +292,12 @@ fn checkpointer_loop(conn: Connection, wal: Arc<WalState>) {
             s.now = false;
         }
         // (busy, pages in the WAL, pages checkpointed); -1 when not in WAL mode.
-        let pass = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        });
+        let pass = {
+            let Ok(_gate) = wal.gate.lock() else { return };
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        };
         let copied_before = wal.copied.load(Ordering::Relaxed);
         if let Ok((seen, copied)) = pass {
             wal.seen.store(seen, Ordering::Relaxed);
@@ -543,8 +550,10 @@ fn writer_loop(
     let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
         if wal.restart_now() {
-            // See WAL_RESTART_PAGES. Busy (the checkpointer is at it) or incomplete (a reader
-            // still needs old pages) is fine: the next batch tries again.
+            // See WAL_RESTART_PAGES. After a pass in progress (the gate), so that it is not
+            // skipped; incomplete (a reader still needs old pages) is fine: the next batch
+            // tries again.
+            let _gate = wal.gate.lock();
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
         jobs.push(first);
