@@ -1175,7 +1175,12 @@ fn audit(source_id: Option<&str>, at: Millis, outcome: &str, ip: &str) -> NewAud
     }
 }
 
-fn inbound_accept(id: &str, source_id: &str, at: Millis, seen: Option<u8>) -> InboundAccept {
+pub(crate) fn inbound_accept(
+    id: &str,
+    source_id: &str,
+    at: Millis,
+    seen: Option<u8>,
+) -> InboundAccept {
     let mut event = event(id, "inbound.github", at);
     event.source_id = Some(source_id.into());
     InboundAccept {

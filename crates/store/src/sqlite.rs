@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 
 mod certs;
+mod replay;
 mod sources;
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -42,6 +43,9 @@ pub struct SqliteOptions {
     /// Most writes committed in one transaction.
     pub max_batch: usize,
     pub busy_timeout_ms: u64,
+    /// Live inbound replay keys kept in memory (about 30 bytes each); past this many, new keys
+    /// are checked and recorded in a key-ordered table instead (slower, never refused).
+    pub replay_keys_max: usize,
 }
 
 impl Default for SqliteOptions {
@@ -51,6 +55,7 @@ impl Default for SqliteOptions {
             readers: 4,
             max_batch: 1024,
             busy_timeout_ms: 5_000,
+            replay_keys_max: 2_000_000,
         }
     }
 }
@@ -124,6 +129,8 @@ struct Inner {
     /// Shared with the writer and the checkpointer (which `stop` tells to stop).
     wal: Arc<WalState>,
     checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Every live inbound replay key (see `sqlite/replay.rs`); used by the writer thread.
+    replay: Arc<Mutex<replay::ReplayIndex>>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
     path: PathBuf,
@@ -333,6 +340,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events_by_type",
         include_str!("sqlite/0040_events_by_type.sql"),
     ),
+    (50, "replay_log", include_str!("sqlite/0050_replay_log.sql")),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a
@@ -421,6 +429,7 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         configure(&conn, opts.synchronous, opts.busy_timeout_ms)?;
         migrate(&mut conn)?;
+        let replay = replay::ReplayIndex::load(&conn, opts.replay_keys_max, now_millis())?;
         // The checkpointer thread checkpoints; the writer must not stall a commit doing it.
         // The WAL hook (which replaces SQLite's automatic checkpoint) only notes the WAL's size
         // after each commit, for the writer's restarts.
@@ -462,6 +471,7 @@ impl SqliteStore {
                 writer_thread: Mutex::new(Some(handle)),
                 wal,
                 checkpointer: Mutex::new(Some(ckpt)),
+                replay: Arc::new(Mutex::new(replay)),
                 readers: Mutex::new(pool),
                 reader_permits: Semaphore::new(readers),
                 path: path.to_path_buf(),

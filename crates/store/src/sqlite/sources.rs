@@ -6,6 +6,23 @@ use crate::sources::{audit_bound, audit_id};
 use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::replay::{self, Admit};
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| StoreError::Database("the replay index lock is poisoned".into()))
+}
+
+/// Whether `inbound_seen` (keys past the in-memory bound, or from before it) holds this key live.
+fn seen_in_table(c: &Connection, source_id: &str, key_hash: &[u8], now: Millis) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM inbound_seen \
+         WHERE source_id = ?1 AND key_hash = ?2 AND expires_at > ?3)",
+    )?
+    .query_row(params![source_id, key_hash, now], |r| r.get(0))?)
+}
 
 const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
     log_payloads, forward_to, event_type, created_at, updated_at";
@@ -368,7 +385,12 @@ impl SourceStore for SqliteStore {
     }
 
     async fn accept_inbound(&self, a: InboundAccept) -> Result<AcceptOutcome> {
-        self.write(move |c| {
+        let index = self.inner.replay.clone();
+        // What this call admitted to the in-memory index, to undo if its transaction fails.
+        let admitted: Arc<Mutex<Option<(replay::Key, Millis)>>> = Arc::default();
+        let undo = admitted.clone();
+        let result = self
+            .write(move |c| {
             let ev = a.event;
             let now = ev.created_at;
             let source_id = ev
@@ -376,18 +398,41 @@ impl SourceStore for SqliteStore {
                 .clone()
                 .ok_or_else(|| StoreError::Conflict("an inbound event needs a source".into()))?;
             if let Some(seen) = &a.seen {
-                // One statement: a new key is inserted, an expired one renewed; a live one is
-                // left alone (no row changed), which is a replay.
-                let changed = c
-                    .prepare_cached(
-                        "INSERT INTO inbound_seen (source_id, key_hash, expires_at) \
-                         VALUES (?1, ?2, ?3) ON CONFLICT (source_id, key_hash) \
-                         DO UPDATE SET expires_at = excluded.expires_at \
-                         WHERE inbound_seen.expires_at <= ?4",
-                    )?
-                    .execute(params![source_id, &seen.key_hash[..], seen.expires_at, now])?;
-                if changed == 0 {
-                    return Ok(AcceptOutcome::Replayed);
+                let k = replay::key(&source_id, &seen.key_hash);
+                let (admit, table_in_use) = {
+                    let mut idx = lock(&index)?;
+                    let admit = idx.admit(k, seen.expires_at, now);
+                    if admit == Admit::Table {
+                        idx.table_in_use = true;
+                    }
+                    (admit, idx.table_in_use)
+                };
+                match admit {
+                    Admit::Replay => return Ok(AcceptOutcome::Replayed),
+                    Admit::Logged => {
+                        *lock(&admitted)? = Some((k, seen.expires_at));
+                        if table_in_use && seen_in_table(c, &source_id, &seen.key_hash, now)? {
+                            lock(&index)?.forget(k, seen.expires_at);
+                            *lock(&admitted)? = None;
+                            return Ok(AcceptOutcome::Replayed);
+                        }
+                        replay::log(c, &source_id, &seen.key_hash, seen.expires_at)?;
+                    }
+                    Admit::Table => {
+                        // One statement: a new key is inserted, an expired one renewed; a live
+                        // one is left alone (no row changed), which is a replay.
+                        let changed = c
+                            .prepare_cached(
+                                "INSERT INTO inbound_seen (source_id, key_hash, expires_at) \
+                                 VALUES (?1, ?2, ?3) ON CONFLICT (source_id, key_hash) \
+                                 DO UPDATE SET expires_at = excluded.expires_at \
+                                 WHERE inbound_seen.expires_at <= ?4",
+                            )?
+                            .execute(params![source_id, &seen.key_hash[..], seen.expires_at, now])?;
+                        if changed == 0 {
+                            return Ok(AcceptOutcome::Replayed);
+                        }
+                    }
                 }
             }
             c.prepare_cached(
@@ -427,7 +472,13 @@ impl SourceStore for SqliteStore {
                 deliveries,
             })
         })
-        .await
+        .await;
+        if result.is_err()
+            && let Some((k, expires_at)) = lock(&undo)?.take()
+        {
+            lock(&self.inner.replay)?.forget(k, expires_at);
+        }
+        result
     }
 
     async fn insert_audit(&self, entries: Vec<NewAuditEntry>) -> Result<Vec<String>> {
@@ -529,6 +580,7 @@ impl SourceStore for SqliteStore {
         batch: usize,
     ) -> Result<InboundPurgeCounts> {
         let batch = i64::try_from(batch.clamp(1, 100_000)).unwrap_or(1000);
+        let index = self.inner.replay.clone();
         self.write(move |c| {
             let cut = audit_bound(audit_older_than);
             let audit_entries = c
@@ -537,12 +589,35 @@ impl SourceStore for SqliteStore {
                      (SELECT id FROM inbound_audit WHERE id < ?1 ORDER BY id LIMIT ?2)",
                 )?
                 .execute(params![cut, batch])? as u64;
-            let seen_keys = c
+            let mut seen_keys = c
                 .prepare_cached(
                     "DELETE FROM inbound_seen WHERE (source_id, key_hash) IN \
                      (SELECT source_id, key_hash FROM inbound_seen WHERE expires_at <= ?1 LIMIT ?2)",
                 )?
                 .execute(params![now, batch])? as u64;
+            // The log: expired rows go; a row counts as a forgotten key unless the key was
+            // accepted again since (a renewed key has a newer, live row).
+            let left = batch - i64::try_from(seen_keys).unwrap_or(batch);
+            if left > 0 {
+                let mut idx = lock(&index)?;
+                idx.prune(now);
+                let rows = c
+                    .prepare_cached(
+                        "SELECT rowid, source_id, key_hash FROM inbound_seen_log \
+                         WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                    )?
+                    .query_map(params![now, left], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut del = c.prepare_cached("DELETE FROM inbound_seen_log WHERE rowid = ?1")?;
+                for (rowid, source_id, key_hash) in rows {
+                    del.execute([rowid])?;
+                    if !idx.is_live(replay::key(&source_id, &key_hash), now) {
+                        seen_keys += 1;
+                    }
+                }
+            }
             let tokens = c
                 .prepare_cached(
                     "DELETE FROM source_tokens WHERE token_hash IN \
@@ -577,6 +652,108 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         crate::conformance::ingest_statistics(&s).await;
+    }
+
+    async fn accept(s: &SqliteStore, id: &str, source: &str, at: Millis, key: u8) -> AcceptOutcome {
+        s.accept_inbound(crate::conformance::inbound_accept(
+            id,
+            source,
+            at,
+            Some(key),
+        ))
+        .await
+        .unwrap()
+    }
+
+    fn accepted(o: &AcceptOutcome) -> bool {
+        matches!(o, AcceptOutcome::Accepted { .. })
+    }
+
+    /// Keys in memory (logged) and past the in-memory bound (in `inbound_seen`) are replays
+    /// before and after a restart; the bound never refuses a new key.
+    #[tokio::test]
+    async fn replay_keys_survive_a_restart_in_memory_and_past_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let opts = SqliteOptions {
+            replay_keys_max: 2,
+            ..SqliteOptions::default()
+        };
+        let at = crate::now_millis();
+        let s = SqliteStore::open(&path, opts.clone()).unwrap();
+        for k in [1u8, 2, 3] {
+            assert!(accepted(
+                &accept(&s, &format!("evt_a{k}"), "src_a", at, k).await
+            ));
+        }
+        {
+            let idx = s.inner.replay.lock().unwrap();
+            assert_eq!(idx.len(), 2, "the third key went past the bound");
+            assert!(idx.table_in_use);
+        }
+        for k in [1u8, 2, 3] {
+            let o = accept(&s, &format!("evt_b{k}"), "src_a", at + 1, k).await;
+            assert_eq!(o, AcceptOutcome::Replayed, "key {k}");
+        }
+        s.close();
+        drop(s);
+        let s = SqliteStore::open(&path, opts).unwrap();
+        for k in [1u8, 2, 3] {
+            let o = accept(&s, &format!("evt_c{k}"), "src_a", at + 2, k).await;
+            assert_eq!(o, AcceptOutcome::Replayed, "key {k} after a restart");
+        }
+        // The same key for another source is new (and goes to the table: memory is full).
+        assert!(accepted(&accept(&s, "evt_d1", "src_b", at + 2, 1).await));
+        assert_eq!(
+            accept(&s, "evt_d2", "src_b", at + 3, 1).await,
+            AcceptOutcome::Replayed
+        );
+        // Expired keys are accepted again, past the bound too.
+        assert!(accepted(
+            &accept(&s, "evt_e1", "src_a", at + 300_000, 1).await
+        ));
+        assert!(accepted(
+            &accept(&s, "evt_e3", "src_a", at + 300_000, 3).await
+        ));
+    }
+
+    /// Two requests with one key in flight at once: exactly one is accepted.
+    #[tokio::test]
+    async fn concurrent_requests_with_one_key_accept_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let at = crate::now_millis();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                accept(&s, &format!("evt_{i}"), "src_a", at, 7).await
+            }));
+        }
+        let mut n = 0;
+        for t in tasks {
+            if accepted(&t.await.unwrap()) {
+                n += 1;
+            }
+        }
+        assert_eq!(n, 1);
+    }
+
+    /// A key whose transaction fails is not remembered: the provider's retry is accepted.
+    #[tokio::test]
+    async fn a_key_is_forgotten_when_its_transaction_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let at = crate::now_millis();
+        assert!(accepted(&accept(&s, "evt_1", "src_a", at, 1).await));
+        // The event id is taken: the insert fails after the key was admitted.
+        let again = crate::conformance::inbound_accept("evt_1", "src_a", at, Some(2));
+        assert!(s.accept_inbound(again).await.is_err());
+        assert!(accepted(&accept(&s, "evt_2", "src_a", at + 1, 2).await));
+        assert_eq!(
+            accept(&s, "evt_3", "src_a", at + 2, 2).await,
+            AcceptOutcome::Replayed
+        );
     }
 
     #[test]
