@@ -15,6 +15,110 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
         .map_err(|_| StoreError::Database("the replay index lock is poisoned".into()))
 }
 
+/// The transaction of one accepted inbound request (see [`SourceStore::accept_inbound`]).
+fn accept_tx(
+    c: &Connection,
+    a: InboundAccept,
+    index: &Mutex<replay::ReplayIndex>,
+    admitted: &Mutex<Option<(replay::Key, Millis)>>,
+) -> Result<AcceptOutcome> {
+    let ev = a.event;
+    let now = ev.created_at;
+    let source_id = ev
+        .source_id
+        .clone()
+        .ok_or_else(|| StoreError::Conflict("an inbound event needs a source".into()))?;
+    if let Some(seen) = &a.seen
+        && replayed(c, index, admitted, &source_id, seen, now)?
+    {
+        return Ok(AcceptOutcome::Replayed);
+    }
+    c.prepare_cached(
+        "INSERT INTO events (id, event_type, payload, idempotency_key, created_at, source_id) \
+         VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+    )?
+    .execute(params![ev.id, ev.event_type, ev.payload, now, source_id])?;
+    let targets = route_targets(c, &a.route)?;
+    let deliveries = targets.len();
+    if !targets.is_empty() {
+        let mut ins = c.prepare_cached(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count, \
+             next_attempt_at, lease_owner, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, NULL, ?5, ?5)",
+        )?;
+        for (endpoint_id, enabled) in targets {
+            let status = if enabled {
+                DeliveryStatus::Pending
+            } else {
+                DeliveryStatus::Paused
+            };
+            ins.execute(params![
+                new_id("dlv"),
+                ev.id,
+                endpoint_id,
+                status.as_i64(),
+                now
+            ])?;
+        }
+    }
+    let mut audit = a.audit;
+    audit.event_id = Some(ev.id.clone());
+    let audit_id = insert_audit_row(c, &audit)?;
+    Ok(AcceptOutcome::Accepted {
+        event_id: ev.id,
+        audit_id,
+        deliveries,
+    })
+}
+
+/// The replay check of one accepted request, inside its transaction: whether `seen` is live
+/// (a replay); if not, it is recorded — in memory and the log, or in `inbound_seen` past the
+/// in-memory bound. What it admitted to memory is put in `admitted`, for the caller to undo if
+/// the transaction fails.
+fn replayed(
+    c: &Connection,
+    index: &Mutex<replay::ReplayIndex>,
+    admitted: &Mutex<Option<(replay::Key, Millis)>>,
+    source_id: &str,
+    seen: &SeenKey,
+    now: Millis,
+) -> Result<bool> {
+    let k = replay::key(source_id, &seen.key_hash);
+    let (admit, table_in_use) = {
+        let mut idx = lock(index)?;
+        let admit = idx.admit(k, seen.expires_at, now);
+        if admit == Admit::Table {
+            idx.table_in_use = true;
+        }
+        (admit, idx.table_in_use)
+    };
+    match admit {
+        Admit::Replay => Ok(true),
+        Admit::Logged => {
+            if table_in_use && seen_in_table(c, source_id, &seen.key_hash, now)? {
+                lock(index)?.forget(k, seen.expires_at);
+                return Ok(true);
+            }
+            *lock(admitted)? = Some((k, seen.expires_at));
+            replay::log(c, source_id, &seen.key_hash, seen.expires_at)?;
+            Ok(false)
+        }
+        Admit::Table => {
+            // One statement: a new key is inserted, an expired one renewed; a live one is left
+            // alone (no row changed), which is a replay.
+            let changed = c
+                .prepare_cached(
+                    "INSERT INTO inbound_seen (source_id, key_hash, expires_at) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT (source_id, key_hash) \
+                     DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE inbound_seen.expires_at <= ?4",
+                )?
+                .execute(params![source_id, &seen.key_hash[..], seen.expires_at, now])?;
+            Ok(changed == 0)
+        }
+    }
+}
+
 /// Whether `inbound_seen` (keys past the in-memory bound, or from before it) holds this key live.
 fn seen_in_table(c: &Connection, source_id: &str, key_hash: &[u8], now: Millis) -> Result<bool> {
     Ok(c.prepare_cached(
@@ -390,89 +494,8 @@ impl SourceStore for SqliteStore {
         let admitted: Arc<Mutex<Option<(replay::Key, Millis)>>> = Arc::default();
         let undo = admitted.clone();
         let result = self
-            .write(move |c| {
-            let ev = a.event;
-            let now = ev.created_at;
-            let source_id = ev
-                .source_id
-                .clone()
-                .ok_or_else(|| StoreError::Conflict("an inbound event needs a source".into()))?;
-            if let Some(seen) = &a.seen {
-                let k = replay::key(&source_id, &seen.key_hash);
-                let (admit, table_in_use) = {
-                    let mut idx = lock(&index)?;
-                    let admit = idx.admit(k, seen.expires_at, now);
-                    if admit == Admit::Table {
-                        idx.table_in_use = true;
-                    }
-                    (admit, idx.table_in_use)
-                };
-                match admit {
-                    Admit::Replay => return Ok(AcceptOutcome::Replayed),
-                    Admit::Logged => {
-                        *lock(&admitted)? = Some((k, seen.expires_at));
-                        if table_in_use && seen_in_table(c, &source_id, &seen.key_hash, now)? {
-                            lock(&index)?.forget(k, seen.expires_at);
-                            *lock(&admitted)? = None;
-                            return Ok(AcceptOutcome::Replayed);
-                        }
-                        replay::log(c, &source_id, &seen.key_hash, seen.expires_at)?;
-                    }
-                    Admit::Table => {
-                        // One statement: a new key is inserted, an expired one renewed; a live
-                        // one is left alone (no row changed), which is a replay.
-                        let changed = c
-                            .prepare_cached(
-                                "INSERT INTO inbound_seen (source_id, key_hash, expires_at) \
-                                 VALUES (?1, ?2, ?3) ON CONFLICT (source_id, key_hash) \
-                                 DO UPDATE SET expires_at = excluded.expires_at \
-                                 WHERE inbound_seen.expires_at <= ?4",
-                            )?
-                            .execute(params![source_id, &seen.key_hash[..], seen.expires_at, now])?;
-                        if changed == 0 {
-                            return Ok(AcceptOutcome::Replayed);
-                        }
-                    }
-                }
-            }
-            c.prepare_cached(
-                "INSERT INTO events (id, event_type, payload, idempotency_key, created_at, source_id) \
-                 VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
-            )?
-            .execute(params![ev.id, ev.event_type, ev.payload, now, source_id])?;
-            let targets = route_targets(c, &a.route)?;
-            let deliveries = targets.len();
-            if !targets.is_empty() {
-                let mut ins = c.prepare_cached(
-                    "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count, \
-                     next_attempt_at, lease_owner, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, 0, ?5, NULL, ?5, ?5)",
-                )?;
-                for (endpoint_id, enabled) in targets {
-                    let status = if enabled {
-                        DeliveryStatus::Pending
-                    } else {
-                        DeliveryStatus::Paused
-                    };
-                    ins.execute(params![
-                        new_id("dlv"),
-                        ev.id,
-                        endpoint_id,
-                        status.as_i64(),
-                        now
-                    ])?;
-                }
-            }
-            let mut audit = a.audit;
-            audit.event_id = Some(ev.id.clone());
-            let audit_id = insert_audit_row(c, &audit)?;
-            Ok(AcceptOutcome::Accepted {
-                event_id: ev.id,
-                audit_id,
-                deliveries,
-            })
-        })
-        .await;
+            .write(move |c| accept_tx(c, a, &index, &admitted))
+            .await;
         if result.is_err()
             && let Some((k, expires_at)) = lock(&undo)?.take()
         {
