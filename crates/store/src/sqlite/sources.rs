@@ -494,7 +494,7 @@ impl SourceStore for SqliteStore {
         let admitted: Arc<Mutex<Option<(replay::Key, Millis)>>> = Arc::default();
         let undo = admitted.clone();
         let result = self
-            .write(move |c| accept_tx(c, a, &index, &admitted))
+            .write_unguarded(move |c| accept_tx(c, a, &index, &admitted))
             .await;
         if result.is_err()
             && let Some((k, expires_at)) = lock(&undo)?.take()
@@ -508,7 +508,7 @@ impl SourceStore for SqliteStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(move |c| entries.iter().map(|e| insert_audit_row(c, e)).collect())
+        self.write_unguarded(move |c| entries.iter().map(|e| insert_audit_row(c, e)).collect())
             .await
     }
 
