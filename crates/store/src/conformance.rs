@@ -87,6 +87,7 @@ where
     idempotency(&fresh().await).await;
     claiming_and_leases(&fresh().await).await;
     outcomes_and_breaker(&fresh().await).await;
+    failure_count_follows_the_order_of_a_batch(&fresh().await).await;
     secret_rotation(&fresh().await).await;
     disable_pauses_and_enable_resumes(&fresh().await).await;
     delete_cancels(&fresh().await).await;
@@ -287,6 +288,59 @@ async fn queue_stats_are_bounded<S: Store>(s: &S) {
     );
     let q = s.queue_stats(50_000, 100).await.unwrap();
     assert_eq!((q.due, q.oldest_due_at), (0, None));
+}
+
+/// In one batch of outcomes, the endpoint's failure count is that of the failures after its
+/// last success, in the batch's order (several successes, then a failure, count one).
+pub async fn failure_count_follows_the_order_of_a_batch<S: Store>(s: &S) {
+    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
+        .await
+        .unwrap();
+    for i in 0..8 {
+        s.create_event(event(&format!("evt_{i}"), "t", 100), None, 0)
+            .await
+            .unwrap();
+    }
+    let c = s.claim_due("me", 100, 10_000, 10).await.unwrap();
+    assert_eq!(c.len(), 8);
+    let out = |c: &Claimed, ok: bool| Outcome {
+        delivery_id: c.delivery_id.clone(),
+        endpoint_id: c.endpoint_id.clone(),
+        attempt: Some(attempt(1, 150, Some(if ok { 200 } else { 503 }))),
+        next: if ok {
+            Next::Succeeded
+        } else {
+            Next::Retry { at: 5_000 }
+        },
+        lease_owner: "me".into(),
+    };
+    let failures = || async {
+        s.get_endpoint("ep_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .consecutive_failures
+    };
+    // failure, success, success, failure: one.
+    let batch = [(0, false), (1, true), (2, true), (3, false)];
+    s.record_outcomes(
+        batch.iter().map(|&(i, ok)| out(&c[i], ok)).collect(),
+        NO_BREAKER,
+        200,
+    )
+    .await
+    .unwrap();
+    assert_eq!(failures().await, 1);
+    // failure, success, failure, success: none.
+    let batch = [(4, false), (5, true), (6, false), (7, true)];
+    s.record_outcomes(
+        batch.iter().map(|&(i, ok)| out(&c[i], ok)).collect(),
+        NO_BREAKER,
+        300,
+    )
+    .await
+    .unwrap();
+    assert_eq!(failures().await, 0);
 }
 
 pub async fn outcomes_and_breaker<S: Store>(s: &S) {

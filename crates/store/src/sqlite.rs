@@ -14,6 +14,7 @@ use crate::types::*;
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -863,6 +864,9 @@ fn record_one(
     breaker: &BreakerPolicy,
     now: Millis,
     tripped: &mut Vec<TrippedEndpoint>,
+    // Endpoints whose failure count this batch already reset, with no failure since: a
+    // batch of successes to one endpoint resets it once.
+    reset: &mut HashSet<String>,
 ) -> Result<()> {
     let attempt = o.attempt.as_ref();
     if let Some(a) = attempt {
@@ -876,12 +880,16 @@ fn record_one(
         insert_attempt(conn, &o.delivery_id, a, label)?;
         // Breaker bookkeeping: any successful attempt resets, any failed attempt counts.
         if matches!(o.next, Next::Succeeded) {
-            conn.prepare_cached(
-                "UPDATE endpoints SET consecutive_failures = 0, failing_since = NULL \
+            if !reset.contains(&o.endpoint_id) {
+                reset.insert(o.endpoint_id.clone());
+                conn.prepare_cached(
+                    "UPDATE endpoints SET consecutive_failures = 0, failing_since = NULL \
                  WHERE id = ?1 AND consecutive_failures <> 0",
-            )?
-            .execute([&o.endpoint_id])?;
+                )?
+                .execute([&o.endpoint_id])?;
+            }
         } else {
+            reset.remove(&o.endpoint_id);
             let row: Option<(i64, i64, i64)> = conn
                 .prepare_cached(
                     "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1, \
@@ -1605,8 +1613,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<TrippedEndpoint>> {
         self.write_unguarded(move |c| {
             let mut tripped = Vec::new();
+            let mut reset = HashSet::new();
             for o in &outcomes {
-                record_one(c, o, &breaker, now, &mut tripped)?;
+                record_one(c, o, &breaker, now, &mut tripped, &mut reset)?;
             }
             Ok(tripped)
         })

@@ -45,20 +45,22 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Header names whose values are masked when an endpoint or an attempt's request is shown.
+/// (Called for every header of every delivery attempt: compares in place, allocates nothing.)
 pub(crate) fn is_sensitive_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "authorization",
-        "cookie",
-        "token",
-        "secret",
-        "key",
-        "auth",
-        "password",
-        "signature",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
+    const WORDS: [&[u8]; 8] = [
+        b"authorization",
+        b"cookie",
+        b"token",
+        b"secret",
+        b"key",
+        b"auth",
+        b"password",
+        b"signature",
+    ];
+    let n = name.as_bytes();
+    WORDS
+        .iter()
+        .any(|w| n.windows(w.len()).any(|part| part.eq_ignore_ascii_case(w)))
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -819,5 +821,13 @@ mod tests {
         assert!(is_sensitive_header("Authorization"));
         assert!(is_sensitive_header("X-Api-Key"));
         assert!(!is_sensitive_header("X-Customer-Waf"));
+        // Anywhere in the name, in any case.
+        assert!(is_sensitive_header("x-hub-signature-256"));
+        assert!(is_sensitive_header("X-SESSION-TOKEN"));
+        assert!(is_sensitive_header("set-Cookie"));
+        assert!(is_sensitive_header("KEY"));
+        assert!(!is_sensitive_header("ke"));
+        assert!(!is_sensitive_header(""));
+        assert!(!is_sensitive_header("webhook-id"));
     }
 }
