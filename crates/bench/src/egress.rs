@@ -139,7 +139,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         }
     };
 
-    let bare = BareRelay::start()?;
+    let bare = ChildServer::start("bare-relay")?;
     let mut routes = vec![
         Route {
             via: Via::Direct,
@@ -454,47 +454,6 @@ allow = ["{HOST}"]
 allowed_ports = [{port}]
 "#
     )
-}
-
-/// `hookwarden-bench bare-relay` as a child process (this same binary).
-struct BareRelay {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl BareRelay {
-    fn start() -> Result<BareRelay> {
-        let exe = std::env::current_exe().context("locating hookwarden-bench")?;
-        let mut child = Command::new(exe)
-            .arg("bare-relay")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the bare relay")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        // One line, or EOF if it exits.
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        match line.trim().strip_prefix("bare-relay: listening on ") {
-            Some(a) => Ok(BareRelay {
-                addr: a.parse()?,
-                child,
-            }),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the bare relay did not start")
-            }
-        }
-    }
-}
-
-impl Drop for BareRelay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `name` as given when it contains a slash, else the first match on `PATH`.

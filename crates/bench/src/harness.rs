@@ -252,3 +252,44 @@ mod tests {
         assert_eq!(percentile_ms(&mut [], 50.0), 0.0);
     }
 }
+
+/// A hidden subcommand of this same binary (`bare-relay`, `bare-ingest`), run as a child
+/// process: a reference server with a process of its own, like `serve`. It prints
+/// `<subcommand>: listening on <address>` once it listens.
+pub struct ChildServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ChildServer {
+    pub fn start(subcommand: &str) -> Result<ChildServer> {
+        let exe = std::env::current_exe().context("locating hookwarden-bench")?;
+        let mut child = Command::new(exe)
+            .arg(subcommand)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {subcommand}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        // One line, or EOF if it exits.
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let prefix = format!("{subcommand}: listening on ");
+        match line.trim().strip_prefix(prefix.as_str()).map(str::parse) {
+            Some(Ok(addr)) => Ok(ChildServer { child, addr }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{subcommand} did not start")
+            }
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,7 +4,9 @@
 //! way in the same run. A second phase sends at 70 % of the measured peak (open loop, latency
 //! counted from each request's scheduled time) to report the p99 under load short of saturation.
 //! A third server, the durable floor, answers 202 only after committing each body to SQLite and
-//! does nothing else: what durability alone costs on this machine.
+//! does nothing else: what durability alone costs on this machine. The bare handler also runs
+//! in a process of its own (`process_baseline_*`), as `serve` does: in this process it shares
+//! one runtime with the load generator.
 
 use crate::harness::*;
 use anyhow::{Result, bail};
@@ -168,13 +170,36 @@ async fn serve_on_loopback(app: axum::Router) -> Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
-/// A bare axum handler answering 202 on 127.0.0.1 (the baseline).
-async fn bare_axum() -> Result<std::net::SocketAddr> {
-    let app = axum::Router::new().route(
+/// The bare handler: reads the body, answers 202.
+fn bare_app() -> axum::Router {
+    axum::Router::new().route(
         "/in/{token}",
         axum::routing::post(|_body: Bytes| async { axum::http::StatusCode::ACCEPTED }),
-    );
-    serve_on_loopback(app).await
+    )
+}
+
+/// A bare axum handler answering 202 on 127.0.0.1, in this process (the baseline).
+async fn bare_axum() -> Result<std::net::SocketAddr> {
+    serve_on_loopback(bare_app()).await
+}
+
+#[derive(clap::Args)]
+pub struct BareArgs {
+    /// Where to listen (loopback only).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+}
+
+/// `hookwarden-bench bare-ingest`: the bare handler in a process of its own, as `serve` is
+/// (the second baseline: the load generator and the server no longer share one runtime).
+pub async fn serve_bare(args: BareArgs) -> Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the bare handler listens on loopback only");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("bare-ingest: listening on {}", listener.local_addr()?);
+    axum::serve(listener, bare_app()).await?;
+    Ok(())
 }
 
 /// The least a durable ingest can do, as a reference: the bare handler, but answering 202 only
@@ -249,6 +274,11 @@ pub async fn run(mut args: Args) -> Result<()> {
     let bare = bare_axum().await?;
     let base_url = format!("http://{bare}/in/wh_baseline");
     let mut base = closed_loop(&base_url, args.concurrency, args.duration_secs, 0).await?;
+    let process_base = {
+        let child = ChildServer::start("bare-ingest")?;
+        let url = format!("http://{}/in/wh_baseline", child.addr);
+        closed_loop(&url, args.concurrency, args.duration_secs, 0).await?
+    };
 
     let config = format!(
         "[storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
@@ -324,6 +354,8 @@ pub async fn run(mut args: Args) -> Result<()> {
         "ratio": round2(peak.per_s / base.per_s),
         "p50_ms": round2(percentile_ms(&mut peak.lat_us, 50.0)),
         "p99_ms": round2(percentile_ms(&mut peak.lat_us, 99.0)),
+        "process_baseline_per_s": round2(process_base.per_s),
+        "process_baseline_ratio": round2(peak.per_s / process_base.per_s),
         "baseline_p50_ms": round2(percentile_ms(&mut base.lat_us, 50.0)),
         "baseline_p99_ms": round2(percentile_ms(&mut base.lat_us, 99.0)),
         "at_70pct_target_per_s": round2(target),

@@ -33,6 +33,9 @@ enum Scenario {
     /// The minimal CONNECT relay the `egress` scenario runs as a reference (loopback only).
     #[command(hide = true)]
     BareRelay(relay::Args),
+    /// The bare handler the `ingest` scenario runs as a second baseline (loopback only).
+    #[command(hide = true)]
+    BareIngest(ingest::BareArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Ingest(args) => ingest::run(args).await,
             Scenario::Egress(args) => egress::run(args).await,
             Scenario::BareRelay(args) => relay::run(args).await,
+            Scenario::BareIngest(args) => ingest::serve_bare(args).await,
         }
     })
 }
