@@ -230,29 +230,6 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sent_at_is_found_anywhere() {
-        assert_eq!(
-            extract_sent_at(br#"{"data":{"sent_at_us":12345,"x":1}}"#),
-            Some(12345)
-        );
-        assert_eq!(extract_sent_at(br#"{"data":{}}"#), None);
-        assert_eq!(extract_sent_at(br#""sent_at_us":"#), None);
-    }
-
-    #[test]
-    fn percentiles() {
-        let mut v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
-        assert_eq!(percentile_ms(&mut v, 50.0), 51.0);
-        assert_eq!(percentile_ms(&mut v, 99.0), 99.0);
-        assert_eq!(percentile_ms(&mut [], 50.0), 0.0);
-    }
-}
-
 /// A hidden subcommand of this same binary (`bare-relay`, `bare-ingest`), run as a child
 /// process: a reference server with a process of its own, like `serve`. It prints
 /// `<subcommand>: listening on <address>` once it listens.
@@ -291,5 +268,28 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_at_is_found_anywhere() {
+        assert_eq!(
+            extract_sent_at(br#"{"data":{"sent_at_us":12345,"x":1}}"#),
+            Some(12345)
+        );
+        assert_eq!(extract_sent_at(br#"{"data":{}}"#), None);
+        assert_eq!(extract_sent_at(br#""sent_at_us":"#), None);
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
+        assert_eq!(percentile_ms(&mut v, 50.0), 51.0);
+        assert_eq!(percentile_ms(&mut v, 99.0), 99.0);
+        assert_eq!(percentile_ms(&mut [], 50.0), 0.0);
     }
 }
