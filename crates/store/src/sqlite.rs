@@ -604,6 +604,7 @@ fn writer_loop(
     wal: Arc<WalState>,
 ) {
     let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(max_batch);
+    let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
         if wal.restart_now() {
             // See WAL_RESTART_PAGES. After a pass in progress (the gate), so that it is not
@@ -620,7 +621,6 @@ fn writer_loop(
             }
         }
         let mut queue = jobs.drain(..);
-        let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
         'batch: loop {
             if let Err(e) = run_statement(&conn, "BEGIN IMMEDIATE") {
                 let msg = e.to_string();
@@ -632,9 +632,11 @@ fn writer_loop(
             for job in queue.by_ref() {
                 let (done, poisoned) = job.run(&conn);
                 completions.push(done);
-                if poisoned {
-                    // An unguarded job failed half-way: nothing of this transaction may
-                    // commit. The rest of the batch goes on in a new one.
+                // An unguarded job failed half-way, or a failed job ended the transaction
+                // itself (SQLite rolls it back on some errors: disk full, I/O error; the jobs
+                // after it would otherwise each commit on their own): nothing of this
+                // transaction commits. The rest of the batch goes on in a new one.
+                if poisoned || conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                     let err = StoreError::Database(
                         "rolled back: a job of the same batch failed after writing".into(),
@@ -1875,6 +1877,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 196);
+    }
+
+    /// A job that ends the transaction itself (as SQLite does on some errors, here by an explicit
+    /// ROLLBACK) fails with the jobs before it; the jobs after it run and commit in a new
+    /// transaction rather than each on its own outside one (and then be told they failed).
+    #[tokio::test]
+    async fn a_job_that_ends_the_transaction_fails_its_batch_not_the_next() {
+        let (s, _d) = fresh().await;
+        fn put(c: &Connection, k: &str) -> Result<()> {
+            c.execute("INSERT INTO meta (key, value) VALUES (?1, 'v')", [k])?;
+            Ok(())
+        }
+        let hold = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.write(|c| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    put(c, "r0")
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (a, b, c, d) = tokio::join!(
+            s.write(|c| put(c, "ra")),
+            s.write_unguarded(|c| {
+                c.execute_batch("ROLLBACK")?;
+                Err::<(), _>(StoreError::Database("gone".into()))
+            }),
+            s.write(|c| put(c, "rc")),
+            s.write_unguarded(|c| put(c, "rd")),
+        );
+        hold.await.unwrap().unwrap();
+        assert!(a.unwrap_err().to_string().contains("rolled back"));
+        assert!(b.is_err());
+        c.unwrap();
+        d.unwrap();
+        let keys: Vec<String> = s
+            .read(|c| {
+                let mut st = c.prepare("SELECT key FROM meta WHERE key LIKE 'r%' ORDER BY key")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(keys, ["r0", "rc", "rd"]);
     }
 
     /// Retention finds finished deliveries through their partial index, and writing a delivery
