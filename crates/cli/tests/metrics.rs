@@ -453,27 +453,31 @@ allow = ["*.example.com"]
     let (r, _) = connect(p.addr, "api.example.com:22", None).await;
     assert_eq!(r.status, 403, "{r:?}");
 
-    let reply = raw(
-        p.metrics.unwrap(),
-        "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(reply.status, 200);
+    // A tunnel is counted when it ends (with its bytes and end reason), which the proxy notices
+    // a moment after the client hangs up: scrape until it is there (bounded).
+    let req = "hookwarden_proxy_requests_total";
+    let allowed = [
+        ("kind", "connect"),
+        ("decision", "allow"),
+        ("code", "ALLOWED"),
+    ];
+    let mut tries = 0;
+    let reply = loop {
+        let reply = raw(
+            p.metrics.unwrap(),
+            "GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        tries += 1;
+        if value(&samples(&reply.body), req, &allowed).is_some() || tries == 50 {
+            break reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     promtool_check(&reply.body, "egress-proxy");
     let all = samples(&reply.body);
-    let req = "hookwarden_proxy_requests_total";
-    assert_eq!(
-        must(
-            &all,
-            req,
-            &[
-                ("kind", "connect"),
-                ("decision", "allow"),
-                ("code", "ALLOWED")
-            ]
-        ),
-        1.0
-    );
+    assert_eq!(must(&all, req, &allowed), 1.0);
     for code in ["HOST_NOT_ALLOWED", "DESTINATION_DENIED", "PORT_NOT_ALLOWED"] {
         assert_eq!(
             must(
