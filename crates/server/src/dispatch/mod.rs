@@ -535,15 +535,15 @@ pub fn delivery_headers(
 /// with the values of signature headers and of every header whose name looks secret
 /// (authorization, token, secret, key, signature, cookie, password…) masked.
 pub fn masked_headers_json(headers: &HeaderMap) -> String {
-    let pairs: Vec<(&str, String)> = headers
+    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
         .iter()
         .map(|(name, value)| {
             let n = name.as_str();
             let v = String::from_utf8_lossy(value.as_bytes());
             let shown = if crate::api::endpoints::is_sensitive_header(n) {
-                crate::api::endpoints::mask(&v)
+                crate::api::endpoints::mask(&v).into()
             } else {
-                v.into_owned()
+                v
             };
             (n, shown)
         })
