@@ -290,19 +290,26 @@ async fn queue_stats_are_bounded<S: Store>(s: &S) {
     assert_eq!((q.due, q.oldest_due_at), (0, None));
 }
 
-/// In one batch of outcomes, the endpoint's failure count is that of the failures after its
-/// last success, in the batch's order (several successes, then a failure, count one).
-pub async fn failure_count_follows_the_order_of_a_batch<S: Store>(s: &S) {
+/// Endpoint `ep_a` (all types), `n` events at 100 ms (n ≤ 10) and their deliveries, claimed by
+/// "me" until 10 000.
+async fn claimed_on_one_endpoint<S: Store>(s: &S, n: usize) -> Vec<Claimed> {
     s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
         .await
         .unwrap();
-    for i in 0..8 {
+    for i in 0..n {
         s.create_event(event(&format!("evt_{i}"), "t", 100), None, 0)
             .await
             .unwrap();
     }
     let c = s.claim_due("me", 100, 10_000, 10).await.unwrap();
-    assert_eq!(c.len(), 8);
+    assert_eq!(c.len(), n);
+    c
+}
+
+/// In one batch of outcomes, the endpoint's failure count is that of the failures after its
+/// last success, in the batch's order (several successes, then a failure, count one).
+pub async fn failure_count_follows_the_order_of_a_batch<S: Store>(s: &S) {
+    let c = claimed_on_one_endpoint(s, 8).await;
     let out = |c: &Claimed, ok: bool| Outcome {
         delivery_id: c.delivery_id.clone(),
         endpoint_id: c.endpoint_id.clone(),
@@ -344,16 +351,7 @@ pub async fn failure_count_follows_the_order_of_a_batch<S: Store>(s: &S) {
 }
 
 pub async fn outcomes_and_breaker<S: Store>(s: &S) {
-    s.create_endpoint(endpoint("ep_a", &[]), "whsec_a".into())
-        .await
-        .unwrap();
-    for i in 0..3 {
-        s.create_event(event(&format!("evt_{i}"), "t", 100), None, 0)
-            .await
-            .unwrap();
-    }
-    let c = s.claim_due("me", 100, 10_000, 10).await.unwrap();
-    assert_eq!(c.len(), 3);
+    let c = claimed_on_one_endpoint(s, 3).await;
     let out = |c: &Claimed, next: Next, code: i64| Outcome {
         delivery_id: c.delivery_id.clone(),
         endpoint_id: c.endpoint_id.clone(),

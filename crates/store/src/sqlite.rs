@@ -1879,27 +1879,48 @@ mod tests {
         assert_eq!(n, 196);
     }
 
+    fn put(c: &Connection, k: &str) -> Result<()> {
+        c.execute("INSERT INTO meta (key, value) VALUES (?1, 'v')", [k])?;
+        Ok(())
+    }
+
+    /// Holds the writer (a job that writes `key` after 300 ms) so that the jobs submitted after
+    /// this returns queue up and run as one batch, in order.
+    async fn hold_writer(
+        s: &SqliteStore,
+        key: &'static str,
+    ) -> tokio::task::JoinHandle<Result<()>> {
+        let held = s.clone();
+        let hold = tokio::spawn(async move {
+            held.write(move |c| {
+                std::thread::sleep(Duration::from_millis(300));
+                put(c, key)
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        hold
+    }
+
+    /// The committed `meta` keys starting with `prefix`, in order.
+    async fn meta_keys(s: &SqliteStore, prefix: &str) -> Vec<String> {
+        let pattern = format!("{prefix}%");
+        s.read(move |c| {
+            let mut st = c.prepare("SELECT key FROM meta WHERE key LIKE ?1 ORDER BY key")?;
+            let rows = st.query_map([pattern], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+        .unwrap()
+    }
+
     /// A job that ends the transaction itself (as SQLite does on some errors, here by an explicit
     /// ROLLBACK) fails with the jobs before it; the jobs after it run and commit in a new
     /// transaction rather than each on its own outside one (and then be told they failed).
     #[tokio::test]
     async fn a_job_that_ends_the_transaction_fails_its_batch_not_the_next() {
         let (s, _d) = fresh().await;
-        fn put(c: &Connection, k: &str) -> Result<()> {
-            c.execute("INSERT INTO meta (key, value) VALUES (?1, 'v')", [k])?;
-            Ok(())
-        }
-        let hold = {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.write(|c| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    put(c, "r0")
-                })
-                .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let hold = hold_writer(&s, "r0").await;
         let (a, b, c, d) = tokio::join!(
             s.write(|c| put(c, "ra")),
             s.write_unguarded(|c| {
@@ -1914,15 +1935,7 @@ mod tests {
         assert!(b.is_err());
         c.unwrap();
         d.unwrap();
-        let keys: Vec<String> = s
-            .read(|c| {
-                let mut st = c.prepare("SELECT key FROM meta WHERE key LIKE 'r%' ORDER BY key")?;
-                let rows = st.query_map([], |r| r.get(0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(keys, ["r0", "rc", "rd"]);
+        assert_eq!(meta_keys(&s, "r").await, ["r0", "rc", "rd"]);
     }
 
     /// Retention finds finished deliveries through their partial index, and writing a delivery
@@ -1966,22 +1979,7 @@ mod tests {
     #[tokio::test]
     async fn an_unguarded_failure_rolls_back_its_batch_and_only_that() {
         let (s, _d) = fresh().await;
-        fn put(c: &Connection, k: &str) -> Result<()> {
-            c.execute("INSERT INTO meta (key, value) VALUES (?1, 'v')", [k])?;
-            Ok(())
-        }
-        // Holds the writer so that the jobs below queue up and run as one batch, in order.
-        let hold = {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.write(|c| {
-                    std::thread::sleep(Duration::from_millis(300));
-                    put(c, "u0")
-                })
-                .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let hold = hold_writer(&s, "u0").await;
         let (a, b, c, e, d, f) = tokio::join!(
             s.write(|c| put(c, "ua")),
             s.write_unguarded(|c| put(c, "ub")),
@@ -2006,15 +2004,7 @@ mod tests {
         assert!(d.unwrap_err().to_string().contains("no_such_table"));
         e.unwrap();
         f.unwrap();
-        let keys: Vec<String> = s
-            .read(|c| {
-                let mut st = c.prepare("SELECT key FROM meta WHERE key LIKE 'u%' ORDER BY key")?;
-                let rows = st.query_map([], |r| r.get(0))?;
-                Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(keys, ["u0", "ue", "uf"]);
+        assert_eq!(meta_keys(&s, "u").await, ["u0", "ue", "uf"]);
     }
 
     /// The monitoring queries must stay index seeks and bounded scans at any table size: no
