@@ -4,7 +4,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -119,6 +119,7 @@ impl ConnectorInner {
             return Ok(GuardedStream {
                 io: TokioIo::new(MaybeTls::Plain(stream)),
                 info,
+                tls_failure: None,
             });
         }
         let server_name = match &host {
@@ -133,6 +134,7 @@ impl ConnectorInner {
             Ok(Ok(tls)) => Ok(GuardedStream {
                 io: TokioIo::new(MaybeTls::Tls(Box::new(tls))),
                 info,
+                tls_failure: Some(TlsFailure::default()),
             }),
             Ok(Err(e)) => Err(ConnectError::from_tls_io(&e)),
             Err(_) => Err(ConnectError::TlsTimeout(self.connect_timeout)),
@@ -219,15 +221,54 @@ impl AsyncWrite for MaybeTls {
     }
 }
 
+/// The first TLS error a connection's stream returned, shared with hyper's connection info.
+///
+/// With TLS 1.3 a server refuses a client certificate (or its absence) only after the client's
+/// handshake has completed, with an alert the client reads later. When that alert is read before
+/// hyper has written the request, hyper cancels the request with a bare "connection closed" and
+/// the TLS error is not in its source chain; the client then finds it here (through the
+/// connection info hyper attaches to the error) so the attempt is still reported as the TLS
+/// refusal it was.
+#[derive(Clone, Default)]
+pub(crate) struct TlsFailure(Arc<OnceLock<rustls::Error>>);
+
+impl TlsFailure {
+    fn record(&self, e: &io::Error) {
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            let _ = self.0.set(tls.clone());
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<&rustls::Error> {
+        self.0.get()
+    }
+}
+
 /// The connection handed to hyper: the stream plus where it left from and went to.
 pub(crate) struct GuardedStream {
     io: TokioIo<MaybeTls>,
     info: ConnInfo,
+    /// `Some` for TLS connections.
+    tls_failure: Option<TlsFailure>,
+}
+
+impl GuardedStream {
+    /// Pass a result through, remembering a TLS error in it.
+    fn seen<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let (Poll::Ready(Err(e)), Some(slot)) = (&r, &self.tls_failure) {
+            slot.record(e);
+        }
+        r
+    }
 }
 
 impl Connection for GuardedStream {
     fn connected(&self) -> HyperConnected {
-        HyperConnected::new().extra(self.info)
+        let connected = HyperConnected::new().extra(self.info);
+        match &self.tls_failure {
+            Some(slot) => connected.extra(slot.clone()),
+            None => connected,
+        }
     }
 }
 
@@ -237,7 +278,9 @@ impl Read for GuardedStream {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.seen(r)
     }
 }
 
@@ -247,7 +290,9 @@ impl Write for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.seen(r)
     }
 
     fn poll_write_vectored(
@@ -255,7 +300,9 @@ impl Write for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.seen(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -263,10 +310,176 @@ impl Write for GuardedStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.seen(r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_shutdown(cx);
+        this.seen(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::error::{ErrorClass, from_client_error};
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    use rustls::server::WebPkiClientVerifier;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn info(addr: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            local: addr,
+            remote: addr,
+            proxy: None,
+        }
+    }
+
+    /// A TLS 1.3 server that requires a client certificate and a client that has none: the
+    /// client's handshake completes, and the refusal arrives as an alert on the first read. The
+    /// stream keeps it for hyper's connection info.
+    #[tokio::test]
+    async fn a_tls_alert_read_after_the_handshake_is_kept_for_the_connection() {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let der = CertificateDer::from(cert.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.clone()).unwrap();
+        let roots = Arc::new(roots);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![der], key)
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let served = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.map(|_| ())
+        });
+
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let tls = TlsConnector::from(Arc::new(client))
+            .connect(name, tcp)
+            .await
+            .expect("the client's side of the handshake completes");
+        let slot = TlsFailure::default();
+        let stream = GuardedStream {
+            io: TokioIo::new(MaybeTls::Tls(Box::new(tls))),
+            info: info(addr),
+            tls_failure: Some(slot.clone()),
+        };
+        assert!(served.await.unwrap().is_err(), "the server refuses");
+        let mut stream = TokioIo::new(stream);
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await;
+        let mut buf = [0u8; 64];
+        let read = stream.read(&mut buf).await;
+        assert!(read.is_err(), "{read:?}");
+        assert_eq!(
+            slot.get(),
+            Some(&rustls::Error::AlertReceived(
+                rustls::AlertDescription::CertificateRequired
+            ))
+        );
+    }
+
+    /// A connection that accepts nothing: reads wait, writes fail as a closed socket does.
+    struct DeadStream {
+        tls_failure: TlsFailure,
+    }
+
+    impl Connection for DeadStream {
+        fn connected(&self) -> HyperConnected {
+            let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+            HyperConnected::new()
+                .extra(info(addr))
+                .extra(self.tls_failure.clone())
+        }
+    }
+
+    impl Read for DeadStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: ReadBufCursor<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl Write for DeadStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// When hyper reports only that the connection closed (as it does for a request it cancels
+    /// because the connection died of a TLS alert before the request was written), the
+    /// classification comes from the connection's TLS failure, if it had one.
+    #[tokio::test]
+    async fn a_closed_connection_is_classified_by_its_tls_failure() {
+        for failed in [true, false] {
+            let slot = TlsFailure::default();
+            if failed {
+                slot.0
+                    .set(rustls::Error::AlertReceived(
+                        rustls::AlertDescription::CertificateRequired,
+                    ))
+                    .unwrap();
+            }
+            let connector = tower::service_fn(move |_: Uri| {
+                std::future::ready(Ok::<_, io::Error>(DeadStream {
+                    tls_failure: slot.clone(),
+                }))
+            });
+            let client: Client<_, Full<Bytes>> =
+                Client::builder(TokioExecutor::new()).build(connector);
+            let req = http::Request::get("http://receiver.test/")
+                .body(Full::default())
+                .unwrap();
+            let err = client.request(req).await.expect_err("dead connection");
+            assert!(err.connect_info().is_some(), "{err:?}");
+            let err = from_client_error(err);
+            if failed {
+                assert_eq!(err.class(), ErrorClass::Tls, "{err}");
+                assert_eq!(err.code(), "TLS_CLIENT_CERT_REJECTED", "{err}");
+            } else {
+                assert_eq!(err.class(), ErrorClass::Protocol, "{err}");
+                assert_eq!(err.code(), "CONNECTION_CLOSED", "{err}");
+            }
+        }
     }
 }

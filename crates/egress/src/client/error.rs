@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use hookwarden_netguard::{GuardError, TimeoutPhase, UrlError};
 
+use super::connector::TlsFailure;
+
 /// A boxed error source.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -345,6 +347,15 @@ pub(crate) fn from_client_error(err: hyper_util::client::legacy::Error) -> SendE
                 break;
             }
             cur = e.source();
+        }
+    }
+    // The connection may have died of a TLS error before hyper wrote the request, in which case
+    // hyper reports only that the connection closed (see `TlsFailure`).
+    if let Some(connected) = err.connect_info() {
+        let mut extras = http::Extensions::new();
+        connected.get_extras(&mut extras);
+        if let Some(tls) = extras.get::<TlsFailure>().and_then(TlsFailure::get) {
+            return tls_send_error(tls);
         }
     }
     SendError::Protocol {
