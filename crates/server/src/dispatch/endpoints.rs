@@ -76,7 +76,74 @@ pub struct EndpointRuntime {
     pub limiter: Option<Arc<RateLimiter>>,
     /// The client certificate presented to this endpoint (mTLS).
     pub identity: Option<Arc<ClientIdentity>>,
+    /// This endpoint's per-attempt metrics, registered once instead of looked up per attempt.
+    pub metrics: Arc<AttemptMetrics>,
     fresh_until: Instant,
+}
+
+/// The metric handles every attempt to one endpoint updates, each registered on first use (a
+/// series appears once it has something to count) and then kept, instead of being looked up by
+/// its labels on every attempt.
+pub struct AttemptMetrics {
+    endpoint_id: String,
+    /// By outcome: succeeded, retrying, failed.
+    attempts: [std::sync::OnceLock<metrics::Counter>; 3],
+    seconds: std::sync::OnceLock<metrics::Histogram>,
+}
+
+/// What an attempt came to, as counted in `hookwarden_delivery_attempts_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Succeeded = 0,
+    Retrying = 1,
+    Failed = 2,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Retrying => "retrying",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl AttemptMetrics {
+    pub fn new(endpoint_id: &str) -> AttemptMetrics {
+        AttemptMetrics {
+            endpoint_id: endpoint_id.to_owned(),
+            attempts: Default::default(),
+            seconds: Default::default(),
+        }
+    }
+
+    /// Count one attempt and its duration.
+    pub fn record(&self, outcome: AttemptOutcome, seconds: f64) {
+        self.attempts[outcome as usize]
+            .get_or_init(|| {
+                metrics::counter!(
+                    "hookwarden_delivery_attempts_total",
+                    "endpoint_id" => self.endpoint_id.clone(),
+                    "outcome" => outcome.as_str(),
+                )
+            })
+            .increment(1);
+        self.seconds
+            .get_or_init(|| {
+                metrics::histogram!(
+                    "hookwarden_endpoint_attempt_seconds",
+                    "endpoint_id" => self.endpoint_id.clone(),
+                )
+            })
+            .record(seconds);
+    }
+}
+
+impl std::fmt::Debug for AttemptMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptMetrics")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +293,12 @@ impl EndpointCache {
                 previous.as_deref(),
             )
             .await?;
+        let metrics = previous
+            .as_ref()
+            .map(|p| p.metrics.clone())
+            .unwrap_or_else(|| Arc::new(AttemptMetrics::new(id)));
         let rt = Arc::new(EndpointRuntime {
+            metrics,
             identity,
             endpoint,
             secrets,
@@ -285,6 +357,7 @@ impl EndpointCache {
                     developer_payload: rt.developer_payload.clone(),
                     limiter: rt.limiter.clone(),
                     identity: rt.identity.clone(),
+                    metrics: rt.metrics.clone(),
                     fresh_until: Instant::now(),
                 }),
             );

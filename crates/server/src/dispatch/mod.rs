@@ -9,7 +9,7 @@ pub mod endpoints;
 pub mod retry;
 
 use crate::config::{BreakerConfig, DeliveryConfig};
-use endpoints::{Admit, EndpointCache, EndpointRuntime, LoadError};
+use endpoints::{Admit, AttemptOutcome, EndpointCache, EndpointRuntime, LoadError};
 use hookwarden_egress::client::{GuardedClient, OutboundRequest};
 use hookwarden_signatures::Outbound;
 use hookwarden_store::{
@@ -624,22 +624,15 @@ async fn attempt_once(
             inner.policy.after_error(no, e.is_retryable())
         }
     };
-    let outcome_label = match verdict {
-        Verdict::Success => "succeeded",
-        Verdict::Retry(_) => "retrying",
-        Verdict::Final => "failed",
+    let outcome = match verdict {
+        Verdict::Success => AttemptOutcome::Succeeded,
+        Verdict::Retry(_) => AttemptOutcome::Retrying,
+        Verdict::Final => AttemptOutcome::Failed,
     };
-    metrics::counter!(
-        "hookwarden_delivery_attempts_total",
-        "endpoint_id" => job.endpoint_id.clone(),
-        "outcome" => outcome_label,
-    )
-    .increment(1);
-    metrics::histogram!(
-        "hookwarden_endpoint_attempt_seconds",
-        "endpoint_id" => job.endpoint_id.clone(),
-    )
-    .record(started.elapsed().as_secs_f64());
+    let outcome_label = outcome.as_str();
+    endpoint
+        .metrics
+        .record(outcome, started.elapsed().as_secs_f64());
     if let Some(class) = error_class {
         metrics::counter!("hookwarden_delivery_attempt_errors_total", "class" => class)
             .increment(1);
@@ -647,18 +640,29 @@ async fn attempt_once(
     if let Some(a) = &inner.alerts {
         a.observe_attempt(&job.endpoint_id, verdict == Verdict::Success);
     }
-    info!(
-        delivery_id = %job.delivery_id,
-        event_id = %job.event_id,
-        endpoint_id = %job.endpoint_id,
-        attempt = attempt_no,
-        status = attempt.status_code,
-        error_class = attempt.error_class.as_deref(),
-        local_addr = attempt.local_addr.as_deref(),
-        duration_ms = attempt.duration_ms,
-        outcome = outcome_label,
-        "delivery attempt"
-    );
+    // A failed attempt is worth a line at the default level; a successful one only at debug
+    // (at thousands per second it would be most of the log, and the attempt is recorded anyway).
+    macro_rules! attempt_log {
+        ($level:ident) => {
+            tracing::$level!(
+                delivery_id = %job.delivery_id,
+                event_id = %job.event_id,
+                endpoint_id = %job.endpoint_id,
+                attempt = attempt_no,
+                status = attempt.status_code,
+                error_class = attempt.error_class.as_deref(),
+                local_addr = attempt.local_addr.as_deref(),
+                duration_ms = attempt.duration_ms,
+                outcome = outcome_label,
+                "delivery attempt"
+            )
+        };
+    }
+    if verdict == Verdict::Success {
+        attempt_log!(debug);
+    } else {
+        attempt_log!(info);
+    }
     let next = match verdict {
         Verdict::Success => Next::Succeeded,
         Verdict::Retry(d) => Next::Retry {
