@@ -13,6 +13,7 @@ use crate::{Millis, Result};
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// One source's key, as kept in memory: 16 bytes of SHA-256(source id, key hash).
 pub(crate) type Key = u128;
@@ -50,7 +51,6 @@ const SHARDS: usize = 256;
 /// Pruning a shard is due when it doubled since the last prune (at least this many keys).
 const MIN_SHARD_PRUNE_AT: usize = 256;
 
-#[derive(Default)]
 struct Shard {
     live: HashMap<Key, Millis>,
     /// Expired keys are dropped when the shard reaches this size (amortised: the next prune is
@@ -114,12 +114,15 @@ impl ReplayIndex {
 
     /// Records `k` until `expires_at` (the later of two expiries if it is there already).
     fn put(&mut self, k: Key, expires_at: Millis) {
-        let shard = self.shard_mut(k);
-        let e = shard.live.entry(k).or_insert(Millis::MIN);
-        let added = *e == Millis::MIN;
-        *e = (*e).max(expires_at);
-        if added {
-            self.len += 1;
+        match self.shard_mut(k).live.entry(k) {
+            Entry::Occupied(mut e) => {
+                let kept = e.get_mut();
+                *kept = (*kept).max(expires_at);
+            }
+            Entry::Vacant(e) => {
+                e.insert(expires_at);
+                self.len += 1;
+            }
         }
         self.earliest = self.earliest.min(expires_at);
     }
@@ -174,11 +177,8 @@ impl ReplayIndex {
                 return Admit::Table;
             }
         }
-        let shard = self.shard_mut(k);
-        if shard.live.insert(k, expires_at).is_none() {
-            self.len += 1;
-        }
-        self.earliest = self.earliest.min(expires_at);
+        // Not live here: absent, or expired before `now` < `expires_at`.
+        self.put(k, expires_at);
         Admit::Logged
     }
 
