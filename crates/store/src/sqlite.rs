@@ -363,6 +363,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "finished_without_in_list",
         include_str!("sqlite/0060_finished_without_in_list.sql"),
     ),
+    (
+        70,
+        "replay_log_by_expiry",
+        include_str!("sqlite/0070_replay_log_by_expiry.sql"),
+    ),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a

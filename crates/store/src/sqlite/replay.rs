@@ -213,7 +213,8 @@ impl ReplayIndex {
     }
 }
 
-/// Appends a key admitted in memory to the durable log.
+/// Appends a key admitted in memory to the durable log (a row already there, the same key
+/// with the same expiry, is the same record).
 pub(crate) fn log(
     c: &Connection,
     source_id: &str,
@@ -221,7 +222,8 @@ pub(crate) fn log(
     expires_at: Millis,
 ) -> Result<()> {
     c.prepare_cached(
-        "INSERT INTO inbound_seen_log (expires_at, source_id, key_hash) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO inbound_seen_log (expires_at, source_id, key_hash) \
+         VALUES (?1, ?2, ?3)",
     )?
     .execute(params![expires_at, source_id, key_hash])?;
     Ok(())

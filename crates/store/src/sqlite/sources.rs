@@ -626,16 +626,23 @@ impl SourceStore for SqliteStore {
                 idx.prune(now);
                 let rows = c
                     .prepare_cached(
-                        "SELECT rowid, source_id, key_hash FROM inbound_seen_log \
+                        "SELECT expires_at, source_id, key_hash FROM inbound_seen_log \
                          WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
                     )?
                     .query_map(params![now, left], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+                        Ok((
+                            r.get::<_, Millis>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                let mut del = c.prepare_cached("DELETE FROM inbound_seen_log WHERE rowid = ?1")?;
-                for (rowid, source_id, key_hash) in rows {
-                    del.execute([rowid])?;
+                let mut del = c.prepare_cached(
+                    "DELETE FROM inbound_seen_log \
+                     WHERE expires_at = ?1 AND source_id = ?2 AND key_hash = ?3",
+                )?;
+                for (expires_at, source_id, key_hash) in rows {
+                    del.execute(params![expires_at, source_id, key_hash])?;
                     if !idx.is_live(replay::key(&source_id, &key_hash), now) {
                         seen_keys += 1;
                     }
@@ -777,6 +784,77 @@ mod tests {
             accept(&s, "evt_3", "src_a", at + 2, 2).await,
             AcceptOutcome::Replayed
         );
+    }
+
+    /// A database from before version 70 (the log a rowid table with an index on expiry)
+    /// keeps its replay keys through the migration, and purging still removes the expired ones.
+    #[tokio::test]
+    async fn replay_keys_survive_the_log_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let at = crate::now_millis();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
+                 name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )
+            .unwrap();
+            for (version, name, sql) in crate::sqlite::MIGRATIONS.iter().filter(|m| m.0 <= 60) {
+                c.execute_batch(sql).unwrap();
+                c.execute(
+                    "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
+                    params![version, name],
+                )
+                .unwrap();
+            }
+            let mut ins = c
+                .prepare(
+                    "INSERT INTO inbound_seen_log (expires_at, source_id, key_hash) \
+                     VALUES (?1, ?2, ?3)",
+                )
+                .unwrap();
+            // Key 1 live, key 2 expired, key 3 logged twice (renewed after it expired).
+            ins.execute(params![at + 300_000, "src_a", &[1u8; 32][..]])
+                .unwrap();
+            ins.execute(params![at - 1, "src_a", &[2u8; 32][..]])
+                .unwrap();
+            ins.execute(params![at - 5, "src_a", &[3u8; 32][..]])
+                .unwrap();
+            ins.execute(params![at + 300_000, "src_a", &[3u8; 32][..]])
+                .unwrap();
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        assert_eq!(
+            accept(&s, "evt_1", "src_a", at, 1).await,
+            AcceptOutcome::Replayed
+        );
+        assert_eq!(
+            accept(&s, "evt_3", "src_a", at, 3).await,
+            AcceptOutcome::Replayed
+        );
+        assert!(accepted(&accept(&s, "evt_2", "src_a", at, 2).await));
+        let counts = s.purge_inbound(0, at, 100).await.unwrap();
+        // The expired row of key 2 (accepted again since) and of key 3 (renewed) go, and
+        // neither key is forgotten.
+        assert_eq!(counts.seen_keys, 0);
+        let rows: i64 = s
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM inbound_seen_log", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 3, "key 1, key 3's renewal and key 2's new row");
+        s.close();
+        drop(s);
+        // The log still rebuilds the index after a restart.
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        for (k, id) in [(1u8, "evt_4"), (2, "evt_5"), (3, "evt_6")] {
+            assert_eq!(
+                accept(&s, id, "src_a", at + 1, k).await,
+                AcceptOutcome::Replayed,
+                "key {k}"
+            );
+        }
+        assert!(accepted(&accept(&s, "evt_7", "src_a", at + 1, 4).await));
     }
 
     #[test]
