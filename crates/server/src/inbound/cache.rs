@@ -33,6 +33,9 @@ pub struct SourceRuntime {
     pub log_payloads: bool,
     pub route: InboundRoute,
     pub event_type: String,
+    /// `hookwarden_inbound_requests_total{source, outcome="ACCEPTED"}`, registered on first
+    /// use: an accepted request counts without cloning its labels and looking them up.
+    accepted: std::sync::OnceLock<metrics::Counter>,
 }
 
 impl std::fmt::Debug for SourceRuntime {
@@ -48,6 +51,17 @@ impl SourceRuntime {
     /// The secrets as the verifier takes them.
     pub fn secret_refs(&self) -> Vec<&str> {
         self.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// The counter of this source's accepted requests.
+    pub fn accepted_counter(&self) -> &metrics::Counter {
+        self.accepted.get_or_init(|| {
+            metrics::counter!(
+                "hookwarden_inbound_requests_total",
+                "source" => self.source_id.clone(),
+                "outcome" => "ACCEPTED",
+            )
+        })
     }
 }
 
@@ -103,6 +117,7 @@ pub fn runtime(
         log_payloads: source.log_payloads,
         route: route_of(&source.forward_to),
         event_type: source.event_type.clone(),
+        accepted: std::sync::OnceLock::new(),
     })
 }
 

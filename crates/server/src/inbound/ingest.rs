@@ -184,7 +184,7 @@ pub async fn ingest(State(state): State<Arc<AppState>>, req: Request) -> Respons
 /// Writes a non-accepted entry (through flood control), counts and logs it.
 async fn record(inbound: &Inbound, mut ctx: Ctx) {
     ctx.entry.latency_us = i64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(i64::MAX);
-    observe(inbound, &ctx.entry);
+    observe(inbound, &ctx.entry, None);
     if let Some(e) = inbound.audit.admit(ctx.entry)
         && let Err(err) = inbound.store.insert_audit(vec![e]).await
     {
@@ -192,8 +192,9 @@ async fn record(inbound: &Inbound, mut ctx: Ctx) {
     }
 }
 
-/// Counts, logs and feeds the usage alerts: once per request, whatever its outcome.
-fn observe(inbound: &Inbound, e: &NewAuditEntry) {
+/// Counts, logs and feeds the usage alerts: once per request, whatever its outcome. `counter`:
+/// the request's series of `hookwarden_inbound_requests_total` when the caller holds it.
+fn observe(inbound: &Inbound, e: &NewAuditEntry, counter: Option<&metrics::Counter>) {
     if let (Some(alerts), Some(source_id)) = (&inbound.alerts, &e.source_id) {
         alerts.observe_ingest(
             source_id,
@@ -201,13 +202,16 @@ fn observe(inbound: &Inbound, e: &NewAuditEntry) {
             e.client_ip.as_deref(),
         );
     }
-    let source = e.source_id.clone().unwrap_or_else(|| "unknown".into());
-    metrics::counter!(
-        "hookwarden_inbound_requests_total",
-        "source" => source.clone(),
-        "outcome" => e.outcome.clone(),
-    )
-    .increment(1);
+    let source = e.source_id.as_deref().unwrap_or("unknown");
+    match counter {
+        Some(c) => c.increment(1),
+        None => metrics::counter!(
+            "hookwarden_inbound_requests_total",
+            "source" => source.to_owned(),
+            "outcome" => e.outcome.clone(),
+        )
+        .increment(1),
+    }
     metrics::histogram!("hookwarden_inbound_latency_seconds")
         .record(e.latency_us as f64 / 1_000_000.0);
     let fields = (
@@ -529,7 +533,9 @@ async fn accept(
         only_endpoints: None,
     };
     let seen = seen_key(rt, info, body, now);
-    let mut entry = ctx.entry.clone();
+    // Taken for the accepted entry; put back if the request is refused after all (the
+    // refusal is audited from it, with its own outcome, status and latency).
+    let mut entry = std::mem::take(&mut ctx.entry);
     entry.outcome = "ACCEPTED".into();
     entry.status = 202;
     entry.latency_us = i64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -552,7 +558,10 @@ async fn accept(
                 state.dispatcher.wake();
             }
             entry.event_id = Some(event_id.clone());
-            observe(inbound, &entry);
+            // The metric counts the whole request, commit included (the audit entry, written
+            // by that commit, can only hold the time to the decision).
+            entry.latency_us = i64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+            observe(inbound, &entry, Some(rt.accepted_counter()));
             Ok((
                 StatusCode::ACCEPTED,
                 axum::Json(Accepted {
@@ -563,6 +572,7 @@ async fn accept(
                 .into_response())
         }
         Ok(AcceptOutcome::Replayed) => {
+            ctx.entry = entry;
             let reason = if info.message_id_signed && info.message_id.is_some() {
                 "DUPLICATE_MESSAGE_ID"
             } else {
@@ -576,6 +586,7 @@ async fn accept(
             .because(reason))
         }
         Err(e) => {
+            ctx.entry = entry;
             warn!(error = %e, source = %rt.source_id, "could not store an inbound event");
             Err(unavailable().because("STORE_ERROR"))
         }
