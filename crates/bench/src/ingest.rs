@@ -315,6 +315,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         bail!("{} requests were not accepted", peak.errors);
     }
     let target = peak.per_s * 0.7;
+    let server_before = server_latency(&client, serve.addr).await?;
     // More senders than the closed loop had, so that the client never limits the rate.
     let mut at70 = open_loop(
         &url,
@@ -327,6 +328,9 @@ pub async fn run(mut args: Args) -> Result<()> {
     if at70.errors > 0 {
         bail!("{} requests were not accepted at 70 %", at70.errors);
     }
+    let server_at70 = server_latency(&client, serve.addr)
+        .await?
+        .since(&server_before);
     // The same open loop against the bare handler: what the load generator itself adds to the
     // latency at this rate on this machine.
     let mut base70 = open_loop(
@@ -364,6 +368,8 @@ pub async fn run(mut args: Args) -> Result<()> {
         "at_70pct_p99_ms": round2(percentile_ms(&mut at70.lat_us, 99.0)),
         "baseline_at_same_rate_p50_ms": round2(percentile_ms(&mut base70.lat_us, 50.0)),
         "baseline_at_same_rate_p99_ms": round2(percentile_ms(&mut base70.lat_us, 99.0)),
+        "at_70pct_server_p99_under_ms": server_at70.quantile_bound_ms(0.99),
+        "at_70pct_server_over_5ms_pct": round2(server_at70.share_over(0.005) * 100.0),
         "durable_floor_per_s": round2(floor.per_s),
         "durable_floor_ratio": round2(floor.per_s / base.per_s),
         "durable_floor_p99_ms": round2(percentile_ms(&mut floor.lat_us, 99.0)),
@@ -374,4 +380,90 @@ pub async fn run(mut args: Args) -> Result<()> {
     });
     println!("{out}");
     Ok(())
+}
+
+/// `serve`'s own histogram of ingest latency (`hookwarden_inbound_latency_seconds`: from the
+/// handler's start to the answer, commit included), as cumulative `(upper bound s, count)`.
+/// Set beside the client's figures, it tells the time spent in the handler from the time spent
+/// before it (accepting, reading, scheduling) and in the load generator.
+struct ServerLatency(Vec<(f64, u64)>);
+
+impl ServerLatency {
+    fn since(&self, before: &ServerLatency) -> ServerLatency {
+        ServerLatency(
+            self.0
+                .iter()
+                .map(|&(le, n)| {
+                    let was = before.0.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+                    (le, n.saturating_sub(was))
+                })
+                .collect(),
+        )
+    }
+
+    fn total(&self) -> u64 {
+        self.0.iter().map(|b| b.1).max().unwrap_or(0)
+    }
+
+    /// The smallest bucket bound (ms) under which `q` of the requests were answered.
+    fn quantile_bound_ms(&self, q: f64) -> Option<f64> {
+        let total = self.total() as f64;
+        self.0
+            .iter()
+            .find(|b| total > 0.0 && b.1 as f64 >= q * total)
+            .map(|b| b.0 * 1000.0)
+    }
+
+    /// The share of requests that took longer than `secs` (a bucket bound).
+    fn share_over(&self, secs: f64) -> f64 {
+        let total = self.total();
+        let under = self.0.iter().find(|b| b.0 == secs).map_or(total, |b| b.1);
+        if total == 0 {
+            0.0
+        } else {
+            (total - under) as f64 / total as f64
+        }
+    }
+}
+
+async fn server_latency(client: &HttpClient, addr: std::net::SocketAddr) -> Result<ServerLatency> {
+    let req = Request::get(format!("http://{addr}/metrics")).body(Full::new(Bytes::new()))?;
+    let (status, body) = send(client, req).await?;
+    if status != 200 {
+        bail!("reading serve's metrics failed: {status}");
+    }
+    let prefix = "hookwarden_inbound_latency_seconds_bucket{le=\"";
+    let mut buckets: Vec<(f64, u64)> = String::from_utf8_lossy(&body)
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(ServerLatency(buckets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_latency_quantiles_from_buckets() {
+        let before = ServerLatency(vec![(0.001, 10), (0.005, 10), (f64::INFINITY, 10)]);
+        let after = ServerLatency(vec![(0.001, 910), (0.005, 1000), (f64::INFINITY, 1010)]);
+        let d = after.since(&before);
+        assert_eq!(d.total(), 1000);
+        assert_eq!(d.quantile_bound_ms(0.5), Some(1.0));
+        assert_eq!(d.quantile_bound_ms(0.99), Some(5.0));
+        assert_eq!(d.quantile_bound_ms(0.999), Some(f64::INFINITY));
+        assert!((d.share_over(0.005) - 0.01).abs() < 1e-9);
+        assert_eq!(ServerLatency(vec![]).quantile_bound_ms(0.99), None);
+    }
 }
