@@ -396,6 +396,11 @@ fn configure(conn: &Connection, opts_sync: Synchronous, busy_ms: u64) -> Result<
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, i64::MAX)
+}
+
+/// Applies the pending migrations up to version `upto` (tests build older databases with it).
+fn migrate_to(conn: &mut Connection, upto: i64) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (\
            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -430,7 +435,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     let mut pending: Vec<&(i64, &str, &str)> = MIGRATIONS
         .iter()
-        .filter(|(v, _, _)| !applied.contains(v))
+        .filter(|(v, _, _)| !applied.contains(v) && *v <= upto)
         .collect();
     pending.sort_by_key(|(v, _, _)| *v);
     for (version, name, sql) in pending {

@@ -794,20 +794,8 @@ mod tests {
         let path = dir.path().join("t.db");
         let at = crate::now_millis();
         {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, \
-                 name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            )
-            .unwrap();
-            for (version, name, sql) in crate::sqlite::MIGRATIONS.iter().filter(|m| m.0 <= 60) {
-                c.execute_batch(sql).unwrap();
-                c.execute(
-                    "INSERT INTO schema_migrations VALUES (?1, ?2, 0)",
-                    params![version, name],
-                )
-                .unwrap();
-            }
+            let mut c = Connection::open(&path).unwrap();
+            crate::sqlite::migrate_to(&mut c, 60).unwrap();
             let mut ins = c
                 .prepare(
                     "INSERT INTO inbound_seen_log (expires_at, source_id, key_hash) \
