@@ -44,28 +44,25 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-hub-signature-256",
 ];
 
-/// Header names whose values are masked when an endpoint or an attempt's request is shown.
-/// (Called for every header of every delivery attempt: names from `http` are already lower
-/// case, so only a name with capitals is copied.)
+/// Header names whose values are masked when an endpoint or an attempt's request is shown:
+/// those containing `auth` (so `authorization`), `cookie`, `token`, `secret`, `signature`,
+/// `key` or `password`, in any case.
 pub(crate) fn is_sensitive_header(name: &str) -> bool {
-    const WORDS: [&str; 8] = [
-        "authorization",
-        "cookie",
-        "token",
-        "secret",
-        "key",
-        "auth",
-        "password",
-        "signature",
-    ];
-    let lower;
-    let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        lower = name.to_ascii_lowercase();
-        lower.as_str()
-    } else {
-        name
-    };
-    WORDS.iter().any(|w| n.contains(w))
+    // Called for every header of every delivery attempt: one pass over the name, trying only
+    // the words that begin with the byte at hand (eight substring searches per header were 3 %
+    // of `serve`'s CPU in the delivery benchmark).
+    let n = name.as_bytes();
+    let at =
+        |i: usize, w: &[u8]| n.len() - i >= w.len() && n[i..i + w.len()].eq_ignore_ascii_case(w);
+    (0..n.len()).any(|i| match n[i].to_ascii_lowercase() {
+        b'a' => at(i, b"auth"),
+        b'c' => at(i, b"cookie"),
+        b't' => at(i, b"token"),
+        b's' => at(i, b"secret") || at(i, b"signature"),
+        b'k' => at(i, b"key"),
+        b'p' => at(i, b"password"),
+        _ => false,
+    })
 }
 
 /// Distinguishes an absent field from an explicit `null`.
@@ -834,5 +831,67 @@ mod tests {
         assert!(!is_sensitive_header("ke"));
         assert!(!is_sensitive_header(""));
         assert!(!is_sensitive_header("webhook-id"));
+    }
+
+    /// The one-pass check says what searching the name for each word says, for names with and
+    /// without the words, at every position, in any case, and cut short.
+    #[test]
+    fn the_sensitive_header_check_matches_a_plain_search() {
+        const SENSITIVE_WORDS: [&str; 7] = [
+            "auth",
+            "cookie",
+            "token",
+            "secret",
+            "signature",
+            "key",
+            "password",
+        ];
+        let reference = |name: &str| {
+            let n = name.to_ascii_lowercase();
+            SENSITIVE_WORDS.iter().any(|w| n.contains(w))
+        };
+        let mut names: Vec<String> = [
+            "content-type",
+            "user-agent",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "X-Hub-Signature-256",
+            "x-hookwarden-auth-date",
+            "Authorization",
+            "X-API-KEY",
+            "x-monkey",
+            "passwor",
+            "x-passWord-hint",
+            "cookiejar",
+            "s",
+            "sig",
+            "secre",
+            "tok",
+            "",
+            "k",
+            "ke",
+            "AUTH",
+            "x-tokenized",
+            "set-cookie",
+            "x-customer-waf",
+            "x-sign",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for w in SENSITIVE_WORDS {
+            for pre in ["", "x-", "a", "ss", "KK-"] {
+                for post in ["", "-1", "s", "x"] {
+                    names.push(format!("{pre}{w}{post}"));
+                    names.push(format!("{pre}{}{post}", w.to_ascii_uppercase()));
+                    names.push(format!("{pre}{}{post}", &w[..w.len() - 1]));
+                    names.push(format!("{pre}{}{post}", &w[1..]));
+                }
+            }
+        }
+        for name in &names {
+            assert_eq!(is_sensitive_header(name), reference(name), "{name:?}");
+        }
     }
 }
