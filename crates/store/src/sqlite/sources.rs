@@ -233,13 +233,17 @@ fn insert_token(c: &Connection, source_id: &str, t: &NewSourceToken) -> Result<(
     Ok(())
 }
 
-fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
-    let id = audit_id(e.received_at);
-    c.prepare_cached(&format!(
+/// Formatted once: the writer inserts an audit row for every inbound request.
+static AUDIT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "INSERT INTO inbound_audit ({AUDIT_COLS}) VALUES \
          (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-    ))?
-    .execute(params![
+    )
+});
+
+fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
+    let id = audit_id(e.received_at);
+    c.prepare_cached(&AUDIT_INSERT)?.execute(params![
         id,
         e.source_id,
         e.token_prefix,
@@ -265,6 +269,9 @@ fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
 /// The routed endpoints: listed ids that exist, plus subscribers of the listed types.
 fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bool)>> {
     let mut out: Vec<(String, bool)> = Vec::new();
+    if route.endpoint_ids.is_empty() && route.event_types.is_empty() {
+        return Ok(out);
+    }
     let mut by_id =
         c.prepare_cached("SELECT id, enabled FROM endpoints WHERE id = ?1 AND deleted_at IS NULL")?;
     for id in &route.endpoint_ids {
