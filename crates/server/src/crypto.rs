@@ -33,10 +33,7 @@ pub fn hash_api_key(key: &str) -> [u8; 32] {
 
 /// A new prefixed identifier: `ep_01j…` (ULID, time-ordered, lower case).
 pub fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    )
+    hookwarden_store::new_prefixed_id(prefix)
 }
 
 const ENC_PREFIX: &str = "enc1:";

@@ -95,20 +95,189 @@ pub async fn serve(
     }
 }
 
-/// Bounds the time a handler may take (503 `TIMEOUT` when exceeded).
-pub async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => crate::error::ApiError::new(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "TIMEOUT",
-            "The request took too long",
+/// What every response gets, from one layer around the whole app: the handler's time is bounded
+/// (`503 TIMEOUT` when exceeded) and the security headers are set (`X-Content-Type-Options:
+/// nosniff`, `Referrer-Policy: no-referrer`, and `Cache-Control: no-store` unless the handler
+/// chose one). One concrete future instead of two boxed `from_fn` middlewares, each of which
+/// cloned the boxed route and boxed its future on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Hardening {
+    limit: Duration,
+}
+
+impl Hardening {
+    pub fn new(limit: Duration) -> Self {
+        Hardening { limit }
+    }
+}
+
+impl<S> tower::Layer<S> for Hardening {
+    type Service = Hardened<S>;
+    fn layer(&self, inner: S) -> Hardened<S> {
+        Hardened {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Hardened<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Hardened<S>
+where
+    S: tower::Service<
+            http::Request<B>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        >,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = HardenedFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        HardenedFuture {
+            inner: tokio::time::timeout(self.limit, self.inner.call(req)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct HardenedFuture<F> {
+        #[pin]
+        inner: tokio::time::Timeout<F>,
+    }
+}
+
+impl<F> std::future::Future for HardenedFuture<F>
+where
+    F: std::future::Future<Output = Result<axum::response::Response, std::convert::Infallible>>,
+{
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use axum::response::IntoResponse;
+        let mut resp = match std::task::ready!(self.project().inner.poll(cx)) {
+            Ok(Ok(r)) => r,
+            Ok(Err(never)) => match never {},
+            Err(_) => crate::error::ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                "The request took too long",
+            )
+            .into_response(),
+        };
+        set_security_headers(resp.headers_mut());
+        std::task::Poll::Ready(Ok(resp))
+    }
+}
+
+fn set_security_headers(h: &mut http::HeaderMap) {
+    use http::HeaderValue;
+    use http::header;
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use http::{HeaderMap, StatusCode, header};
+
+    fn app() -> Router {
+        Router::new()
+            .route("/fast", get(|| async { "ok" }))
+            .route(
+                "/cached",
+                get(|| async { ([(header::CACHE_CONTROL, "public, max-age=60")], "ok") }),
+            )
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            )
+            .layer(Hardening::new(Duration::from_millis(300)))
+    }
+
+    async fn get_path(path: &str) -> (StatusCode, HeaderMap, String) {
+        let resp = app()
+            .oneshot(
+                http::Request::get(path)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 16).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
         )
-        .into_response(),
+    }
+
+    fn hardened(h: &HeaderMap) -> (&str, &str, &str) {
+        let v = |n: header::HeaderName| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        (
+            v(header::X_CONTENT_TYPE_OPTIONS),
+            v(header::REFERRER_POLICY),
+            v(header::CACHE_CONTROL),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_hardened_and_slow_handlers_time_out() {
+        let (status, h, body) = get_path("/fast").await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+        assert_eq!(hardened(&h), ("nosniff", "no-referrer", "no-store"));
+        // A handler's own cache policy stands.
+        let (_, h, _) = get_path("/cached").await;
+        assert_eq!(
+            hardened(&h),
+            ("nosniff", "no-referrer", "public, max-age=60")
+        );
+        // Past the limit: 503 TIMEOUT, with the same headers.
+        let started = std::time::Instant::now();
+        let (status, h, body) = get_path("/slow").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], "TIMEOUT", "{body}");
+        assert_eq!(hardened(&h), ("nosniff", "no-referrer", "no-store"));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(30),
+            "{waited:?}"
+        );
+        // Unknown routes (the fallback) are hardened too.
+        let (status, h, _) = get_path("/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(hardened(&h).0, "nosniff");
     }
 }

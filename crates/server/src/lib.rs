@@ -336,10 +336,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         certs: cert_store,
         inbound,
     });
-    let app = api::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        Duration::from_secs(config.server.request_timeout_secs),
-        http_server::request_timeout,
-    ));
+    let app = api::router(state.clone());
     let limits = http_server::ListenerLimits {
         max_connections: config.server.max_connections,
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
@@ -353,10 +350,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             header_read_timeout: Duration::from_secs(5),
             drain: Duration::from_secs(2),
         };
-        let app = api::metrics_router(state.clone()).layer(axum::middleware::from_fn_with_state(
-            Duration::from_secs(config.server.request_timeout_secs),
-            http_server::request_timeout,
-        ));
+        let app = api::metrics_router(state.clone());
         tokio::spawn(http_server::serve(l, app, limits, None, async move {
             let _ = stopped2.changed().await;
         }))

@@ -442,10 +442,7 @@ fn pending_migrations(recorded: &[i32]) -> Result<Vec<(i32, &'static str, &'stat
 // Row mapping
 
 fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    )
+    crate::new_prefixed_id(prefix)
 }
 
 const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \

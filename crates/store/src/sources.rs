@@ -282,13 +282,11 @@ pub(crate) fn audit_id(ms: Millis) -> String {
         }
         Err(_) => fresh,
     };
-    let id = ulid::Ulid::from_parts(ms, random);
-    format!("aud_{}", id.to_string().to_ascii_lowercase())
+    crate::prefixed_ulid("aud", ulid::Ulid::from_parts(ms, random))
 }
 
 /// The smallest audit id of an entry received at `ms` (for time bounds on the primary key).
 pub(crate) fn audit_bound(ms: Millis) -> String {
     let ms = u64::try_from(ms.max(0)).unwrap_or(0).min((1u64 << 48) - 1);
-    let id = ulid::Ulid::from_parts(ms, 0);
-    format!("aud_{}", id.to_string().to_ascii_lowercase())
+    crate::prefixed_ulid("aud", ulid::Ulid::from_parts(ms, 0))
 }

@@ -676,10 +676,7 @@ fn writer_loop(
 // Row mapping
 
 fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    )
+    crate::new_prefixed_id(prefix)
 }
 
 const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \

@@ -16,6 +16,24 @@ pub fn now_millis() -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// `<prefix>_<ulid>` with the ULID in lower case (`evt_01j…`): one allocation, where formatting
+/// the ULID, lower-casing it and joining took three.
+pub fn prefixed_ulid(prefix: &str, id: ulid::Ulid) -> String {
+    let mut buf = [0u8; ulid::ULID_LEN];
+    let enc = id.array_to_str(&mut buf);
+    enc.make_ascii_lowercase();
+    let mut s = String::with_capacity(prefix.len() + 1 + ulid::ULID_LEN);
+    s.push_str(prefix);
+    s.push('_');
+    s.push_str(enc);
+    s
+}
+
+/// A new prefixed identifier: `ep_01j…` (ULID of the current time, lower case).
+pub fn new_prefixed_id(prefix: &str) -> String {
+    prefixed_ulid(prefix, ulid::Ulid::new())
+}
+
 /// An admin API key. Only the SHA-256 of the key is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKey {
@@ -394,4 +412,27 @@ pub struct DeliveryStatBucket {
     pub bucket_start: Millis,
     pub succeeded: i64,
     pub failed: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixed_ids_are_the_lower_case_ulid() {
+        for _ in 0..100 {
+            let u = ulid::Ulid::new();
+            assert_eq!(
+                prefixed_ulid("evt", u),
+                format!("evt_{}", u.to_string().to_ascii_lowercase())
+            );
+        }
+        let u = ulid::Ulid::from_parts(0, 0);
+        assert_eq!(prefixed_ulid("aud", u), "aud_00000000000000000000000000");
+        let id = new_prefixed_id("ep");
+        assert_eq!(id.len(), 3 + ulid::ULID_LEN);
+        assert!(id.starts_with("ep_"));
+        assert_eq!(id, id.to_ascii_lowercase());
+        assert!(ulid::Ulid::from_string(&id[3..]).is_ok());
+    }
 }

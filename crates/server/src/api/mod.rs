@@ -12,13 +12,14 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::inbound::api as sources;
 use crate::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use hookwarden_store::Millis;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 use time::OffsetDateTime;
 use time::macros::format_description;
 use utoipa::{IntoParams, ToSchema};
@@ -112,7 +113,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.server.max_body_bytes,
         ))
-        .layer(middleware::from_fn(security_headers))
+        .layer(crate::http_server::Hardening::new(Duration::from_secs(
+            state.config.server.request_timeout_secs,
+        )))
         .with_state(state)
 }
 
@@ -136,7 +139,9 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(1024))
-        .layer(middleware::from_fn(security_headers))
+        .layer(crate::http_server::Hardening::new(Duration::from_secs(
+            state.config.server.request_timeout_secs,
+        )))
         .with_state(state)
 }
 
@@ -240,20 +245,6 @@ async fn method_not_allowed() -> ApiError {
         "METHOD_NOT_ALLOWED",
         "Method not allowed on this route",
     )
-}
-
-async fn security_headers(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    resp
 }
 
 /// `Authorization: Bearer <admin API key>` on every protected route.

@@ -212,7 +212,8 @@ fn observe(inbound: &Inbound, e: &NewAuditEntry, counter: Option<&metrics::Count
         )
         .increment(1),
     }
-    metrics::histogram!("hookwarden_inbound_latency_seconds")
+    inbound
+        .latency_histogram()
         .record(e.latency_us as f64 / 1_000_000.0);
     let fields = (
         source,
@@ -327,7 +328,11 @@ async fn check_and_accept(
     }
     // 6–7. Signature, then timestamp.
     let secrets = rt.secret_refs();
-    let url = request_url(inbound, parts, tls || proxied_https);
+    let url = if rt.preset.uses_url() {
+        request_url(inbound, parts, tls || proxied_https)
+    } else {
+        String::new()
+    };
     let info = match verify_inbound(
         &rt.preset,
         &secrets,

@@ -40,6 +40,9 @@ pub struct Inbound {
     pub audit: AuditLimiter,
     /// Usage alerts fed by every request that reached a source.
     pub alerts: Option<Arc<crate::alerts::Alerts>>,
+    /// `hookwarden_inbound_latency_seconds`, looked up in the recorder once (at the first
+    /// request, after `serve` installed it) instead of for every request.
+    latency: std::sync::OnceLock<metrics::Histogram>,
 }
 
 impl Inbound {
@@ -79,7 +82,14 @@ impl Inbound {
             client_ip,
             trusted,
             config,
+            latency: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The ingest latency histogram (see the field).
+    pub fn latency_histogram(&self) -> &metrics::Histogram {
+        self.latency
+            .get_or_init(|| metrics::histogram!("hookwarden_inbound_latency_seconds"))
     }
 
     /// Starts the background work: flushing aggregated audit entries every second and the

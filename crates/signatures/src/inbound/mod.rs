@@ -159,6 +159,12 @@ impl Preset {
         }
     }
 
+    /// Whether [`verify_inbound`] reads the request URL (Twilio signs it); for every other
+    /// preset the caller may pass an empty one instead of building it.
+    pub fn uses_url(&self) -> bool {
+        matches!(self.config, PresetConfig::Twilio(_))
+    }
+
     /// Whether the preset's signature covers the request body (false for `basic_auth`,
     /// `api_key`, `none`, Glassix without the body signature, and `hookwarden` with only
     /// body-less schemes allowed by `mode: any`).
@@ -331,7 +337,7 @@ fn prepare(config: &PresetConfig) -> Result<Prepared, ConfigError> {
 /// * `secrets`: the currently active secrets (rotation: any may match); ignored by
 ///   `discord`, `sendgrid`, `none`.
 /// * `url`: the full public URL the provider called, including the query string
-///   (used by Twilio only).
+///   (used by Twilio only: see [`Preset::uses_url`]).
 /// * `headers`, `body`: exactly as received (the raw body bytes, before any parsing).
 /// * `now`: unix seconds.
 ///
