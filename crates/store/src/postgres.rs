@@ -441,9 +441,7 @@ fn pending_migrations(recorded: &[i32]) -> Result<Vec<(i32, &'static str, &'stat
 // ---------------------------------------------------------------------------------------------
 // Row mapping
 
-fn new_id(prefix: &str) -> String {
-    crate::new_prefixed_id(prefix)
-}
+use crate::new_prefixed_id as new_id;
 
 const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
     signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
