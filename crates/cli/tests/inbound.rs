@@ -683,6 +683,52 @@ async fn rotation_grace_revocation_and_replay_across_restart() {
     assert_eq!(st, StatusCode::GONE);
 }
 
+/// Past `storage.sqlite_replay_keys_max` live keys in memory, new keys go to the key-ordered
+/// table: replays are still refused, before and after a restart.
+#[tokio::test]
+async fn replay_protection_holds_past_the_in_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config("").replace(
+        "sqlite_synchronous = \"normal\"",
+        "sqlite_synchronous = \"normal\"\nsqlite_replay_keys_max = 2",
+    );
+    let mut s = Server::start_in(dir.path(), &config, None);
+    let api = s.api();
+    let (_, path, _) = source(
+        &api,
+        json!({"name": "bound", "verification": {"type": "standard-webhooks", "secret": SW_SECRET}}),
+    )
+    .await;
+    let b = br#"{"bound":true}"#;
+    let now = unix_now();
+    let sent: Vec<_> = (0..6)
+        .map(|i| sw_headers(SW_SECRET, &format!("bound_{i}"), now, b))
+        .collect();
+    let local = From::new(s.addr, "127.0.0.1");
+    for hs in &sent {
+        let (st, v, _) = local.post(&path, hs, b).await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    }
+    for hs in &sent {
+        let (st, v, _) = local.post(&path, hs, b).await;
+        assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "REPLAYED"), "{v}");
+    }
+    assert_eq!(s.terminate(), Some(0));
+    let key = s.key.clone();
+    drop(s);
+    let s = Server::start_in(dir.path(), &config, Some(key));
+    let local = From::new(s.addr, "127.0.0.1");
+    for hs in &sent {
+        let (st, v, _) = local.post(&path, hs, b).await;
+        assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "REPLAYED"), "{v}");
+    }
+    let fresh = sw_headers(SW_SECRET, "bound_new", now, b);
+    let (st, v, _) = local.post(&path, &fresh, b).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    let (st, v, _) = local.post(&path, &fresh, b).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "REPLAYED"), "{v}");
+}
+
 #[tokio::test]
 async fn refusal_floods_are_aggregated_in_the_audit_log() {
     let (_d, s) = start("[inbound]\naudit_refusals_per_second = 2\n").await;

@@ -3,7 +3,7 @@
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use hookwarden_store::sqlite::Synchronous;
+use hookwarden_store::sqlite::{DEFAULT_REPLAY_KEYS_MAX, Synchronous};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -65,6 +65,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// Largest `storage.sqlite_replay_keys_max` accepted (about 3 GB of memory when full).
+pub const MAX_REPLAY_KEYS_MAX: usize = 100_000_000;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
@@ -73,6 +76,10 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// `full` (survives power loss) or `normal` (survives a killed process).
     pub sqlite_synchronous: Synchronous,
+    /// SQLite: live inbound replay keys (message ids or content hashes within their source's
+    /// replay window) kept in memory, about 30 bytes each. Past this many, new keys are checked
+    /// and recorded in a key-ordered table instead: slower, still durable, never refused.
+    pub sqlite_replay_keys_max: usize,
     /// PostgreSQL: most connections this instance opens.
     pub max_connections: u32,
     /// PostgreSQL: apply pending migrations at start (under a lock). When false, `serve`
@@ -90,6 +97,7 @@ impl Default for StorageConfig {
         StorageConfig {
             url: None,
             sqlite_synchronous: Synchronous::default(),
+            sqlite_replay_keys_max: DEFAULT_REPLAY_KEYS_MAX,
             max_connections: 20,
             migrate_on_start: true,
             retention_days: 30,
@@ -429,6 +437,11 @@ impl Config {
                 ));
             }
         }
+        if !(1..=MAX_REPLAY_KEYS_MAX).contains(&self.storage.sqlite_replay_keys_max) {
+            return Err(ConfigError(format!(
+                "storage.sqlite_replay_keys_max must be between 1 and {MAX_REPLAY_KEYS_MAX}"
+            )));
+        }
         if self.storage.retention_interval_secs == 0 {
             return Err(ConfigError(
                 "storage.retention_interval_secs must be at least 1".into(),
@@ -561,6 +574,32 @@ mod tests {
         );
         c.storage.url = Some("postgresql://u@h/db".into());
         assert!(matches!(c.backend(), Backend::Postgres(_)));
+    }
+
+    #[test]
+    fn replay_keys_bound_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        assert_eq!(
+            Config::default().storage.sqlite_replay_keys_max,
+            DEFAULT_REPLAY_KEYS_MAX
+        );
+        std::fs::write(&path, "[storage]\nsqlite_replay_keys_max = 5000\n").unwrap();
+        assert_eq!(
+            Config::load(Some(&path))
+                .unwrap()
+                .storage
+                .sqlite_replay_keys_max,
+            5000
+        );
+        for bad in ["0", "100000001", "-1"] {
+            std::fs::write(
+                &path,
+                format!("[storage]\nsqlite_replay_keys_max = {bad}\n"),
+            )
+            .unwrap();
+            assert!(Config::load(Some(&path)).is_err(), "{bad}");
+        }
     }
 
     #[test]

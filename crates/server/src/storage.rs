@@ -54,6 +54,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
         Backend::Sqlite(path) => {
             let opts = SqliteOptions {
                 synchronous: config.storage.sqlite_synchronous,
+                replay_keys_max: config.storage.sqlite_replay_keys_max,
                 ..SqliteOptions::default()
             };
             let s = Arc::new(SqliteStore::open(&path, opts)?);

@@ -49,6 +49,9 @@ pub struct SqliteOptions {
     pub replay_keys_max: usize,
 }
 
+/// Default of [`SqliteOptions::replay_keys_max`] (about 60 MB of memory when full).
+pub const DEFAULT_REPLAY_KEYS_MAX: usize = 2_000_000;
+
 impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
@@ -56,7 +59,7 @@ impl Default for SqliteOptions {
             readers: 4,
             max_batch: 1024,
             busy_timeout_ms: 5_000,
-            replay_keys_max: 2_000_000,
+            replay_keys_max: DEFAULT_REPLAY_KEYS_MAX,
         }
     }
 }
