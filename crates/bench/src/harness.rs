@@ -115,6 +115,25 @@ impl Drop for Serve {
     }
 }
 
+/// CPU time (user + system, every thread, live or exited) process `pid` has used so far, in
+/// seconds; `None` if it cannot be read.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields count from its end.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split_ascii_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second();
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
+/// CPU microseconds per request of process `pid` over a phase that began at `before`.
+pub fn cpu_us_per_request(pid: u32, before: Option<f64>, requests: usize) -> Option<f64> {
+    let spent = cpu_seconds(pid)? - before?;
+    (requests > 0).then(|| round2(spent * 1e6 / requests as f64))
+}
+
 pub fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -283,6 +302,22 @@ mod tests {
         );
         assert_eq!(extract_sent_at(br#"{"data":{}}"#), None);
         assert_eq!(extract_sent_at(br#""sent_at_us":"#), None);
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows_with_work() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let spent = cpu_seconds(pid).unwrap() - before;
+        assert!((0.1..5.0).contains(&spent), "{spent}");
+        assert_eq!(cpu_us_per_request(pid, None, 10), None);
+        assert!(cpu_us_per_request(pid, Some(before), 1000).unwrap() > 100.0);
+        assert_eq!(cpu_seconds(u32::MAX), None);
     }
 
     #[test]

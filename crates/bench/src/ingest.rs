@@ -277,8 +277,12 @@ pub async fn run(mut args: Args) -> Result<()> {
     let process_base = {
         let child = ChildServer::start("bare-ingest")?;
         let url = format!("http://{}/in/wh_baseline", child.addr);
-        closed_loop(&url, args.concurrency, args.duration_secs, 0).await?
+        let cpu = cpu_seconds(child.child.id());
+        let phase = closed_loop(&url, args.concurrency, args.duration_secs, 0).await?;
+        let cpu = cpu_us_per_request(child.child.id(), cpu, phase.lat_us.len());
+        (phase, cpu)
     };
+    let (process_base, process_base_cpu) = process_base;
 
     let config = format!(
         "[storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
@@ -310,7 +314,9 @@ pub async fn run(mut args: Args) -> Result<()> {
     };
     let url = format!("http://{}{path}", serve.addr);
 
+    let serve_cpu = cpu_seconds(serve.child.id());
     let mut peak = closed_loop(&url, args.concurrency, args.duration_secs, 0).await?;
+    let serve_cpu = cpu_us_per_request(serve.child.id(), serve_cpu, peak.lat_us.len());
     if peak.errors > 0 {
         bail!("{} requests were not accepted", peak.errors);
     }
@@ -360,6 +366,9 @@ pub async fn run(mut args: Args) -> Result<()> {
         "p99_ms": round2(percentile_ms(&mut peak.lat_us, 99.0)),
         "process_baseline_per_s": round2(process_base.per_s),
         "process_baseline_ratio": round2(peak.per_s / process_base.per_s),
+        "serve_cpu_us_per_request": serve_cpu,
+        "process_baseline_cpu_us_per_request": process_base_cpu,
+        "cpu_ratio": process_base_cpu.zip(serve_cpu).map(|(b, s)| round2(b / s)),
         "baseline_p50_ms": round2(percentile_ms(&mut base.lat_us, 50.0)),
         "baseline_p99_ms": round2(percentile_ms(&mut base.lat_us, 99.0)),
         "at_70pct_target_per_s": round2(target),
