@@ -1606,6 +1606,23 @@ pub async fn source_store<S: Store + SourceStore>(s: &S) {
         "every source and unknown tokens"
     );
 
+    // Pages over every source, newest first across sources, as one long page would be.
+    assert!(everything.windows(2).all(|w| w[0].id > w[1].id));
+    let mut paged: Vec<String> = Vec::new();
+    let mut before = None;
+    for _ in 0..everything.len() {
+        let p = list(AuditFilter::default(), before.clone(), 4)
+            .await
+            .unwrap();
+        let Some(last) = p.last() else { break };
+        before = Some(last.id.clone());
+        paged.extend(p.iter().map(|e| e.id.clone()));
+    }
+    assert_eq!(
+        paged,
+        everything.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    );
+
     // Retention: bounded batches of old audit entries, expired keys and rotated-out tokens;
     // revoked tokens stay (they keep answering 410).
     let cut = t0 + 2_000;

@@ -371,6 +371,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "replay_log_by_expiry",
         include_str!("sqlite/0070_replay_log_by_expiry.sql"),
     ),
+    (
+        80,
+        "audit_by_source",
+        include_str!("sqlite/0080_audit_by_source.sql"),
+    ),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a

@@ -174,7 +174,7 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
         id: r.get(0)?,
         entry: NewAuditEntry {
-            source_id: r.get(1)?,
+            source_id: Some(r.get::<_, String>(1)?).filter(|s| s != NO_SOURCE),
             token_prefix: r.get(2)?,
             received_at: r.get(3)?,
             client_ip: r.get(4)?,
@@ -233,6 +233,44 @@ fn insert_token(c: &Connection, source_id: &str, t: &NewSourceToken) -> Result<(
     Ok(())
 }
 
+/// `source_id` of audit entries whose token matched no source: the audit log's key is
+/// (source_id, id), and a key column cannot be NULL.
+const NO_SOURCE: &str = "";
+
+/// Sorts after every audit id (`aud_` and an ASCII ULID): the open upper end of a key range.
+const AUDIT_ID_ABOVE_ALL: &str = "\u{10FFFF}";
+
+/// The sources an audit query reads: the one asked for, the entries of unknown tokens, or every
+/// source found in the log (each one found by a seek on the key's first column).
+fn audit_scope(c: &Connection, source_id: Option<&str>, unknown_only: bool) -> Result<Vec<String>> {
+    match (source_id, unknown_only) {
+        (Some(s), _) => Ok(vec![s.to_owned()]),
+        (None, true) => Ok(vec![NO_SOURCE.to_owned()]),
+        (None, false) => {
+            let mut out: Vec<String> = Vec::new();
+            let unknown = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM inbound_audit WHERE source_id = ?1)")?
+                .query_row([NO_SOURCE], |r| r.get::<_, bool>(0))?;
+            if unknown {
+                out.push(NO_SOURCE.to_owned());
+            }
+            let mut next = c.prepare_cached(
+                "SELECT source_id FROM inbound_audit WHERE source_id > ?1 \
+                 ORDER BY source_id LIMIT 1",
+            )?;
+            let mut after = NO_SOURCE.to_owned();
+            while let Some(s) = next
+                .query_row([&after], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                out.push(s.clone());
+                after = s;
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// Formatted once: the writer inserts an audit row for every inbound request.
 static AUDIT_INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
@@ -245,7 +283,7 @@ fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
     let id = audit_id(e.received_at);
     c.prepare_cached(&AUDIT_INSERT)?.execute(params![
         id,
-        e.source_id,
+        e.source_id.as_deref().unwrap_or(NO_SOURCE),
         e.token_prefix,
         e.received_at,
         e.client_ip,
@@ -522,34 +560,36 @@ impl SourceStore for SqliteStore {
     async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Vec<AuditEntry>> {
         self.read(move |c| {
             let limit = limit_of(&page);
-            let lower = f.since.map(audit_bound);
-            let upper = f.until.map(audit_bound);
-            let scope = match (&f.source_id, f.unknown_only) {
-                (Some(_), _) => "source_id = ?1",
-                (None, true) => "source_id IS NULL AND ?1 IS NULL",
-                (None, false) => "?1 IS NULL",
-            };
-            let sql = format!(
-                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE {scope} \
-                 AND (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR id >= ?3) \
-                 AND (?4 IS NULL OR id < ?4) AND (?5 IS NULL OR outcome = ?5) \
-                 AND (?6 IS NULL OR client_ip = ?6) ORDER BY id DESC LIMIT ?7"
-            );
-            let rows = c
-                .prepare_cached(&sql)?
-                .query_map(
-                    params![
-                        f.source_id,
-                        page.before,
-                        lower,
-                        upper,
-                        f.outcome,
-                        f.client_ip,
-                        limit
-                    ],
-                    audit_from_row,
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // One key range per source: [since, min(before, until)).
+            let lower = f.since.map(audit_bound).unwrap_or_default();
+            let upper = [page.before.clone(), f.until.map(audit_bound)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or_else(|| AUDIT_ID_ABOVE_ALL.to_owned());
+            // One snapshot for every source read.
+            let tx = c.unchecked_transaction()?;
+            let sources = audit_scope(&tx, f.source_id.as_deref(), f.unknown_only)?;
+            let mut st = tx.prepare_cached(&format!(
+                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE source_id = ?1 \
+                 AND id < ?2 AND id >= ?3 AND (?4 IS NULL OR outcome = ?4) \
+                 AND (?5 IS NULL OR client_ip = ?5) ORDER BY id DESC LIMIT ?6"
+            ))?;
+            let mut rows: Vec<AuditEntry> = Vec::new();
+            for source in &sources {
+                let page_of_source = st
+                    .query_map(
+                        params![source, upper, lower, f.outcome, f.client_ip, limit],
+                        audit_from_row,
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.extend(page_of_source);
+            }
+            // The newest `limit` of every source's newest `limit`.
+            if sources.len() > 1 {
+                rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
             Ok(rows)
         })
         .await
@@ -565,40 +605,47 @@ impl SourceStore for SqliteStore {
         }
         let source_id = source_id.map(str::to_owned);
         self.read(move |c| {
-            // The id is time-ordered: the range is a primary-key (or source index) range.
-            let scope = if source_id.is_some() {
-                "source_id = ?1"
-            } else {
-                "?1 IS NULL"
-            };
-            let sql = format!(
+            // The id is time-ordered: the range is a key range of each source.
+            let tx = c.unchecked_transaction()?;
+            let sources = audit_scope(&tx, source_id.as_deref(), false)?;
+            let mut st = tx.prepare_cached(
                 "SELECT (received_at - ?4) / ?5 AS b, outcome, SUM(count) FROM inbound_audit \
-                 WHERE {scope} AND id >= ?2 AND id < ?3 AND received_at >= ?4 AND received_at < ?6 \
-                 GROUP BY b, outcome ORDER BY b, outcome LIMIT ?7"
-            );
-            let limit = crate::StatsRange::MAX_BUCKETS * 64;
-            let rows = c
-                .prepare_cached(&sql)?
-                .query_map(
+                 WHERE source_id = ?1 AND id >= ?2 AND id < ?3 AND received_at >= ?4 \
+                 AND received_at < ?6 GROUP BY b, outcome",
+            )?;
+            let mut sums: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+            for source in &sources {
+                let rows = st.query_map(
                     params![
-                        source_id,
+                        source,
                         audit_bound(range.since),
                         audit_bound(range.until),
                         range.since,
                         range.bucket_ms,
                         range.until,
-                        limit
                     ],
                     |r| {
-                        Ok(IngestStatBucket {
-                            bucket_start: range.since + r.get::<_, i64>(0)? * range.bucket_ms,
-                            outcome: r.get(1)?,
-                            requests: r.get(2)?,
-                        })
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
                     },
-                )?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
+                )?;
+                for row in rows {
+                    let (bucket, outcome, requests) = row?;
+                    *sums.entry((bucket, outcome)).or_default() += requests;
+                }
+            }
+            Ok(sums
+                .into_iter()
+                .take(usize::try_from(crate::StatsRange::MAX_BUCKETS * 64).unwrap_or(usize::MAX))
+                .map(|((b, outcome), requests)| IngestStatBucket {
+                    bucket_start: range.since + b * range.bucket_ms,
+                    outcome,
+                    requests,
+                })
+                .collect())
         })
         .await
     }
@@ -613,12 +660,19 @@ impl SourceStore for SqliteStore {
         let index = self.inner.replay.clone();
         self.write(move |c| {
             let cut = audit_bound(audit_older_than);
-            let audit_entries = c
-                .prepare_cached(
-                    "DELETE FROM inbound_audit WHERE id IN \
-                     (SELECT id FROM inbound_audit WHERE id < ?1 ORDER BY id LIMIT ?2)",
-                )?
-                .execute(params![cut, batch])? as u64;
+            let mut audit_entries = 0u64;
+            let mut del = c.prepare_cached(
+                "DELETE FROM inbound_audit WHERE source_id = ?1 AND id IN \
+                 (SELECT id FROM inbound_audit WHERE source_id = ?1 AND id < ?2 \
+                  ORDER BY id LIMIT ?3)",
+            )?;
+            for source in audit_scope(c, None, false)? {
+                let left = batch - i64::try_from(audit_entries).unwrap_or(batch);
+                if left <= 0 {
+                    break;
+                }
+                audit_entries += del.execute(params![source, cut, left])? as u64;
+            }
             let mut seen_keys = c
                 .prepare_cached(
                     "DELETE FROM inbound_seen WHERE (source_id, key_hash) IN \
@@ -791,6 +845,85 @@ mod tests {
             accept(&s, "evt_3", "src_a", at + 2, 2).await,
             AcceptOutcome::Replayed
         );
+    }
+
+    /// A database from before version 80 (audit keyed by id, NULL source for unknown tokens)
+    /// keeps every audit entry through the migration, and the queries read them as before.
+    #[tokio::test]
+    async fn audit_entries_survive_the_key_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let at = crate::now_millis();
+        {
+            let mut c = Connection::open(&path).unwrap();
+            crate::sqlite::migrate_to(&mut c, 70).unwrap();
+            let mut ins = c
+                .prepare(
+                    "INSERT INTO inbound_audit (id, source_id, token_prefix, received_at, \
+                     peer_addr, outcome, status, body_bytes, latency_us) \
+                     VALUES (?1, ?2, 'wh_ab', ?3, '192.0.2.1:1', ?4, ?5, 0, 10)",
+                )
+                .unwrap();
+            for (i, source, outcome, status) in [
+                (0, Some("src_b"), "ACCEPTED", 202),
+                (1, None, "WEBHOOK_NOT_FOUND", 404),
+                (2, Some("src_a"), "IP_NOT_ALLOWED", 403),
+                (3, Some("src_b"), "SIGNATURE_INVALID", 401),
+            ] {
+                ins.execute(params![audit_id(at + i), source, at + i, outcome, status])
+                    .unwrap();
+            }
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let list = |source_id: Option<&str>, unknown_only: bool| {
+            s.list_audit(
+                AuditFilter {
+                    source_id: source_id.map(str::to_owned),
+                    unknown_only,
+                    ..Default::default()
+                },
+                Page {
+                    before: None,
+                    limit: 10,
+                },
+            )
+        };
+        let outcomes = |v: Vec<AuditEntry>| {
+            v.into_iter()
+                .map(|e| (e.entry.source_id, e.entry.outcome))
+                .collect::<Vec<_>>()
+        };
+        let s_b = Some("src_b".to_string());
+        assert_eq!(
+            outcomes(list(None, false).await.unwrap()),
+            [
+                (s_b.clone(), "SIGNATURE_INVALID".to_string()),
+                (Some("src_a".into()), "IP_NOT_ALLOWED".into()),
+                (None, "WEBHOOK_NOT_FOUND".into()),
+                (s_b.clone(), "ACCEPTED".into()),
+            ]
+        );
+        assert_eq!(
+            outcomes(list(None, true).await.unwrap()),
+            [(None, "WEBHOOK_NOT_FOUND".to_string())]
+        );
+        assert_eq!(list(Some("src_b"), false).await.unwrap().len(), 2);
+        let range = crate::StatsRange {
+            since: at,
+            until: at + 4,
+            bucket_ms: 4,
+        };
+        let total: i64 = s
+            .ingest_stats(None, range)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.requests)
+            .sum();
+        assert_eq!(total, 4);
+        let c = s.purge_inbound(at + 2, at, 100).await.unwrap();
+        assert_eq!(c.audit_entries, 2);
+        assert_eq!(list(None, false).await.unwrap().len(), 2);
     }
 
     /// A database from before version 70 (the log a rowid table with an index on expiry)
