@@ -274,7 +274,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     let bare = bare_axum().await?;
     let base_url = format!("http://{bare}/in/wh_baseline");
     let mut base = closed_loop(&base_url, args.concurrency, args.duration_secs, 0).await?;
-    let process_base = {
+    let (process_base, process_base_cpu) = {
         let child = ChildServer::start("bare-ingest")?;
         let url = format!("http://{}/in/wh_baseline", child.addr);
         let cpu = cpu_seconds(child.child.id());
@@ -282,7 +282,6 @@ pub async fn run(mut args: Args) -> Result<()> {
         let cpu = cpu_us_per_request(child.child.id(), cpu, phase.lat_us.len());
         (phase, cpu)
     };
-    let (process_base, process_base_cpu) = process_base;
 
     let config = format!(
         "[storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
