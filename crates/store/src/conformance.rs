@@ -1205,7 +1205,7 @@ fn token(n: u8, at: Millis) -> NewSourceToken {
     }
 }
 
-fn audit(source_id: Option<&str>, at: Millis, outcome: &str, ip: &str) -> NewAuditEntry {
+pub(crate) fn audit(source_id: Option<&str>, at: Millis, outcome: &str, ip: &str) -> NewAuditEntry {
     NewAuditEntry {
         source_id: source_id.map(str::to_owned),
         token_prefix: "wh_tok1".into(),

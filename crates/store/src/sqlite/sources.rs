@@ -575,7 +575,9 @@ impl SourceStore for SqliteStore {
                  AND id < ?2 AND id >= ?3 AND (?4 IS NULL OR outcome = ?4) \
                  AND (?5 IS NULL OR client_ip = ?5) ORDER BY id DESC LIMIT ?6"
             ))?;
+            let keep = usize::try_from(limit).unwrap_or(usize::MAX);
             let mut rows: Vec<AuditEntry> = Vec::new();
+            let mut lower = lower;
             for source in &sources {
                 let page_of_source = st
                     .query_map(
@@ -584,11 +586,18 @@ impl SourceStore for SqliteStore {
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 rows.extend(page_of_source);
+                // The newest `limit` so far; once there are that many, the sources still to
+                // read only need entries newer than the oldest kept.
+                if sources.len() > 1 && rows.len() >= keep {
+                    rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                    rows.truncate(keep);
+                    if let Some(oldest) = rows.last() {
+                        lower = lower.max(oldest.id.clone());
+                    }
+                }
             }
-            // The newest `limit` of every source's newest `limit`.
             if sources.len() > 1 {
                 rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
-                rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
             }
             Ok(rows)
         })
@@ -845,6 +854,81 @@ mod tests {
             accept(&s, "evt_3", "src_a", at + 2, 2).await,
             AcceptOutcome::Replayed
         );
+    }
+
+    /// Listings over every source merge many sources whose entries interleave in time: pages
+    /// of every size, walked to the end, give every entry once, newest first.
+    #[tokio::test]
+    async fn every_source_listing_merges_interleaved_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let t0 = 1_750_000_000_000;
+        let mut batch = Vec::new();
+        for i in 0..240i64 {
+            // 24 sources (and unknown tokens), entries spread unevenly over time.
+            let source = match i % 25 {
+                0 => None,
+                n => Some(format!("src_{:02}", (n * 7) % 24)),
+            };
+            let outcome = if i % 3 == 0 {
+                "ACCEPTED"
+            } else {
+                "IP_NOT_ALLOWED"
+            };
+            batch.push(crate::conformance::audit(
+                source.as_deref(),
+                t0 + (i * 37) % 240 * 10 + i % 2,
+                outcome,
+                "192.0.2.9",
+            ));
+        }
+        s.insert_audit(batch).await.unwrap();
+        let mut expected: Vec<AuditEntry> = Vec::new();
+        let mut before = None;
+        for _ in 0..10 {
+            let p = s
+                .list_audit(AuditFilter::default(), Page { before, limit: 250 })
+                .await
+                .unwrap();
+            let Some(last) = p.last() else { break };
+            before = Some(last.id.clone());
+            expected.extend(p);
+        }
+        assert_eq!(expected.len(), 240);
+        assert!(expected.windows(2).all(|w| w[0].id > w[1].id));
+        for (limit, outcome) in [(1, None), (7, None), (50, None), (5, Some("ACCEPTED"))] {
+            let want: Vec<&String> = expected
+                .iter()
+                .filter(|e| outcome.is_none_or(|o| e.entry.outcome == o))
+                .map(|e| &e.id)
+                .collect();
+            let f = AuditFilter {
+                outcome: outcome.map(str::to_owned),
+                since: Some(t0 + 5),
+                ..Default::default()
+            };
+            let want: Vec<&String> = want
+                .into_iter()
+                .filter(|id| {
+                    expected
+                        .iter()
+                        .any(|e| &e.id == *id && e.entry.received_at >= t0 + 5)
+                })
+                .collect();
+            let mut got: Vec<String> = Vec::new();
+            let mut before = None;
+            for _ in 0..300 {
+                let p = s
+                    .list_audit(f.clone(), Page { before, limit })
+                    .await
+                    .unwrap();
+                assert!(p.len() <= limit);
+                let Some(last) = p.last() else { break };
+                before = Some(last.id.clone());
+                got.extend(p.into_iter().map(|e| e.id));
+            }
+            assert_eq!(got.iter().collect::<Vec<_>>(), want, "limit {limit}");
+        }
     }
 
     /// A database from before version 80 (audit keyed by id, NULL source for unknown tokens)
