@@ -154,6 +154,19 @@ fn must(all: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// `/metrics` through `api` (with its key).
+/// Histogram samples are folded into their buckets by a thread of their own, not only by a
+/// scrape (crates/server/tests/metrics_upkeep.rs shows what that saves).
+fn assert_upkeep_thread(pid: u32) {
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .collect::<Vec<_>>();
+    assert!(
+        threads.iter().any(|c| c.trim() == "metrics-upkeep"),
+        "no metrics upkeep thread in process {pid}: {threads:?}"
+    );
+}
+
 async fn scrape(api: &Api) -> String {
     let (st, v) = api.get("/metrics").await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -187,6 +200,8 @@ min_failing_secs = 0
     let api = s.api();
     let maddr = metrics_addr(&s);
     let mapi = Api::new(maddr, &s.key);
+
+    assert_upkeep_thread(s.child.id());
 
     // The separate listener serves /metrics (with the API key) and nothing else; the main
     // listener no longer serves it.
@@ -444,6 +459,7 @@ allow = ["*.example.com"]
 "#
     );
     let p = ProxyProc::start(dir.path(), "proxy", &cfg);
+    assert_upkeep_thread(p.child.id());
     let (r, _) = connect(p.addr, &format!("api.example.com:{port}"), None).await;
     assert_eq!(r.status, 200, "{r:?}");
     let (r, _) = connect(p.addr, &format!("other.test:{port}"), None).await;

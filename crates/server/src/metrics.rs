@@ -11,17 +11,20 @@
 //! thousands of endpoints.
 
 use crate::state::AppState;
+use hookwarden_egress::proxy::{METRICS_UPKEEP_INTERVAL, spawn_metrics_upkeep};
 use hookwarden_store::{Endpoint, Page, now_millis};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// Buckets of the per-endpoint latency histogram (a full `Matcher` wins over the suffix one).
 const ENDPOINT_BUCKETS: &[f64] = &[0.05, 0.25, 1.0, 5.0];
 
-/// Installs the global recorder once per process; later calls return `None`.
-pub fn install() -> Option<PrometheusHandle> {
-    let recorder = PrometheusBuilder::new()
+/// The recorder's configuration: bucket bounds per histogram.
+fn builder() -> Option<PrometheusBuilder> {
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),
             &[
@@ -33,12 +36,27 @@ pub fn install() -> Option<PrometheusHandle> {
             Matcher::Full("hookwarden_endpoint_attempt_seconds".into()),
             ENDPOINT_BUCKETS,
         )
-        .ok()?
-        .build_recorder();
-    let handle = recorder.handle();
+        .ok()
+}
+
+/// Installs the global recorder once per process and starts its upkeep thread (see
+/// [`spawn_metrics_upkeep`]); later calls return `None`.
+pub fn install() -> Option<PrometheusHandle> {
+    let (recorder, handle) = build()?;
     metrics::set_global_recorder(recorder).ok()?;
     describe();
+    if let Err(e) = spawn_metrics_upkeep(handle.clone(), METRICS_UPKEEP_INTERVAL) {
+        tracing::warn!(error = %e, "metrics upkeep thread not started: histogram samples are \
+            only folded into their buckets when /metrics is scraped");
+    }
     Some(handle)
+}
+
+/// The recorder `serve` installs, configured, not installed.
+pub fn build() -> Option<(PrometheusRecorder, PrometheusHandle)> {
+    let recorder = builder()?.build_recorder();
+    let handle = recorder.handle();
+    Some((recorder, handle))
 }
 
 fn describe() {

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -43,9 +44,34 @@ pub(crate) fn handle() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
+            if let Err(e) = spawn_upkeep(handle.clone(), UPKEEP_INTERVAL) {
+                tracing::warn!(error = %e, "metrics upkeep thread not started: histogram \
+                    samples are only folded into their buckets when /metrics is scraped");
+            }
             Some(handle)
         })
         .clone()
+}
+
+/// How often the samples recorded into histograms since the last pass are folded into their
+/// buckets. The recorder keeps every sample until then (about 16 bytes each): without this
+/// pass a process that nobody scraped grew by that much for every request it timed.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Folds `handle`'s pending histogram samples into their buckets every `every`, on a thread of
+/// its own (a pass over a busy second's samples takes about a millisecond, which would
+/// otherwise hold up one runtime worker). A recorder lives as long as the process, and so
+/// does the thread. Used by the proxy's recorder and by `serve`'s.
+pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                handle.run_upkeep();
+            }
+        })
+        .map(drop)
 }
 
 fn describe() {

@@ -24,6 +24,9 @@ mod tls;
 
 pub use auth::PasswordHash;
 pub use config::{ConfigError, EgressSection, Limits, ProxyConfig, TlsListenerConfig, UserConfig};
+pub use metrics::{
+    UPKEEP_INTERVAL as METRICS_UPKEEP_INTERVAL, spawn_upkeep as spawn_metrics_upkeep,
+};
 pub use policy::{Action, ClientRuleConfig, PolicyConfig, normalize_host};
 pub use server::{RunningProxy, StartError, start};
 
