@@ -320,7 +320,7 @@ pub async fn run(mut args: Args) -> Result<()> {
         bail!("{} requests were not accepted", peak.errors);
     }
     let target = peak.per_s * 0.7;
-    let server_before = server_latency(&client, serve.addr).await?;
+    let server_before = server_metrics(&client, serve.addr).await?;
     // More senders than the closed loop had, so that the client never limits the rate.
     let mut at70 = open_loop(
         &url,
@@ -333,7 +333,7 @@ pub async fn run(mut args: Args) -> Result<()> {
     if at70.errors > 0 {
         bail!("{} requests were not accepted at 70 %", at70.errors);
     }
-    let server_at70 = server_latency(&client, serve.addr)
+    let server_at70 = server_metrics(&client, serve.addr)
         .await?
         .since(&server_before);
     // The same open loop against the bare handler: what the load generator itself adds to the
@@ -376,8 +376,11 @@ pub async fn run(mut args: Args) -> Result<()> {
         "at_70pct_p99_ms": round2(percentile_ms(&mut at70.lat_us, 99.0)),
         "baseline_at_same_rate_p50_ms": round2(percentile_ms(&mut base70.lat_us, 50.0)),
         "baseline_at_same_rate_p99_ms": round2(percentile_ms(&mut base70.lat_us, 99.0)),
-        "at_70pct_server_p99_under_ms": server_at70.quantile_bound_ms(0.99),
-        "at_70pct_server_over_5ms_pct": round2(server_at70.share_over(0.005) * 100.0),
+        "at_70pct_server_p99_under_ms": server_at70.inbound.quantile_bound_ms(0.99),
+        "at_70pct_server_over_5ms_pct": round2(server_at70.inbound.share_over(0.005) * 100.0),
+        "at_70pct_sqlite_write_p99_under_ms": server_at70.writes.quantile_bound_ms(0.99),
+        "at_70pct_sqlite_write_over_5ms_pct": round2(server_at70.writes.share_over(0.005) * 100.0),
+        "at_70pct_sqlite_writes_per_commit": server_at70.writes_per_commit().map(round2),
         "durable_floor_per_s": round2(floor.per_s),
         "durable_floor_ratio": round2(floor.per_s / base.per_s),
         "durable_floor_p99_ms": round2(percentile_ms(&mut floor.lat_us, 99.0)),
@@ -434,17 +437,58 @@ impl ServerLatency {
     }
 }
 
-async fn server_latency(client: &HttpClient, addr: std::net::SocketAddr) -> Result<ServerLatency> {
+/// `serve`'s histograms read from one scrape: ingest latency and the SQLite writes' latency
+/// (`hookwarden_sqlite_write_seconds`: queue, batch and commit), and the writer's commits.
+struct ServerMetrics {
+    inbound: ServerLatency,
+    writes: ServerLatency,
+    commits: u64,
+}
+
+impl ServerMetrics {
+    fn since(&self, before: &ServerMetrics) -> ServerMetrics {
+        ServerMetrics {
+            inbound: self.inbound.since(&before.inbound),
+            writes: self.writes.since(&before.writes),
+            commits: self.commits.saturating_sub(before.commits),
+        }
+    }
+
+    /// Writes per commit: the writer's average batch.
+    fn writes_per_commit(&self) -> Option<f64> {
+        (self.commits > 0).then(|| self.writes.total() as f64 / self.commits as f64)
+    }
+}
+
+async fn server_metrics(client: &HttpClient, addr: std::net::SocketAddr) -> Result<ServerMetrics> {
     let req = Request::get(format!("http://{addr}/metrics")).body(Full::new(Bytes::new()))?;
     let (status, body) = send(client, req).await?;
     if status != 200 {
         bail!("reading serve's metrics failed: {status}");
     }
-    let prefix = "hookwarden_inbound_latency_seconds_bucket{le=\"";
-    let mut buckets: Vec<(f64, u64)> = String::from_utf8_lossy(&body)
+    Ok(parse_metrics(&String::from_utf8_lossy(&body)))
+}
+
+fn parse_metrics(text: &str) -> ServerMetrics {
+    let commits = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hookwarden_sqlite_commits_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    ServerMetrics {
+        inbound: buckets(text, "hookwarden_inbound_latency_seconds"),
+        writes: buckets(text, "hookwarden_sqlite_write_seconds"),
+        commits,
+    }
+}
+
+/// The cumulative buckets of histogram `name` in an exposition text.
+fn buckets(text: &str, name: &str) -> ServerLatency {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, u64)> = text
         .lines()
         .filter_map(|l| {
-            let rest = l.strip_prefix(prefix)?;
+            let rest = l.strip_prefix(prefix.as_str())?;
             let (le, count) = rest.split_once("\"} ")?;
             let le = if le == "+Inf" {
                 f64::INFINITY
@@ -455,7 +499,7 @@ async fn server_latency(client: &HttpClient, addr: std::net::SocketAddr) -> Resu
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(ServerLatency(buckets))
+    ServerLatency(buckets)
 }
 
 #[cfg(test)]
@@ -473,5 +517,34 @@ mod tests {
         assert_eq!(d.quantile_bound_ms(0.999), Some(f64::INFINITY));
         assert!((d.share_over(0.005) - 0.01).abs() < 1e-9);
         assert_eq!(ServerLatency(vec![]).quantile_bound_ms(0.99), None);
+    }
+
+    #[test]
+    fn histograms_and_commits_read_from_an_exposition() {
+        let text = |writes: [u64; 3], commits: u64| {
+            format!(
+                "# TYPE hookwarden_sqlite_write_seconds histogram\n\
+                 hookwarden_sqlite_write_seconds_bucket{{le=\"0.0001\"}} {}\n\
+                 hookwarden_sqlite_write_seconds_bucket{{le=\"0.005\"}} {}\n\
+                 hookwarden_sqlite_write_seconds_bucket{{le=\"+Inf\"}} {}\n\
+                 hookwarden_inbound_latency_seconds_bucket{{le=\"0.005\"}} 7\n\
+                 hookwarden_inbound_latency_seconds_bucket{{le=\"+Inf\"}} 8\n\
+                 hookwarden_sqlite_commits_total {commits}\n",
+                writes[0], writes[1], writes[2]
+            )
+        };
+        let before = parse_metrics(&text([10, 20, 20], 4));
+        let after = parse_metrics(&text([60, 110, 120], 14));
+        let d = after.since(&before);
+        assert_eq!(d.writes.total(), 100);
+        assert_eq!(d.writes.quantile_bound_ms(0.5), Some(0.1));
+        assert!((d.writes.share_over(0.005) - 0.1).abs() < 1e-9);
+        assert_eq!(d.writes_per_commit(), Some(10.0));
+        assert_eq!(d.inbound.total(), 0);
+        assert_eq!(after.inbound.total(), 8);
+        // A serve without the writer's metrics (PostgreSQL): no batch figure.
+        let none = parse_metrics("hookwarden_inbound_latency_seconds_bucket{le=\"+Inf\"} 3\n");
+        assert_eq!(none.writes.total(), 0);
+        assert_eq!(none.writes_per_commit(), None);
     }
 }

@@ -366,6 +366,37 @@ min_failing_secs = 0
     );
     assert_eq!(must(&all, "hookwarden_metrics_refresh_errors", &[]), 0.0);
     assert!(must(&all, "hookwarden_events_published_total", &[]) >= 3.0);
+    // The SQLite writer: every write timed (events, deliveries, attempts, audit entries: far
+    // more than the commits that carried them in batches), in the finer buckets of its own.
+    let writes = must(&all, "hookwarden_sqlite_write_seconds_count", &[]);
+    let commits = must(&all, "hookwarden_sqlite_commits_total", &[]);
+    assert!(
+        commits >= 1.0 && writes >= commits && writes >= 10.0,
+        "{writes} {commits}"
+    );
+    assert_eq!(
+        must(
+            &all,
+            "hookwarden_sqlite_write_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
+        writes
+    );
+    let fine = must(
+        &all,
+        "hookwarden_sqlite_write_seconds_bucket",
+        &[("le", "0.0001")],
+    );
+    assert!(fine <= writes, "{fine}");
+    let slow = writes
+        - must(
+            &all,
+            "hookwarden_sqlite_write_seconds_bucket",
+            &[("le", "5")],
+        );
+    assert_eq!(slow, 0.0, "no write of this test waits 5 s");
+    let total = must(&all, "hookwarden_sqlite_write_seconds_sum", &[]);
+    assert!(total > 0.0 && total < writes * 5.0, "{total}");
 
     // A due queue: with one delivery in flight at a time and a slow receiver, the deliveries
     // beyond what a dispatcher holds in memory (64) wait in the database.

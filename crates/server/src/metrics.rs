@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 
 /// Buckets of the per-endpoint latency histogram (a full `Matcher` wins over the suffix one).
 const ENDPOINT_BUCKETS: &[f64] = &[0.05, 0.25, 1.0, 5.0];
+/// Buckets of the SQLite writes' latency, most of which is well under a millisecond.
+const WRITE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
 
 /// The recorder's configuration: bucket bounds per histogram.
 fn builder() -> Option<PrometheusBuilder> {
@@ -35,6 +39,11 @@ fn builder() -> Option<PrometheusBuilder> {
         .set_buckets_for_metric(
             Matcher::Full("hookwarden_endpoint_attempt_seconds".into()),
             ENDPOINT_BUCKETS,
+        )
+        .ok()?
+        .set_buckets_for_metric(
+            Matcher::Full(hookwarden_store::sqlite::WRITE_SECONDS.into()),
+            WRITE_BUCKETS,
         )
         .ok()
 }
@@ -140,6 +149,15 @@ fn describe() {
     describe_counter!(
         "hookwarden_alerts_dropped_total",
         "Usage alerts not published because the alert queue was full"
+    );
+    describe_histogram!(
+        hookwarden_store::sqlite::WRITE_SECONDS,
+        "Writes to the embedded SQLite database: time from submission to the end of their \
+         batch's transaction (queue, batch and commit)"
+    );
+    describe_counter!(
+        hookwarden_store::sqlite::COMMITS_TOTAL,
+        "Transactions of the SQLite writer thread (each commits a batch of writes)"
     );
     describe_gauge!(
         "hookwarden_metrics_refresh_errors",

@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
 
 mod certs;
@@ -72,6 +72,8 @@ trait WriteJob: Send {
     /// and whether the transaction must be rolled back (an unguarded job failed after writing).
     fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool);
     fn fail(self: Box<Self>, err: StoreError);
+    /// When it was handed to the writer.
+    fn submitted(&self) -> Instant;
 }
 
 struct Job<T, F> {
@@ -79,6 +81,7 @@ struct Job<T, F> {
     reply: oneshot::Sender<Result<T>>,
     /// Run inside a savepoint of its own, so that its failure undoes only its own writes.
     guarded: bool,
+    submitted: Instant,
 }
 
 fn run_statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -92,7 +95,9 @@ where
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
 {
     fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool) {
-        let Job { f, reply, guarded } = *self;
+        let Job {
+            f, reply, guarded, ..
+        } = *self;
         let (result, poisoned) = if guarded {
             // Cached statements: parsing SAVEPOINT/RELEASE for every job cost a fifth of the
             // writer thread's time in the delivery benchmark.
@@ -134,6 +139,10 @@ where
 
     fn fail(self: Box<Self>, err: StoreError) {
         let _ = self.reply.send(Err(err));
+    }
+
+    fn submitted(&self) -> Instant {
+        self.submitted
     }
 }
 
@@ -555,7 +564,12 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job: Box<dyn WriteJob> = Box::new(Job { f, reply, guarded });
+        let job: Box<dyn WriteJob> = Box::new(Job {
+            f,
+            reply,
+            guarded,
+            submitted: Instant::now(),
+        });
         {
             let guard = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
             match guard.as_ref() {
@@ -623,6 +637,7 @@ fn writer_loop(
 ) {
     let mut jobs: Vec<Box<dyn WriteJob>> = Vec::with_capacity(max_batch);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
+    let mut submitted: Vec<Instant> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
         if wal.restart_now() {
             // See WAL_RESTART_PAGES. After a pass in progress (the gate), so that it is not
@@ -638,6 +653,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
+        submitted.extend(jobs.iter().map(|j| j.submitted()));
         let mut queue = jobs.drain(..);
         'batch: loop {
             if let Err(e) = run_statement(&conn, "BEGIN IMMEDIATE") {
@@ -675,9 +691,27 @@ fn writer_loop(
             }
             break 'batch;
         }
+        record_batch(&mut submitted);
     }
     // Channel closed: checkpoint so the WAL does not linger.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+/// `hookwarden_sqlite_write_seconds`: how long each write waited, from its submission to the
+/// end of its batch's transaction (the queue, the other writes of the batch and the commit's
+/// fsync). `hookwarden_sqlite_commits_total`: transactions of the writer; writes per commit is
+/// the histogram's count over it.
+pub const WRITE_SECONDS: &str = "hookwarden_sqlite_write_seconds";
+/// See [`WRITE_SECONDS`].
+pub const COMMITS_TOTAL: &str = "hookwarden_sqlite_commits_total";
+
+fn record_batch(submitted: &mut Vec<Instant>) {
+    let now = Instant::now();
+    let waited = metrics::histogram!(WRITE_SECONDS);
+    for at in submitted.drain(..) {
+        waited.record(now.saturating_duration_since(at));
+    }
+    metrics::counter!(COMMITS_TOTAL).increment(1);
 }
 
 // ---------------------------------------------------------------------------------------------
