@@ -113,10 +113,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.server.max_body_bytes,
         ))
-        .layer(crate::http_server::Hardening::new(Duration::from_secs(
-            state.config.server.request_timeout_secs,
-        )))
+        .layer(hardening(&state))
         .with_state(state)
+}
+
+/// The time limit and security headers of every response (both listeners).
+fn hardening(state: &AppState) -> crate::http_server::Hardening {
+    crate::http_server::Hardening::new(Duration::from_secs(
+        state.config.server.request_timeout_secs,
+    ))
 }
 
 /// `/metrics`, behind an API key unless `metrics.public`.
@@ -139,9 +144,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(1024))
-        .layer(crate::http_server::Hardening::new(Duration::from_secs(
-            state.config.server.request_timeout_secs,
-        )))
+        .layer(hardening(&state))
         .with_state(state)
 }
 
