@@ -153,7 +153,6 @@ fn must(all: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     })
 }
 
-/// `/metrics` through `api` (with its key).
 /// Histogram samples are folded into their buckets by a thread of their own, not only by a
 /// scrape (crates/server/tests/metrics_upkeep.rs shows what that saves).
 fn assert_upkeep_thread(pid: u32) {
@@ -167,6 +166,7 @@ fn assert_upkeep_thread(pid: u32) {
     );
 }
 
+/// `/metrics` through `api` (with its key).
 async fn scrape(api: &Api) -> String {
     let (st, v) = api.get("/metrics").await;
     assert_eq!(st, StatusCode::OK, "{v}");

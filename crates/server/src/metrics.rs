@@ -26,9 +26,9 @@ const WRITE_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
 ];
 
-/// The recorder's configuration: bucket bounds per histogram.
-fn builder() -> Option<PrometheusBuilder> {
-    PrometheusBuilder::new()
+/// The recorder `serve` installs (bucket bounds per histogram), not installed.
+pub fn build() -> Option<(PrometheusRecorder, PrometheusHandle)> {
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Suffix("_seconds".into()),
             &[
@@ -45,7 +45,10 @@ fn builder() -> Option<PrometheusBuilder> {
             Matcher::Full(hookwarden_store::sqlite::WRITE_SECONDS.into()),
             WRITE_BUCKETS,
         )
-        .ok()
+        .ok()?
+        .build_recorder();
+    let handle = recorder.handle();
+    Some((recorder, handle))
 }
 
 /// Installs the global recorder once per process and starts its upkeep thread (see
@@ -54,18 +57,8 @@ pub fn install() -> Option<PrometheusHandle> {
     let (recorder, handle) = build()?;
     metrics::set_global_recorder(recorder).ok()?;
     describe();
-    if let Err(e) = spawn_metrics_upkeep(handle.clone(), METRICS_UPKEEP_INTERVAL) {
-        tracing::warn!(error = %e, "metrics upkeep thread not started: histogram samples are \
-            only folded into their buckets when /metrics is scraped");
-    }
+    spawn_metrics_upkeep(handle.clone(), METRICS_UPKEEP_INTERVAL);
     Some(handle)
-}
-
-/// The recorder `serve` installs, configured, not installed.
-pub fn build() -> Option<(PrometheusRecorder, PrometheusHandle)> {
-    let recorder = builder()?.build_recorder();
-    let handle = recorder.handle();
-    Some((recorder, handle))
 }
 
 fn describe() {
@@ -157,7 +150,7 @@ fn describe() {
     );
     describe_counter!(
         hookwarden_store::sqlite::COMMITS_TOTAL,
-        "Transactions of the SQLite writer thread (each commits a batch of writes)"
+        "Batches of writes committed together by the SQLite writer thread"
     );
     describe_gauge!(
         "hookwarden_metrics_refresh_errors",

@@ -699,8 +699,9 @@ fn writer_loop(
 
 /// `hookwarden_sqlite_write_seconds`: how long each write waited, from its submission to the
 /// end of its batch's transaction (the queue, the other writes of the batch and the commit's
-/// fsync). `hookwarden_sqlite_commits_total`: transactions of the writer; writes per commit is
-/// the histogram's count over it.
+/// fsync). `hookwarden_sqlite_commits_total`: batches the writer ran (one transaction each,
+/// unless a failed job had part of it rolled back); writes per commit is the histogram's count
+/// over it.
 pub const WRITE_SECONDS: &str = "hookwarden_sqlite_write_seconds";
 /// See [`WRITE_SECONDS`].
 pub const COMMITS_TOTAL: &str = "hookwarden_sqlite_commits_total";

@@ -44,10 +44,7 @@ pub(crate) fn handle() -> Option<PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             describe();
-            if let Err(e) = spawn_upkeep(handle.clone(), UPKEEP_INTERVAL) {
-                tracing::warn!(error = %e, "metrics upkeep thread not started: histogram \
-                    samples are only folded into their buckets when /metrics is scraped");
-            }
+            spawn_upkeep(handle.clone(), UPKEEP_INTERVAL);
             Some(handle)
         })
         .clone()
@@ -61,17 +58,21 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Folds `handle`'s pending histogram samples into their buckets every `every`, on a thread of
 /// its own (a pass over a busy second's samples takes about a millisecond, which would
 /// otherwise hold up one runtime worker). A recorder lives as long as the process, and so
-/// does the thread. Used by the proxy's recorder and by `serve`'s.
-pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) -> std::io::Result<()> {
-    std::thread::Builder::new()
+/// does the thread. Used by the proxy's recorder and by `serve`'s. Should the thread not
+/// start, a warning says so (samples are then folded only by a scrape).
+pub fn spawn_upkeep(handle: PrometheusHandle, every: Duration) {
+    let started = std::thread::Builder::new()
         .name("metrics-upkeep".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(every);
                 handle.run_upkeep();
             }
-        })
-        .map(drop)
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "metrics upkeep thread not started: histogram samples are \
+            only folded into their buckets when /metrics is scraped");
+    }
 }
 
 fn describe() {
