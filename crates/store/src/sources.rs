@@ -118,8 +118,10 @@ pub struct NewAuditEntry {
     pub count: i64,
     /// True when this entry aggregates or samples several requests (flood control).
     pub sampled: bool,
-    /// The body (lossy UTF-8), only when the source has `log_payloads`.
-    pub payload: Option<String>,
+    /// The body (lossy UTF-8), only when the source has `log_payloads`. Shared, not copied,
+    /// when the entry is cloned (the ingest route keeps a copy of the entry it hands the store,
+    /// to audit a refusal or count the acceptance).
+    pub payload: Option<std::sync::Arc<str>>,
 }
 
 /// A stored audit entry.

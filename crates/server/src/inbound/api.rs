@@ -778,7 +778,7 @@ fn audit_view(a: AuditEntry) -> AuditView {
         message_id: e.message_id,
         count: e.count,
         sampled: e.sampled,
-        payload: e.payload,
+        payload: e.payload.as_deref().map(str::to_owned),
     }
 }
 

@@ -324,7 +324,7 @@ async fn check_and_accept(
     ctx.entry.body_bytes = body.len() as i64;
     if rt.log_payloads {
         let end = body.len().min(MAX_LOGGED_PAYLOAD);
-        ctx.entry.payload = Some(String::from_utf8_lossy(&body[..end]).into_owned());
+        ctx.entry.payload = Some(Arc::from(String::from_utf8_lossy(&body[..end])));
     }
     // 6–7. Signature, then timestamp.
     let secrets = rt.secret_refs();
@@ -473,7 +473,7 @@ fn request_url(inbound: &Inbound, parts: &http::request::Parts, https: bool) -> 
 /// when it is UTF-8, else base64) with its content type.
 pub fn event_payload(body: &[u8], content_type: Option<&str>) -> String {
     if let Ok(raw) = serde_json::from_slice::<Box<serde_json::value::RawValue>>(body) {
-        return raw.get().to_owned();
+        return Box::<str>::from(raw).into_string();
     }
     let ct = content_type.map(str::to_owned);
     match std::str::from_utf8(body) {

@@ -71,7 +71,7 @@ fn audit_from_row(r: &PgRow) -> Result<AuditEntry> {
             message_id: r.try_get(14)?,
             count: r.try_get(15)?,
             sampled: r.try_get(16)?,
-            payload: r.try_get(17)?,
+            payload: r.try_get::<Option<String>, _>(17)?.map(Into::into),
         },
     })
 }
@@ -145,7 +145,7 @@ async fn insert_audit_row(
     .bind(&e.message_id)
     .bind(e.count.max(1))
     .bind(e.sampled)
-    .bind(&e.payload)
+    .bind(e.payload.as_deref())
     .execute(&mut *c)
     .await?;
     Ok(id)
