@@ -41,8 +41,12 @@ fn growth(recorder: &impl Recorder) -> u64 {
 fn histogram_samples_are_folded_without_a_scrape() {
     // `serve`'s recorder, with the upkeep thread `serve` starts for it (every second there).
     let (recorder, handle) = hookwarden_server::metrics::build().expect("recorder");
-    hookwarden_egress::proxy::spawn_metrics_upkeep(handle.clone(), Duration::from_millis(5));
+    let interval = Duration::from_millis(5);
+    hookwarden_egress::proxy::spawn_metrics_upkeep(handle.clone(), interval);
+    let started = std::time::Instant::now();
     let with_upkeep = growth(&recorder);
+    // Upkeep passes that can have run while the samples were recorded (+1 under way at the end).
+    let passes = (started.elapsed().as_millis() / interval.as_millis()) as u64 + 1;
 
     // The same load on a recorder without the upkeep thread, to show the measurement can see
     // the samples pile up (about 16 bytes each: some 130 MB in all).
@@ -58,9 +62,11 @@ fn histogram_samples_are_folded_without_a_scrape() {
         with_upkeep < 16 << 20,
         "resident memory grew by {with_upkeep} bytes with the upkeep thread (without: {without})"
     );
-    // The samples are in the exposition. Not always every one: metrics-util's lock-free bucket
-    // can drop a sample recorded at the very moment a pass detaches the block it went to (a
-    // scrape drains the same way); one in 8,000,000 was seen once. A handful at most.
+    // The samples are in the exposition. Not always every one: a sample recorded into the
+    // block a pass has just detached and read is lost (metrics-util's design; a scrape drains
+    // the same way) — at most one per pass for this one recording thread. Before the patch in
+    // vendor/metrics-util, a pass could lose whole chains of blocks (161,793 samples once in
+    // CI); tests/metrics_bucket.rs holds that on its own.
     let text = handle.render();
     let count = text
         .lines()
@@ -71,7 +77,7 @@ fn histogram_samples_are_folded_without_a_scrape() {
     let recorded = (CHUNKS * PER_CHUNK) as u64;
     eprintln!("{count} of {recorded} samples in the exposition");
     assert!(
-        count <= recorded && recorded - count <= 100,
-        "{count} of {recorded} samples in the exposition"
+        count <= recorded && recorded - count <= passes,
+        "{count} of {recorded} samples in the exposition ({passes} upkeep passes at most)"
     );
 }
