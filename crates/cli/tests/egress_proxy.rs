@@ -126,8 +126,16 @@ async fn policy_globs_actions_ports_and_address_policy_after_resolution() {
             Some("PORT_NOT_ALLOWED"),
         ),
         (&hw, "api.example.com:0".into(), 403, Some("HOST_INVALID")),
-        // Malformed, bracketed and numeric spellings.
-        (&hw, format!("[::1]:{port}"), 403, Some("HOST_INVALID")),
+        // Malformed and numeric spellings; an IPv6 address only in its standard form (then the
+        // host rules judge it like any host: not on this client's list).
+        (&hw, format!("[::1]:{port}"), 403, Some("HOST_NOT_ALLOWED")),
+        (&hw, format!("[0:0::1]:{port}"), 403, Some("HOST_INVALID")),
+        (
+            &hw,
+            format!("[::FFFF:127.0.0.1]:{port}"),
+            403,
+            Some("HOST_INVALID"),
+        ),
         (&hw, format!("2130706433:{port}"), 403, Some("HOST_INVALID")),
         (&hw, format!("0x7f.1:{port}"), 403, Some("HOST_INVALID")),
         (&hw, format!("127.1:{port}"), 403, Some("HOST_INVALID")),

@@ -239,26 +239,6 @@ async fn published_egress_ips_are_public_and_a_change_is_an_event() {
     assert_ne!(v["updated_at"], updated_at.as_str());
 }
 
-fn files_contain(dir: &std::path::Path, needle: &str) -> bool {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut n = 0;
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            n += 1;
-            assert!(n < 10_000);
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p)
-                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
-            {
-                return true;
-            }
-        }
-    }
-    false
-}
-
 #[tokio::test]
 async fn mtls_client_certificates_are_presented_published_and_rotated() {
     let dir = tempfile::tempdir().unwrap();
@@ -424,4 +404,199 @@ async fn mtls_client_certificates_are_presented_published_and_rotated() {
         )
         .await;
     assert_eq!(st, StatusCode::CONFLICT, "{v}");
+}
+
+/// A generic CONNECT proxy (not Hookwarden's): it resolves names itself from `names` and
+/// connects wherever they point, recording every request head it gets.
+async fn generic_connect_proxy(
+    names: &'static [(&'static str, &'static str)],
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if client.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                seen.lock().unwrap().push(head.clone());
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (host, port) = target.rsplit_once(':').unwrap_or(("", "0"));
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let ip = names
+                    .iter()
+                    .find(|(n, _)| *n == host)
+                    .map(|(_, ip)| ip.to_string())
+                    .unwrap_or_else(|| host.to_string());
+                match tokio::net::TcpStream::connect(format!("{ip}:{port}")).await {
+                    Ok(mut up) => {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                            .await;
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+                    }
+                    Err(_) => {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The review's SSRF: through an ordinary CONNECT proxy, `http://internal.test:…` (a name the
+/// proxy resolves to an internal address) was delivered, because the name went to the proxy
+/// unresolved. Now every name is resolved and checked here, and the proxy is asked for the
+/// checked address (the name goes along for Host, SNI and a Hookwarden proxy's host rules).
+#[tokio::test]
+async fn names_are_resolved_and_checked_here_even_through_a_generic_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    // The internal service the attacker aims at, and a receiver that is allowed.
+    let internal = Receiver::start_on("127.0.0.1:0").await;
+    let allowed = Receiver::start_on("127.0.0.2:0").await;
+    let (proxy, seen) =
+        generic_connect_proxy(&[("internal.test", "127.0.0.1"), ("ok.test", "127.0.0.2")]).await;
+    let egress = "system_resolver = false\nresolve_overrides = { \"ok.test\" = [\"127.0.0.2\"] }\n";
+    let cfg = config_with_egress(egress, "").replace(
+        "allow_ranges = [\"127.0.0.0/8\"]",
+        "allow_ranges = [\"127.0.0.2/32\"]",
+    ) + &format!("[[egress.proxies]]\nurl = \"http://{proxy}\"\n");
+    let s = Server::start_in(dir.path(), &cfg, None);
+    let api = s.api();
+    // A name this instance cannot resolve is accepted as an endpoint (it may not exist yet)…
+    let url = format!("http://internal.test:{}/hook", internal.addr.port());
+    api.endpoint(json!({"url": url, "event_types": ["attack"]}))
+        .await;
+    let evt = api.event("attack", json!({"x": 1})).await;
+    let d = delivery_of(&api, &evt, 20, |d| d["attempt_count"].as_i64() >= Some(1)).await;
+    // …but it is never handed to the proxy to resolve: nothing reached the internal service.
+    assert_ne!(d["status"], "succeeded", "{d}");
+    let att = attempts(&api, d["id"].as_str().unwrap()).await;
+    assert_eq!(att[0]["error_class"], "dns", "{att:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(internal.count(), 0, "the internal service was reached");
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|h| !h.contains("internal.test")),
+        "the proxy was asked for the name: {:?}",
+        seen.lock().unwrap()
+    );
+
+    // A name that resolves to an allowed address: the proxy is asked for that address, the
+    // receiver sees the name in Host.
+    let url = format!("http://ok.test:{}/hook", allowed.addr.port());
+    api.endpoint(json!({"url": url, "event_types": ["ok"]}))
+        .await;
+    let evt = api.event("ok", json!({"x": 2})).await;
+    delivery_of(&api, &evt, 20, |d| d["status"] == "succeeded").await;
+    let got = allowed.wait_count(1, 10).await;
+    assert_eq!(
+        got[0].headers["host"],
+        format!("ok.test:{}", allowed.addr.port()).as_str()
+    );
+    let heads = seen.lock().unwrap().clone();
+    let ok_head = heads
+        .iter()
+        .find(|h| h.contains("ok.test"))
+        .expect("a CONNECT for ok.test");
+    assert!(
+        ok_head.starts_with(&format!(
+            "CONNECT 127.0.0.2:{} HTTP/1.1",
+            allowed.addr.port()
+        )),
+        "{ok_head}"
+    );
+    assert!(
+        ok_head
+            .to_ascii_lowercase()
+            .contains("x-hookwarden-target-host: ok.test"),
+        "{ok_head}"
+    );
+}
+
+/// A Hookwarden egress proxy applies its host rules to the name a client resolved (the
+/// `X-Hookwarden-Target-Host` of a CONNECT to an address), resolves and checks it again, and
+/// connects to the requested address only when the name resolves to it. `localhost` means the
+/// loopback addresses the policy allows, as in `serve`.
+#[tokio::test]
+async fn the_egress_proxy_checks_named_addresses_and_localhost_like_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Receiver::start_on("127.0.0.2:0").await;
+    let port = up.addr.port();
+    let cfg = format!(
+        r#"
+listen = "127.0.0.1:0"
+[egress]
+allow_ranges = ["127.0.0.0/8"]
+resolve_overrides = {{ "ok.test" = ["127.0.0.2"] }}
+[policy]
+allow = ["ok.test", "localhost"]
+allowed_ports = [{port}]
+"#
+    );
+    let p = ProxyProc::start(dir.path(), "proxy", &cfg);
+    let proxy_addr = p.addr;
+    let connect_named = |target: String, name: Option<&str>| {
+        let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+        if let Some(n) = name {
+            req.push_str(&format!("X-Hookwarden-Target-Host: {n}\r\n"));
+        }
+        req.push_str("\r\n");
+        async move { raw(proxy_addr, &req).await }
+    };
+    // The address with its name: the rule for the name applies.
+    let r = connect_named(format!("127.0.0.2:{port}"), Some("ok.test")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("x-hookwarden-upstream-address"),
+        Some(format!("127.0.0.2:{port}").as_str())
+    );
+    // The address alone is judged as an address: not on the list.
+    let r = connect_named(format!("127.0.0.2:{port}"), None).await;
+    assert_eq!(
+        (r.status, r.header("x-hookwarden-error")),
+        (403, Some("HOST_NOT_ALLOWED"))
+    );
+    // A name that does not resolve to the asked address: the proxy uses the name's own answer.
+    let r = connect_named(format!("127.0.0.9:{port}"), Some("ok.test")).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("x-hookwarden-upstream-address"),
+        Some(format!("127.0.0.2:{port}").as_str())
+    );
+    // A name the rules do not allow is refused, whatever address comes with it.
+    let r = connect_named(format!("127.0.0.2:{port}"), Some("evil.test")).await;
+    assert_eq!(
+        (r.status, r.header("x-hookwarden-error")),
+        (403, Some("HOST_NOT_ALLOWED"))
+    );
+    // localhost with allow_ranges = 127.0.0.0/8: 127.0.0.1 is allowed and used (::1 is not
+    // allowed, and not a reason to refuse), as `serve` does. Refusals name no address.
+    let local = Receiver::start_on("127.0.0.1:0").await;
+    let cfg2 = cfg.replace(
+        &format!("allowed_ports = [{port}]"),
+        &format!("allowed_ports = [{}]", local.addr.port()),
+    );
+    let p2 = ProxyProc::start(dir.path(), "proxy2", &cfg2);
+    let (r, _) = connect(p2.addr, &format!("localhost:{}", local.addr.port()), None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let (r, _) = connect(p2.addr, &format!("[::1]:{}", local.addr.port()), None).await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(!r.body.contains("::1 is"), "{r:?}");
 }

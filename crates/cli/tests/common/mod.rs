@@ -197,6 +197,27 @@ pub struct Api {
     base: String,
     key: String,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Over HTTPS to `addr`, trusting this certificate (a server with `[server.tls]`, which
+    /// refuses the admin API over plain HTTP).
+    tls: Option<(SocketAddr, Arc<rustls::ClientConfig>)>,
+}
+
+/// A rustls client configuration that trusts only `ca_pem`.
+pub fn tls_client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
 }
 
 impl Api {
@@ -205,6 +226,15 @@ impl Api {
             base: format!("http://{addr}"),
             key: key.to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            tls: None,
+        }
+    }
+
+    /// The API over HTTPS (the server's certificate names `localhost`).
+    pub fn new_tls(addr: SocketAddr, key: &str, ca_pem: &str) -> Api {
+        Api {
+            tls: Some((addr, tls_client_config(ca_pem))),
+            ..Api::new(addr, key)
         }
     }
 
@@ -222,6 +252,9 @@ impl Api {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> (StatusCode, hyper::HeaderMap, Bytes) {
+        if let Some((addr, cfg)) = &self.tls {
+            return tls_request(*addr, cfg.clone(), method, path, headers, body).await;
+        }
         let mut b = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -301,6 +334,67 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// One request over a new TLS connection to `addr` (server name `localhost`).
+pub async fn tls_request(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, hyper::HeaderMap, Bytes) {
+    let connector = tokio_rustls::TlsConnector::from(cfg);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake timed out")
+        .expect("TLS handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = tokio::time::timeout(
+        Duration::from_secs(30),
+        sender.send_request(b.body(Full::new(Bytes::from(body))).unwrap()),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request failed");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn files_contain(dir: &Path, needle: &str) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut n = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            n += 1;
+            assert!(n < 10_000);
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[derive(Clone, Debug)]

@@ -81,19 +81,46 @@ impl ConnectorInner {
             .ok_or(ConnectError::BadUri("missing or invalid host"))?;
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let (stream, info) = match &self.proxies {
-            // Through a proxy, which resolves and checks the name itself. Address literals were
-            // already checked by `check_url`; check again here all the same.
+            // Through a proxy: the name is resolved and every answer checked here, and the proxy
+            // is asked for a checked address (a generic CONNECT proxy would resolve the name
+            // itself and reach whatever it points to). The name goes along for a Hookwarden
+            // proxy's host rules; TLS and `Host` still use it.
             Some(proxies) => {
-                if let TargetHost::Ip(ip) = &host {
-                    self.guard
-                        .check_ip(*ip)
-                        .map_err(|e| ConnectError::Guard(Arc::new(e)))?;
+                let addrs = self
+                    .guard
+                    .resolve_checked(&host)
+                    .await
+                    .map_err(|e| ConnectError::Guard(Arc::new(e)))?;
+                let name = host.domain();
+                let mut last = None;
+                let mut tunnel = None;
+                for ip in addrs
+                    .into_iter()
+                    .take(hookwarden_netguard::MAX_CONNECT_ATTEMPTS)
+                {
+                    let authority = SocketAddr::new(ip, port).to_string();
+                    match proxies.connect(&authority, name, self.bind).await {
+                        Ok(t) => {
+                            tunnel = Some(t);
+                            break;
+                        }
+                        // The proxy could not reach this address: try the next one.
+                        Err(
+                            e @ ConnectError::Proxy {
+                                class: super::error::ErrorClass::Connect,
+                                ..
+                            },
+                        ) => last = Some(e),
+                        Err(e) => return Err(e),
+                    }
                 }
-                let authority = match &host {
-                    TargetHost::Ip(std::net::IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
-                    h => format!("{h}:{port}"),
+                let t = match (tunnel, last) {
+                    (Some(t), _) => t,
+                    (None, Some(e)) => return Err(e),
+                    (None, None) => {
+                        return Err(ConnectError::BadUri("the host has no checked address"));
+                    }
                 };
-                let t = proxies.connect(&authority, self.bind).await?;
                 let info = ConnInfo {
                     local: t.local,
                     remote: t.remote,

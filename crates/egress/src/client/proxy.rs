@@ -19,7 +19,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::error::{ConnectError, EgressError, ErrorClass};
-use crate::proxy::{EGRESS_ADDRESS_HEADER, ERROR_HEADER, UPSTREAM_ADDRESS_HEADER};
+use crate::proxy::{
+    EGRESS_ADDRESS_HEADER, ERROR_HEADER, TARGET_HOST_HEADER, UPSTREAM_ADDRESS_HEADER,
+};
 
 /// Most proxies.
 pub(crate) const MAX_PROXIES: usize = 64;
@@ -223,17 +225,23 @@ impl ProxySet {
         Err(last)
     }
 
-    /// A tunnel to `authority` (`host:port`) through the first proxy that gives one. Proxies
-    /// that cannot be reached (or refuse our credentials, or are overloaded) are marked unhealthy
-    /// and the next is tried; a refusal of the destination (403, DNS, connect failures reported
-    /// by the proxy) is final.
+    /// A tunnel to `authority` (a checked `ip:port`) through the first proxy that gives one,
+    /// naming `name` (the host it was resolved from) in [`TARGET_HOST_HEADER`]. Proxies that
+    /// cannot be reached (or refuse our credentials, or are overloaded) are marked unhealthy and
+    /// the next is tried; a refusal of the destination (403, DNS, connect failures reported by
+    /// the proxy) is final.
     pub(crate) async fn connect(
         &self,
         authority: &str,
+        name: Option<&str>,
         bind: Option<IpAddr>,
     ) -> Result<Tunnel, ConnectError> {
         let order = self.order();
-        let deadline = Instant::now() + self.connect_timeout;
+        let now = Instant::now();
+        // A huge configured timeout must not overflow (`Instant + Duration` panics).
+        let deadline = now
+            .checked_add(self.connect_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         let mut last: Option<ConnectError> = None;
         for (i, p) in order.iter().enumerate() {
             let now = Instant::now();
@@ -255,7 +263,7 @@ impl ProxySet {
                     continue;
                 }
             };
-            match self.handshake(p, stream, authority).await {
+            match self.handshake(p, stream, authority, name).await {
                 Ok(t) => {
                     p.healthy.store(true, Ordering::Relaxed);
                     return Ok(t);
@@ -285,6 +293,7 @@ impl ProxySet {
         p: &Proxy,
         mut stream: TcpStream,
         authority: &str,
+        name: Option<&str>,
     ) -> Result<Tunnel, (ConnectError, bool)> {
         let proxy_addr = stream.peer_addr().map_err(|e| {
             (
@@ -292,8 +301,10 @@ impl ProxySet {
                 true,
             )
         })?;
+        // `name` is a domain name already validated by the URL parser (no spaces, no CR/LF).
+        let named = name.map_or_else(String::new, |n| format!("{TARGET_HOST_HEADER}: {n}\r\n"));
         let request = format!(
-            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{}\r\n",
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{named}{}\r\n",
             p.auth.as_deref().unwrap_or("")
         );
         let head = tokio::time::timeout(self.connect_timeout, async {

@@ -98,6 +98,12 @@ pub struct EgressSection {
 pub struct Limits {
     /// Client connections at once; more are closed at once. Default 4096.
     pub max_connections: usize,
+    /// Client connections of one address at once (an IPv6 /64 counts as one address); more are
+    /// closed at once. A connection carries at most one tunnel, so this bounds one client's
+    /// tunnels too. Keep it above the busiest sender's concurrency (`hookwarden serve` opens up
+    /// to `delivery.concurrency` connections, 512 by default). 0: no per-address bound.
+    /// Default 1024.
+    pub max_connections_per_peer: usize,
     /// Upstream connections (tunnels and forwarded requests) at once; more get 503. Default 4096.
     pub max_tunnels: usize,
     /// Largest request head (request line and headers). Default 16384 bytes.
@@ -105,6 +111,10 @@ pub struct Limits {
     /// Time for a client to send a request head (and finish a TLS handshake); also how long an
     /// idle client connection is kept between requests. Default 10 s.
     pub header_read_timeout_secs: u64,
+    /// Longest a write to a client may wait for the client to read (a refusal, a forwarded
+    /// response); then its connection is closed. Default 30 s. (Tunnels are bounded by
+    /// `idle_timeout_secs`.)
+    pub write_timeout_secs: u64,
     /// DNS lookup and TCP connect to the destination. Default 10 s.
     pub connect_timeout_secs: u64,
     /// A tunnel (or a forwarded response) with no byte in either direction for this long is
@@ -122,9 +132,11 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 4096,
+            max_connections_per_peer: 1024,
             max_tunnels: 4096,
             max_header_bytes: 16 * 1024,
             header_read_timeout_secs: 10,
+            write_timeout_secs: 30,
             connect_timeout_secs: 10,
             idle_timeout_secs: 300,
             max_tunnel_secs: 3600,
@@ -214,6 +226,9 @@ impl ProxyConfig {
         if l.max_connections == 0 || l.max_connections > 1_000_000 {
             return Err(err("limits.max_connections must be 1..=1000000"));
         }
+        if l.max_connections_per_peer > 1_000_000 {
+            return Err(err("limits.max_connections_per_peer must be 0..=1000000"));
+        }
         if l.max_tunnels == 0 || l.max_tunnels > 1_000_000 {
             return Err(err("limits.max_tunnels must be 1..=1000000"));
         }
@@ -222,6 +237,7 @@ impl ProxyConfig {
         }
         for (name, v) in [
             ("header_read_timeout_secs", l.header_read_timeout_secs),
+            ("write_timeout_secs", l.write_timeout_secs),
             ("connect_timeout_secs", l.connect_timeout_secs),
             ("idle_timeout_secs", l.idle_timeout_secs),
             ("max_tunnel_secs", l.max_tunnel_secs),

@@ -83,7 +83,7 @@ fn describe() {
     metrics::describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections");
     metrics::describe_counter!(
         CONNECTIONS_REJECTED,
-        "Client connections closed at once because max_connections was reached"
+        "Client connections closed at once, by reason: max_connections reached, or the peer holds max_connections_per_peer"
     );
     metrics::describe_gauge!(
         TUNNELS_ACTIVE,
@@ -97,11 +97,32 @@ fn describe() {
     metrics::describe_histogram!(TUNNEL_SECONDS, "Lifetime of CONNECT tunnels");
 }
 
-/// Serves `GET /metrics` and `GET /health` until `stop` changes.
-pub(crate) async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>) {
+/// Most connections the metrics listener serves at once (scrapers need one or two); more wait in
+/// the accept queue.
+const METRICS_MAX_CONNECTIONS: usize = 64;
+/// Most of those one address may hold.
+const METRICS_MAX_PER_PEER: usize = 16;
+
+/// Serves `GET /metrics` and `GET /health` until `stop` changes: at most
+/// [`METRICS_MAX_CONNECTIONS`] connections (and [`METRICS_MAX_PER_PEER`] per address), each for
+/// at most 30 s, with a 5 s header timeout and `write_timeout` for a client that stops reading.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    write_timeout: std::time::Duration,
+) {
     let handle = handle();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(METRICS_MAX_CONNECTIONS));
+    let peers = hookwarden_netguard::PeerLimiter::new(
+        METRICS_MAX_PER_PEER,
+        hookwarden_netguard::CidrList::default(),
+    );
     loop {
-        let (tcp, _) = tokio::select! {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(_) => {
@@ -111,8 +132,13 @@ pub(crate) async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>
             },
             _ = stop.changed() => return,
         };
+        let Some(peer_slot) = peers.try_acquire(peer.ip()) else {
+            drop((tcp, slot));
+            continue;
+        };
         let handle = handle.clone();
         tokio::spawn(async move {
+            let _slots = (slot, peer_slot);
             let svc = service_fn(move |req: Request<Incoming>| {
                 let handle = handle.clone();
                 async move {
@@ -142,7 +168,10 @@ pub(crate) async fn serve(listener: TcpListener, mut stop: watch::Receiver<bool>
                 http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(std::time::Duration::from_secs(5))
-                    .serve_connection(TokioIo::new(tcp), svc),
+                    .serve_connection(
+                        TokioIo::new(hookwarden_netguard::StallGuard::new(tcp, write_timeout)),
+                        svc,
+                    ),
             )
             .await;
         });

@@ -3,7 +3,8 @@
 //! any client — in the spirit of Stripe's Smokescreen.
 //!
 //! For every request: authenticate (Basic credentials or a client certificate), read the target
-//! (malformed, bracketed or numeric-spelled hosts are refused), apply the host policy
+//! (malformed or numeric-spelled hosts are refused; an IPv6 address must be bracketed and in
+//! standard form), apply the host policy
 //! ([`PolicyConfig`]: per-client or default rule, global lists, action, ports), then resolve once,
 //! check every address with the netguard address policy, and connect to exactly the checked
 //! address from a configured egress address. Refusals are `403` with `X-Hookwarden-Error: <code>`
@@ -35,6 +36,12 @@ pub use server::{RunningProxy, StartError, start};
 pub const EGRESS_ADDRESS_HEADER: &str = "x-hookwarden-egress-address";
 /// Response header of a `CONNECT` reply: the checked destination address (`ip:port`).
 pub const UPSTREAM_ADDRESS_HEADER: &str = "x-hookwarden-upstream-address";
+/// Request header of a `CONNECT` to an address: the name the client resolved to it. Hookwarden
+/// always resolves and checks a name itself and asks its proxies for the checked address (a
+/// generic proxy would otherwise resolve the name on its own and reach whatever it points to);
+/// the name travels here so a Hookwarden egress proxy can apply its host rules to it, and it
+/// then resolves and checks the name again on its side.
+pub const TARGET_HOST_HEADER: &str = "x-hookwarden-target-host";
 /// Response header of every refusal: its stable code.
 pub const ERROR_HEADER: &str = "x-hookwarden-error";
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookwarden_netguard::{
-    AddressPolicy, Connected, Guard, GuardError, Resolve, StaticResolver, SystemResolver,
-    TargetHost, TimeoutPhase,
+    AddressPolicy, CidrList, Connected, Guard, GuardError, PeerLimiter, PeerPermit, Resolve,
+    StallGuard, StaticResolver, SystemResolver, TargetHost, TimeoutPhase,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -32,7 +32,7 @@ use super::metrics as m;
 use super::policy::normalize_host;
 use super::relay::{Counters, relay};
 use super::tls;
-use super::{EGRESS_ADDRESS_HEADER, ERROR_HEADER, UPSTREAM_ADDRESS_HEADER};
+use super::{EGRESS_ADDRESS_HEADER, ERROR_HEADER, TARGET_HOST_HEADER, UPSTREAM_ADDRESS_HEADER};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -62,6 +62,7 @@ struct Shared {
     guard: Guard,
     next_bind: AtomicUsize,
     conns: Arc<Semaphore>,
+    peers: Arc<PeerLimiter>,
     tunnels: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
 }
@@ -178,6 +179,7 @@ pub async fn start(
     let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         conns: Arc::new(Semaphore::new(v.cfg.limits.max_connections)),
+        peers: PeerLimiter::new(v.cfg.limits.max_connections_per_peer, CidrList::default()),
         tunnels: Arc::new(Semaphore::new(v.cfg.limits.max_tunnels)),
         next_bind: AtomicUsize::new(0),
         guard,
@@ -204,7 +206,11 @@ pub async fn start(
     let mut metrics_addr = None;
     if let Some(l) = metrics_listener {
         metrics_addr = l.local_addr().ok();
-        tasks.push(tokio::spawn(m::serve(l, stop_rx.clone())));
+        tasks.push(tokio::spawn(m::serve(
+            l,
+            stop_rx.clone(),
+            Duration::from_secs(shared.limits().write_timeout_secs),
+        )));
     }
     info!(
         listen = %listen_addr,
@@ -242,9 +248,15 @@ async fn accept_loop(
             _ = stop.changed() => return,
         };
         let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
-            metrics::counter!(m::CONNECTIONS_REJECTED).increment(1);
+            metrics::counter!(m::CONNECTIONS_REJECTED, "reason" => "max_connections").increment(1);
             debug!(%peer, "connection refused: max_connections reached");
             drop(tcp);
+            continue;
+        };
+        let Some(peer_permit) = shared.peers.try_acquire(peer.ip()) else {
+            metrics::counter!(m::CONNECTIONS_REJECTED, "reason" => "per_peer").increment(1);
+            debug!(%peer, "connection refused: the peer holds max_connections_per_peer");
+            drop((tcp, permit));
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -252,15 +264,20 @@ async fn accept_loop(
         let tls = tls.clone();
         tokio::spawn(async move {
             metrics::gauge!(m::CONNECTIONS_ACTIVE).increment(1.0);
-            let permit = Arc::new(permit);
+            let permit = Arc::new((permit, peer_permit));
+            let write_timeout = Duration::from_secs(shared.limits().write_timeout_secs);
             match tls {
-                None => serve_conn(shared, TokioIo::new(tcp), peer, None, permit).await,
+                None => {
+                    let io = TokioIo::new(StallGuard::new(tcp, write_timeout));
+                    serve_conn(shared, io, peer, None, permit).await;
+                }
                 Some(acceptor) => {
                     let timeout = Duration::from_secs(shared.limits().header_read_timeout_secs);
                     match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let name = tls::client_name(&stream);
-                            serve_conn(shared, TokioIo::new(stream), peer, name, permit).await;
+                            let io = TokioIo::new(StallGuard::new(stream, write_timeout));
+                            serve_conn(shared, io, peer, name, permit).await;
                         }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -277,8 +294,9 @@ struct Ctx {
     peer: SocketAddr,
     /// The client certificate's common name (TLS listener).
     cert_name: Option<String>,
-    /// Held by the connection and by every tunnel made on it.
-    permit: Arc<OwnedSemaphorePermit>,
+    /// Held by the connection and by every tunnel made on it (its place in `max_connections`
+    /// and in its peer's count).
+    permit: Arc<(OwnedSemaphorePermit, PeerPermit)>,
 }
 
 async fn serve_conn<I>(
@@ -286,7 +304,7 @@ async fn serve_conn<I>(
     io: I,
     peer: SocketAddr,
     cert_name: Option<String>,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<(OwnedSemaphorePermit, PeerPermit)>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -367,7 +385,21 @@ impl Refusal {
             } => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::BAD_GATEWAY,
         };
-        Refusal::new(status, e.code(), e.to_string())
+        // The client gets the code and a fixed message: never the addresses a name resolved to
+        // (internal DNS answers are not the client's to learn). The decision log has the detail.
+        let message = match e {
+            GuardError::Denied { .. } => "the destination is not allowed by the egress policy",
+            GuardError::Resolve { .. } => "the destination's name could not be resolved",
+            GuardError::NoAddresses { .. } => "the destination's name has no address",
+            GuardError::Connect { .. } => "the destination could not be reached",
+            GuardError::Timeout {
+                phase: TimeoutPhase::Resolve,
+                ..
+            } => "resolving the destination's name timed out",
+            _ => "connecting to the destination timed out",
+        };
+        debug!(error = %e, code = e.code(), "upstream refused or failed");
+        Refusal::new(status, e.code(), message)
     }
 }
 
@@ -405,9 +437,23 @@ fn target_of(req: &Request<Incoming>) -> Result<Target, Refusal> {
     if authority.as_str().contains('@') {
         return Err(invalid("credentials in the target are not allowed"));
     }
-    let host = normalize_host(authority.host()).ok_or_else(|| {
-        invalid("the host is malformed (IPv6 literals and numeric spellings are refused)")
-    })?;
+    let host = match authority
+        .host()
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+    {
+        // An IPv6 address, in its one standard spelling (so rules and logs see one form).
+        Some(inner) => match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) if v6.to_string() == inner => inner.to_owned(),
+            _ => {
+                return Err(invalid(
+                    "the IPv6 address is not in its standard form (lowercase, shortest)",
+                ));
+            }
+        },
+        None => normalize_host(authority.host())
+            .ok_or_else(|| invalid("the host is malformed (numeric spellings are refused)"))?,
+    };
     let port = match (authority.port_u16(), req.method() == Method::CONNECT) {
         (Some(0), _) => return Err(invalid("port 0 is not a destination")),
         (Some(p), _) => p,
@@ -528,17 +574,21 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
             return r.response();
         }
     };
+    // A Hookwarden client asks for the address it checked and names the host it resolved: the
+    // host rules apply to that name, and the name is resolved and checked here again.
+    let named = named_target(&req, &target);
+    let policy_host = named.as_deref().unwrap_or(&target.host);
     let log = Log {
         kind,
         ctx: &ctx,
         client: client.as_deref(),
-        host: &target.host,
+        host: policy_host,
         port: target.port,
         started,
     };
     let decision =
         sh.v.policy
-            .decide(client.as_deref(), &target.host, target.port);
+            .decide(client.as_deref(), policy_host, target.port);
     if decision.refused {
         let code = decision.refusal.map_or("HOST_NOT_ALLOWED", |r| r.code());
         let r = Refusal::new(
@@ -601,39 +651,8 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
         );
         return r.response();
     };
-    // RFC 6761: `localhost` names are loopback whatever DNS says; judge them as that.
-    if host.is_localhost_name() {
-        for ip in [
-            IpAddr::from([127, 0, 0, 1]),
-            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-        ] {
-            if let Err(e) = sh.guard.check_ip(ip) {
-                let r = Refusal::from_guard(&e);
-                log.emit(
-                    "deny",
-                    decision.action,
-                    r.code,
-                    403,
-                    None,
-                    None,
-                    (0, 0),
-                    "refused",
-                );
-                return r.response();
-            }
-        }
-    }
     let connect_started = Instant::now();
-    let connected = match sh
-        .guard
-        .connect(
-            &host,
-            target.port,
-            sh.bind(),
-            Duration::from_secs(sh.limits().connect_timeout_secs),
-        )
-        .await
-    {
+    let connected = match connect_upstream(&sh, &host, named.as_deref(), target.port).await {
         Ok(c) => c,
         Err(e) => {
             let r = Refusal::from_guard(&e);
@@ -685,6 +704,39 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
     }
 }
 
+/// The name in [`TARGET_HOST_HEADER`] of a `CONNECT` to an address literal (normalised), when it
+/// is a valid host name. Ignored on anything else.
+fn named_target(req: &Request<Incoming>, target: &Target) -> Option<String> {
+    if req.method() != Method::CONNECT || target.host.parse::<IpAddr>().is_err() {
+        return None;
+    }
+    let raw = req.headers().get(TARGET_HOST_HEADER)?.to_str().ok()?;
+    normalize_host(raw.trim()).filter(|n| n.parse::<IpAddr>().is_err())
+}
+
+/// Connects to the target through the guard. With a `name` (see [`named_target`]): the name is
+/// resolved and every answer checked here too; the requested address is used when it is one of
+/// them, else the name's own checked answers (DNS may rotate between the client's lookup and
+/// ours), so the host rules that allowed the name always describe the connection.
+async fn connect_upstream(
+    sh: &Shared,
+    host: &TargetHost,
+    name: Option<&str>,
+    port: u16,
+) -> Result<Connected, GuardError> {
+    let timeout = Duration::from_secs(sh.limits().connect_timeout_secs);
+    let Some(name) = name else {
+        return sh.guard.connect(host, port, sh.bind(), timeout).await;
+    };
+    let named = TargetHost::Domain(name.to_owned());
+    let answers = sh.guard.resolve_checked(&named).await?;
+    let target = match host.ip() {
+        Some(ip) if answers.contains(&hookwarden_netguard::normalize(ip)) => host,
+        _ => &named,
+    };
+    sh.guard.connect(target, port, sh.bind(), timeout).await
+}
+
 #[allow(clippy::too_many_arguments)]
 fn connect(
     sh: Arc<Shared>,
@@ -718,7 +770,8 @@ fn connect(
         {
             Ok(Ok(upgraded)) => {
                 let mut upstream = up.stream;
-                match upgraded.downcast::<TokioIo<TcpStream>>() {
+                // The relay bounds the tunnel (idle, lifetime): the client's stream goes in bare.
+                match upgraded.downcast::<TokioIo<StallGuard<TcpStream>>>() {
                     Ok(parts) => {
                         if parts.read_buf.is_empty()
                             || upstream.write_all(&parts.read_buf).await.is_ok()
@@ -727,7 +780,7 @@ fn connect(
                                 .up
                                 .fetch_add(parts.read_buf.len() as u64, Ordering::Relaxed);
                             relay(
-                                parts.io.into_inner(),
+                                parts.io.into_inner().into_inner(),
                                 upstream,
                                 counters.clone(),
                                 idle,
@@ -873,8 +926,11 @@ async fn forward(
         parts.headers.insert(header::HOST, a);
     }
     let limits = sh.limits();
+    // A forwarded exchange with no byte either way for `idle_timeout_secs` is cut, as a tunnel.
+    let idle = Duration::from_secs(limits.idle_timeout_secs);
+    let upstream = StallGuard::new(up.stream, idle).with_read_timeout(idle);
     let (mut sender, conn) = match hyper::client::conn::http1::Builder::new()
-        .handshake::<_, Incoming>(TokioIo::new(up.stream))
+        .handshake::<_, Incoming>(TokioIo::new(upstream))
         .await
     {
         Ok(x) => x,
