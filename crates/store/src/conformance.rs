@@ -72,7 +72,7 @@ fn created(r: CreateEventResult) -> (Event, Vec<CreatedDelivery>) {
 }
 
 /// Runs every check. `fresh` must return a new, empty store each time it is called.
-pub async fn run_all<S: Store, F, Fut>(fresh: F)
+pub async fn run_all<S: Store + ApiKeyStore, F, Fut>(fresh: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = S>,
@@ -97,21 +97,67 @@ where
     delivery_statistics(&fresh().await).await;
 }
 
-pub async fn api_keys_and_first_start<S: Store>(s: &S) {
+pub async fn api_keys_and_first_start<S: Store + ApiKeyStore>(s: &S) {
     assert!(s.take_first_start().await.unwrap());
     assert!(!s.take_first_start().await.unwrap());
-    let k = s
-        .create_api_key(NewApiKey {
-            id: "key_1".into(),
-            key_hash: [7; 32],
-            prefix: "hwk_abcd".into(),
-            description: "test".into(),
-            created_at: 5,
+    let new_key = |id: &str, hash: u8, expires_at: Option<Millis>| NewApiKey {
+        id: id.into(),
+        key_hash: [hash; 32],
+        prefix: "hwk_abcd".into(),
+        name: format!("name of {id}"),
+        description: "test".into(),
+        created_at: 5,
+        expires_at,
+    };
+    let k = s.create_api_key(new_key("key_1", 7, None)).await.unwrap();
+    assert_eq!(k.name, "name of key_1");
+    assert_eq!(s.find_api_key([7; 32], 10).await.unwrap(), Some(k.clone()));
+    assert_eq!(s.find_api_key([8; 32], 10).await.unwrap(), None);
+    assert!(matches!(
+        s.create_api_key(new_key("key_1b", 7, None)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Expiry: usable before, not at or after.
+    let e = s
+        .create_api_key(new_key("key_2", 9, Some(100)))
+        .await
+        .unwrap();
+    assert_eq!(s.find_api_key([9; 32], 99).await.unwrap(), Some(e));
+    assert_eq!(s.find_api_key([9; 32], 100).await.unwrap(), None);
+    assert_eq!(s.count_usable_api_keys(99).await.unwrap(), 2);
+    assert_eq!(s.count_usable_api_keys(100).await.unwrap(), 1);
+    // Use is recorded and only moves forward.
+    s.touch_api_key("key_1", 50).await.unwrap();
+    s.touch_api_key("key_1", 40).await.unwrap();
+    assert_eq!(
+        s.get_api_key("key_1").await.unwrap().unwrap().last_used_at,
+        Some(50)
+    );
+    // Revocation: refused from then on, listed with its time, the first time kept.
+    assert!(s.revoke_api_key("key_1", 60).await.unwrap());
+    assert!(s.revoke_api_key("key_1", 70).await.unwrap());
+    assert!(!s.revoke_api_key("key_none", 70).await.unwrap());
+    assert_eq!(s.find_api_key([7; 32], 61).await.unwrap(), None);
+    let listed = s
+        .list_api_keys(Page {
+            before: None,
+            limit: 10,
         })
         .await
         .unwrap();
-    assert_eq!(s.find_api_key([7; 32]).await.unwrap(), Some(k));
-    assert_eq!(s.find_api_key([8; 32]).await.unwrap(), None);
+    let ids: Vec<_> = listed.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["key_2", "key_1"]);
+    assert_eq!(listed[1].revoked_at, Some(60));
+    assert!(!listed[1].usable_at(61) && listed[1].usable_at(59));
+    let next = s
+        .list_api_keys(Page {
+            before: Some("key_2".into()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(s.count_usable_api_keys(61).await.unwrap(), 1);
 }
 
 pub async fn endpoint_crud_and_subscriptions<S: Store>(s: &S) {

@@ -8,18 +8,22 @@
 //! The PostgreSQL backend ([`postgres::PgStore`], cargo feature `postgres`, on by default) lets
 //! several instances share one database.
 
+mod api_keys;
 mod certs;
 #[doc(hidden)]
 pub mod conformance;
 mod error;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod sealed;
 mod sources;
 pub mod sqlite;
 mod types;
 
+pub use api_keys::*;
 pub use certs::*;
 pub use error::StoreError;
+pub use sealed::*;
 pub use sources::*;
 pub use types::*;
 
@@ -33,9 +37,6 @@ pub trait Store: Send + Sync + 'static {
     /// A short name of the backend ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 
-    // --- admin API keys ---
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey>;
-    async fn find_api_key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>>;
     /// Returns true exactly once per database: on the first call ever (first start).
     async fn take_first_start(&self) -> Result<bool>;
 

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "events_by_type",
         include_str!("postgres/0040_events_by_type.sql"),
     ),
+    (
+        100,
+        "api_key_lifecycle",
+        include_str!("postgres/0100_api_key_lifecycle.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").
@@ -229,7 +234,9 @@ macro_rules! in_tx {
     }};
 }
 
+mod api_keys;
 mod certs;
+mod sealed;
 mod sources;
 
 // ---------------------------------------------------------------------------------------------
@@ -1351,46 +1358,6 @@ impl Store for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
-    }
-
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, key_hash, prefix, description, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&key.id)
-        .bind(&key.key_hash[..])
-        .bind(&key.prefix)
-        .bind(&key.description)
-        .bind(key.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(ApiKey {
-            id: key.id,
-            prefix: key.prefix,
-            description: key.description,
-            created_at: key.created_at,
-            revoked_at: None,
-        })
-    }
-
-    async fn find_api_key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        let row: Option<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, prefix, description, created_at, revoked_at FROM api_keys \
-             WHERE key_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(&key_hash[..])
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(id, prefix, description, created_at, revoked_at)| ApiKey {
-                id,
-                prefix,
-                description,
-                created_at,
-                revoked_at,
-            }),
-        )
     }
 
     async fn take_first_start(&self) -> Result<bool> {

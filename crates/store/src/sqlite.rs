@@ -21,8 +21,10 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, oneshot};
 
+mod api_keys;
 mod certs;
 mod replay;
+mod sealed;
 mod sources;
 
 /// How hard SQLite works to make a commit survive power loss.
@@ -384,6 +386,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         80,
         "audit_by_source",
         include_str!("sqlite/0080_audit_by_source.sql"),
+    ),
+    (
+        100,
+        "api_key_lifecycle",
+        include_str!("sqlite/0100_api_key_lifecycle.sql"),
     ),
 ];
 
@@ -1086,43 +1093,6 @@ fn purge_tx(c: &Connection, older_than: Millis, batch: i64) -> Result<PurgeCount
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
-        self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO api_keys (id, key_hash, prefix, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![key.id, &key.key_hash[..], key.prefix, key.description, key.created_at])?;
-            Ok(ApiKey {
-                id: key.id,
-                prefix: key.prefix,
-                description: key.description,
-                created_at: key.created_at,
-                revoked_at: None,
-            })
-        })
-        .await
-    }
-
-    async fn find_api_key(&self, key_hash: [u8; 32]) -> Result<Option<ApiKey>> {
-        self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT id, prefix, description, created_at, revoked_at FROM api_keys \
-                 WHERE key_hash = ?1 AND revoked_at IS NULL",
-            )?
-            .query_row([&key_hash[..]], |r| {
-                Ok(ApiKey {
-                    id: r.get(0)?,
-                    prefix: r.get(1)?,
-                    description: r.get(2)?,
-                    created_at: r.get(3)?,
-                    revoked_at: r.get(4)?,
-                })
-            })
-            .optional()?)
-        })
-        .await
     }
 
     async fn take_first_start(&self) -> Result<bool> {

@@ -34,26 +34,6 @@ pub fn new_prefixed_id(prefix: &str) -> String {
     prefixed_ulid(prefix, ulid::Ulid::new())
 }
 
-/// An admin API key. Only the SHA-256 of the key is stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ApiKey {
-    pub id: String,
-    /// The first characters of the key, for display (`hwk_abcd…`).
-    pub prefix: String,
-    pub description: String,
-    pub created_at: Millis,
-    pub revoked_at: Option<Millis>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    pub id: String,
-    pub key_hash: [u8; 32],
-    pub prefix: String,
-    pub description: String,
-    pub created_at: Millis,
-}
-
 /// A receiver of outbound webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
