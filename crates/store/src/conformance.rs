@@ -1728,3 +1728,151 @@ pub async fn source_store<S: Store + SourceStore>(s: &S) {
     assert!(!list(f, None, 100).await.unwrap().is_empty());
     assert_eq!(s.list_sources(page(None)).await.unwrap().len(), 1);
 }
+
+/// The sealed columns: every value handed out (secrets, developer payloads, header maps, source
+/// secret lists, private keys) in key order and in pages, swapped only while unchanged; `meta`
+/// entries written once and swapped the same way.
+pub async fn sealed_store<S: Store + SourceStore + CertificateStore + SealedStore>(s: &S) {
+    let mut a = endpoint("ep_a", &[]);
+    a.developer_payload = Some("payload-a".into());
+    a.headers = BTreeMap::from([("authorization".to_string(), "hdr-a".to_string())]);
+    s.create_endpoint(a, "secret-a".into()).await.unwrap();
+    s.create_endpoint(endpoint("ep_b", &[]), "secret-b".into())
+        .await
+        .unwrap();
+    s.rotate_secret("ep_b", "secret-b2".into(), 5_000, 1_000)
+        .await
+        .unwrap();
+    s.create_source(source("src_a", 1_000), token(1, 1_000))
+        .await
+        .unwrap();
+    s.create_certificate(certificate("cert_a", 10))
+        .await
+        .unwrap();
+
+    // Every row of each column, in key order, paged.
+    let all = |column| async move {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s.sealed_rows(column, after.clone(), 1).await.unwrap();
+            match page.last() {
+                Some(last) => after = Some(last.key.clone()),
+                None => break,
+            }
+            out.extend(page);
+        }
+        out
+    };
+    let secrets = all(SealedColumn::EndpointSecrets).await;
+    let values: Vec<&str> = secrets.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(values, ["secret-a", "secret-b", "secret-b2"]);
+    let payloads = all(SealedColumn::DeveloperPayloads).await;
+    assert_eq!(payloads.len(), 1, "rows without a payload are skipped");
+    assert_eq!(
+        (payloads[0].key.as_str(), payloads[0].value.as_str()),
+        ("ep_a", "payload-a")
+    );
+    let headers = all(SealedColumn::EndpointHeaders).await;
+    assert_eq!(headers.len(), 2);
+    assert!(headers[0].value.contains("hdr-a"));
+    let sources = all(SealedColumn::SourceSecrets).await;
+    assert_eq!(sources.len(), 1);
+    let keys = all(SealedColumn::CertificateKeys).await;
+    assert_eq!(keys[0].value, "enc1:sealed");
+
+    // Compare and swap: only while the row still holds what was read.
+    let first = &secrets[0];
+    assert!(
+        s.replace_sealed(
+            SealedColumn::EndpointSecrets,
+            &first.key,
+            &first.value,
+            "sealed-a"
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.replace_sealed(
+            SealedColumn::EndpointSecrets,
+            &first.key,
+            &first.value,
+            "again"
+        )
+        .await
+        .unwrap(),
+        "the value changed since it was read"
+    );
+    assert!(
+        !s.replace_sealed(SealedColumn::EndpointSecrets, "999999", "x", "y")
+            .await
+            .unwrap()
+    );
+    let active = s.active_secrets("ep_a", 1_500).await.unwrap();
+    assert_eq!(active[0].secret, "sealed-a");
+    assert!(
+        s.replace_sealed(
+            SealedColumn::EndpointHeaders,
+            "ep_a",
+            &headers[0].value,
+            "{}"
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.get_endpoint("ep_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .headers
+            .is_empty()
+    );
+    assert!(
+        s.replace_sealed(
+            SealedColumn::CertificateKeys,
+            "cert_a",
+            "enc1:sealed",
+            "enc2:k:x"
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        s.get_certificate("cert_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .private_key,
+        "enc2:k:x"
+    );
+
+    // meta: written once, swapped while unchanged.
+    assert_eq!(s.meta_get("security.check").await.unwrap(), None);
+    assert_eq!(
+        s.meta_put_if_absent("security.check", "one").await.unwrap(),
+        "one"
+    );
+    assert_eq!(
+        s.meta_put_if_absent("security.check", "two").await.unwrap(),
+        "one",
+        "the first value stays"
+    );
+    assert!(
+        !s.meta_replace("security.check", "two", "three")
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.meta_replace("security.check", "one", "three")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.meta_get("security.check").await.unwrap().as_deref(),
+        Some("three")
+    );
+    s.compact_sealed().await.unwrap();
+    assert_eq!(all(SealedColumn::EndpointSecrets).await.len(), 3);
+}

@@ -923,6 +923,14 @@ async fn replayed_message_raced_from_two_instances_is_accepted_once() {
 }
 
 #[tokio::test]
+async fn sealed_store_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::sealed_store(&s).await;
+}
+
+#[tokio::test]
 async fn certificate_store_conformance() {
     let dbs = Databases::new();
     let url = dbs.create().await;

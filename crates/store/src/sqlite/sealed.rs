@@ -107,3 +107,17 @@ impl SealedStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn sealed_store_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::sqlite::SqliteStore::open(
+            &dir.path().join("t.db"),
+            crate::sqlite::SqliteOptions::default(),
+        )
+        .unwrap();
+        crate::conformance::sealed_store(&s).await;
+    }
+}
