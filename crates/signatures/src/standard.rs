@@ -24,6 +24,11 @@ pub(crate) struct HeaderNames {
     pub signature: &'static str,
 }
 
+/// Most `v1a` (ed25519) signatures read from one header; more is a malformed header.
+pub const MAX_ASYMMETRIC_SIGNATURES: usize = 4;
+/// Most ed25519 public keys one inbound preset may hold.
+pub const MAX_PUBLIC_KEYS: usize = 5;
+
 pub(crate) const STANDARD_HEADERS: HeaderNames = HeaderNames {
     id: "webhook-id",
     timestamp: "webhook-timestamp",
@@ -141,6 +146,7 @@ pub(crate) fn verify(
     let mut v1a: [Option<[u8; 64]>; MAX_SIGNATURES] = [None; MAX_SIGNATURES];
     let mut entries = 0usize;
     let mut well_formed = 0usize;
+    let mut asymmetric = 0usize;
     for token in sig_header.split([' ', '\t']).filter(|t| !t.is_empty()) {
         let slot = entries;
         entries += 1;
@@ -158,6 +164,12 @@ pub(crate) fn verify(
                 }
             }
             "v1a" => {
+                // Each one costs a hash of the whole body per public key: a sender needs two
+                // during a rotation, never more than a few.
+                asymmetric += 1;
+                if asymmetric > MAX_ASYMMETRIC_SIGNATURES {
+                    return Err(VerifyError::MalformedHeader(names.signature));
+                }
                 if let Some(s) = v1a.get_mut(slot) {
                     *s = util::decode_b64_exact::<64>(sig);
                 }

@@ -159,6 +159,25 @@ impl Preset {
         }
     }
 
+    /// How far a signed timestamp may be from now (seconds), for presets whose signature carries
+    /// one. A replay key must live at least until a timestamp it saw can no longer be accepted.
+    pub fn tolerance_secs(&self) -> Option<u32> {
+        match &self.config {
+            PresetConfig::StandardWebhooks(c) => Some(c.tolerance_secs),
+            PresetConfig::Stripe(c) => Some(c.tolerance_secs),
+            PresetConfig::Slack(c) => Some(c.tolerance_secs),
+            PresetConfig::Paddle(c) => Some(c.tolerance_secs),
+            PresetConfig::Zoom(c) => Some(c.tolerance_secs),
+            PresetConfig::Twitch(c) => Some(c.tolerance_secs),
+            PresetConfig::Discord(c) => Some(c.tolerance_secs),
+            PresetConfig::Sendgrid(c) => Some(c.tolerance_secs),
+            PresetConfig::Glassix(c) => Some(c.tolerance_secs),
+            PresetConfig::Hookwarden(c) => Some(c.tolerance_secs),
+            PresetConfig::Hmac(c) => Some(c.tolerance_secs),
+            _ => None,
+        }
+    }
+
     /// Whether [`verify_inbound`] reads the request URL (Twilio signs it); for every other
     /// preset the caller may pass an empty one instead of building it.
     pub fn uses_url(&self) -> bool {
@@ -235,6 +254,16 @@ fn prepare(config: &PresetConfig) -> Result<Prepared, ConfigError> {
     match config {
         PresetConfig::StandardWebhooks(c) => {
             check_tolerance_cfg(name, c.tolerance_secs)?;
+            // Each public key costs a hash of the whole body per `v1a` signature checked.
+            if c.public_keys.len() > crate::standard::MAX_PUBLIC_KEYS {
+                return Err(cfg_err(
+                    name,
+                    format!(
+                        "at most {} public_keys (a rotation needs two)",
+                        crate::standard::MAX_PUBLIC_KEYS
+                    ),
+                ));
+            }
             let mut keys = Vec::with_capacity(c.public_keys.len());
             for pk in &c.public_keys {
                 match crate::standard::parse_key(pk) {
@@ -306,6 +335,15 @@ fn prepare(config: &PresetConfig) -> Result<Prepared, ConfigError> {
                 return Err(cfg_err(
                     name,
                     "date-sha1 alone does not cover the body: add a body-signing scheme",
+                ));
+            }
+            // `any` accepts a request that satisfies any one scheme, so the preset is only as
+            // strong as its weakest: a scheme that does not sign the body would let a captured
+            // date signature carry any body.
+            if c.mode == MatchMode::Any && !c.schemes.iter().all(|s| s.signs_body()) {
+                return Err(cfg_err(
+                    name,
+                    "with mode any every scheme must sign the body (date-sha1 does not): use mode all, or drop date-sha1",
                 ));
             }
             Ok(Prepared::Nothing)

@@ -872,6 +872,35 @@ fn standard_webhooks_svix_names_and_ed25519() {
         code(verify_inbound(&p, &[secret], URL, &h, b"{}", TS)),
         "SIGNATURE_INVALID"
     );
+    // Each v1a entry costs a hash of the body per key: more than a few is a malformed header,
+    // and a preset holds at most a few keys.
+    let many = std::iter::repeat_n(format!("v1a,{sig}"), 5)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let h5 = hm(&[
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", "1795428000"),
+        ("webhook-signature", &many),
+    ]);
+    assert_eq!(
+        code(verify_inbound(&with_pk, &[], URL, &h5, b"{}", TS)),
+        "SIGNATURE_MALFORMED"
+    );
+    let six_keys: Vec<String> = (0..6u8)
+        .map(|i| {
+            let k = ed25519_dalek::SigningKey::from_bytes(&[i + 1; 32]);
+            format!(
+                "whpk_{}",
+                crate::util::B64.encode(k.verifying_key().to_bytes())
+            )
+        })
+        .collect();
+    assert!(
+        serde_json::from_value::<Preset>(
+            json!({"type": "standard-webhooks", "public_keys": six_keys})
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -907,6 +936,14 @@ fn hookwarden_preset_all_and_any() {
         code(verify_inbound(&any, &[secret], URL, &h, b"x", TS)),
         "SIGNATURE_INVALID"
     );
+    // `any` is as strong as its weakest scheme: one that does not sign the body is refused,
+    // or a captured date signature would carry any body.
+    let weak = serde_json::from_value::<Preset>(
+        json!({"type": "hookwarden", "schemes": ["standard-webhooks", "date-sha1"], "mode": "any"}),
+    );
+    assert!(weak.is_err(), "mode any with date-sha1 must be refused");
+    // With mode all, date-sha1 beside a body-signing scheme is fine (both must verify).
+    preset(json!({"type": "hookwarden", "schemes": ["standard-webhooks", "date-sha1"]}));
     assert_eq!(
         code(verify_inbound(&all, &[secret], URL, &h, BODY, TS + 301)),
         "TIMESTAMP_OUT_OF_TOLERANCE"
