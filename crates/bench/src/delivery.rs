@@ -98,10 +98,12 @@ pub async fn run(mut args: Args) -> Result<()> {
                     if prefill > 0 {
                         db.prefill_finished(prefill).await?;
                     }
+                    // PostgreSQL instances share one master key (a fixed one: test data only).
                     let config = format!(
-                        "{}[storage]\nurl = \"{}\"\nmax_connections = 16\n",
+                        "{}[storage]\nurl = \"{}\"\nmax_connections = 16\n[security]\nmaster_key = \"{}\"\n",
                         common_config(),
-                        db.url
+                        db.url,
+                        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
                     );
                     let configs = vec![config; n];
                     let r =

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Secrets at rest: the master key that seals them, its rotation.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Sign a payload the way Hookwarden signs deliveries (for testing receivers).
     Sign(SignArgs),
     /// Verify a payload and its signature headers; exits 0 when valid, 1 when not.
@@ -102,10 +107,77 @@ enum KeysCommand {
     Create {
         #[command(flatten)]
         store: StoreArgs,
+        /// A label for the key (shown by `keys list` and the API).
+        #[arg(long, default_value = "")]
+        name: String,
         /// What the key is for.
         #[arg(long, default_value = "created with hookwarden keys create")]
         description: String,
+        /// The key stops working after this long: seconds, or a number with s, m, h or d
+        /// (`90d`). Default: never.
+        #[arg(long, value_parser = parse_lifetime)]
+        expires_in: Option<u64>,
     },
+    /// List the admin API keys (never the keys themselves): id, prefix, status, name, times.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an admin API key by id (`key_…`): refused by every instance within a second.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id, as `keys list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Print a new master key (base64 of 32 random bytes), alone on one line of stdout: for
+    /// HOOKWARDEN_SECURITY__MASTER_KEY or a `security.master_key_file`.
+    NewKey,
+    /// Show which master key seals the secrets, and how many are sealed with it, with an earlier
+    /// key, or not at all.
+    Status {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Re-seal every secret with the current master key. With the embedded database's
+    /// `master.key` file, first make a new key (stop `serve` first). With configured keys, set
+    /// the new key as `security.master_key` and the old one in `security.previous_master_keys`
+    /// on every instance, then run this; when it is done, drop the old key. Interrupted, run it
+    /// again: it goes on where it stopped.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `90d`, `12h`, `30m`, `45s` or plain seconds, as seconds (1 s to ten years).
+fn parse_lifetime(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
+        _ => (s, 's'),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 90d, 12h, 30m, 3600)"))?;
+    let mul = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    match n.checked_mul(mul) {
+        Some(secs) if (1..=10 * 366 * 86_400).contains(&secs) => Ok(secs),
+        _ => Err(format!("{s:?} must be between 1 s and ten years")),
+    }
 }
 
 #[derive(Args)]
@@ -161,8 +233,10 @@ struct SignArgs {
     /// Unix timestamp in seconds; default: now.
     #[arg(long)]
     timestamp: Option<i64>,
-    /// Output: `headers` (one `Name: value` per line) or `curl` (-H arguments).
-    #[arg(long, default_value = "headers")]
+    /// Output: `headers` (one `Name: value` per line); `curl` (`-H name:value` arguments on
+    /// one line, unquoted, so they work pasted into a command and inside `curl $(…)`); or
+    /// `curl-config` (`header = "…"` lines for `curl -K`).
+    #[arg(long, default_value = "headers", value_parser = ["headers", "curl", "curl-config"])]
     format: String,
     /// The payload file (`-` for stdin).
     payload: PathBuf,
@@ -231,13 +305,17 @@ fn init_logging() {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    let store_args = args.store.clone();
     let mut cfg = args.store.load()?;
     if let Some(l) = args.listen {
         cfg.server.listen = l;
     }
     let running = hookwarden_server::start(cfg.clone()).await?;
     let addr = running.local_addr;
-    if !addr.ip().is_loopback() && !cfg.server.listen.starts_with("127.") {
+    if cfg.server.tls.is_none()
+        && !addr.ip().is_loopback()
+        && !cfg.server.listen.starts_with("127.")
+    {
         tracing::warn!(
             "the API is served over plain HTTP on a non-loopback address; put a TLS-terminating proxy in front"
         );
@@ -245,6 +323,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
     println!("hookwarden: listening on http://{addr}");
     if let Some(m) = running.metrics_addr {
         println!("hookwarden: metrics on http://{m}/metrics");
+    }
+    if let hookwarden_server::secrets::KeySource::DataDir {
+        path,
+        created: true,
+    } = &running.key_source
+    {
+        println!(
+            "hookwarden: made the master key that seals secrets at rest: {} (back it up apart from the database)",
+            path.display()
+        );
+    }
+    if running.no_usable_key {
+        println!(
+            "hookwarden: no usable admin API key exists; make one with `hookwarden keys create{}`",
+            args_hint(&store_args)
+        );
     }
     println!("hookwarden: data in {}", cfg.sqlite_path().display());
     if let Some(key) = &running.first_start_key {
@@ -256,6 +350,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!("shutting down: draining in-flight deliveries");
     running.shutdown().await;
     Ok(())
+}
+
+/// The `--config` / `--data-dir` a `keys create` needs to reach the same store as `serve`.
+fn args_hint(args: &StoreArgs) -> String {
+    let mut out = String::new();
+    if let Some(c) = &args.config {
+        out.push_str(&format!(" --config {}", c.display()));
+    }
+    if let Some(d) = &args.data_dir {
+        out.push_str(&format!(" --data-dir {}", d.display()));
+    }
+    out
 }
 
 async fn wait_for_signal() {
@@ -280,12 +386,176 @@ async fn migrate(store: StoreArgs) -> Result<()> {
     Ok(())
 }
 
-async fn keys_create(store: StoreArgs, description: String) -> Result<()> {
+async fn keys_create(
+    store: StoreArgs,
+    name: String,
+    description: String,
+    expires_in: Option<u64>,
+) -> Result<()> {
+    use hookwarden_server::keys;
     let cfg = store.load()?;
     let db = hookwarden_server::storage::open(&cfg).await?;
-    let key = hookwarden_server::create_api_key(&*db.store, &description).await?;
+    let expires_at = expires_in.map(|secs| {
+        hookwarden_store::now_millis()
+            .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
+    });
+    let spec = keys::KeySpec {
+        name,
+        description,
+        expires_at,
+    };
+    let made = keys::create(&*db.keys, spec).await;
     db.close().await;
+    let (key, _) = made?;
     println!("{key}");
+    Ok(())
+}
+
+async fn secrets_status(store: StoreArgs) -> Result<()> {
+    let cfg = store.load()?;
+    let db = hookwarden_server::storage::open(&cfg).await?;
+    let r = hookwarden_server::secrets::status(&cfg, &*db.sealed).await;
+    db.close().await;
+    let (sb, source, c) = r?;
+    println!("master key: {} (from {source})", sb.key_id());
+    let previous = sb.previous_ids();
+    if !previous.is_empty() {
+        println!("previous keys: {}", previous.join(", "));
+    }
+    println!(
+        "secrets: {} sealed with the master key, {} with an earlier key, {} in clear, {} unreadable",
+        c.current, c.stale, c.plain, c.unreadable
+    );
+    if c.stale > 0 || c.plain > 0 {
+        println!("run `hookwarden secrets rotate` to seal them all with the master key");
+    }
+    Ok(())
+}
+
+async fn secrets_rotate(store: StoreArgs) -> Result<()> {
+    use hookwarden_server::config::Backend;
+    let cfg = store.load()?;
+    // An embedded database belongs to one process: `serve` must be stopped.
+    let _lock = match cfg.backend() {
+        Backend::Sqlite(_) => Some(hookwarden_server::lock_data_dir(&cfg)?),
+        Backend::Postgres(_) => None,
+    };
+    let db = hookwarden_server::storage::open(&cfg).await?;
+    let r = hookwarden_server::secrets::rotate(&cfg, &*db.sealed, |column, c| {
+        eprintln!(
+            "hookwarden: {}: {} secrets seen, {} re-sealed",
+            column.name(),
+            c.seen,
+            c.sealed
+        );
+    })
+    .await;
+    db.close().await;
+    let r = r?;
+    if r.generated {
+        println!(
+            "hookwarden: made a new master key {} in {}",
+            r.key_id, r.source
+        );
+    }
+    println!(
+        "hookwarden: {} secrets sealed with master key {} ({} re-sealed now)",
+        r.counts.current + r.counts.sealed,
+        r.key_id,
+        r.counts.sealed
+    );
+    if r.counts.raced > 0 {
+        println!(
+            "hookwarden: {} secrets changed while this ran; run it again to finish",
+            r.counts.raced
+        );
+    } else if !r.retired.is_empty() {
+        println!(
+            "hookwarden: nothing is sealed with {} any more: remove it from the configuration",
+            r.retired.join(", ")
+        );
+    } else if !r.generated {
+        println!(
+            "hookwarden: to change the key, set the new one as security.master_key and the old one in security.previous_master_keys, then run this again"
+        );
+    }
+    Ok(())
+}
+
+async fn keys_list(store: StoreArgs, json: bool) -> Result<()> {
+    let cfg = store.load()?;
+    let db = hookwarden_server::storage::open(&cfg).await?;
+    let mut all = Vec::new();
+    let mut before = None;
+    let listed = loop {
+        let page = hookwarden_store::Page {
+            before: before.take(),
+            limit: 500,
+        };
+        match db.keys.list_api_keys(page).await {
+            Ok(rows) => {
+                let done = rows.len() < 500;
+                before = rows.last().map(|k| k.id.clone());
+                all.extend(rows);
+                if done || all.len() >= 100_000 {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    db.close().await;
+    listed?;
+    let now = hookwarden_store::now_millis();
+    let time = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), hookwarden_server::api::rfc3339);
+    if !json {
+        println!(
+            "{:<32} {:<9} {:<8} {:<24} {:<24} {:<24} NAME",
+            "ID", "PREFIX", "STATUS", "CREATED", "EXPIRES", "LAST USED"
+        );
+    }
+    for k in all {
+        let status = if !k.usable_at(now) {
+            if k.revoked_at.is_some_and(|r| r <= now) {
+                "revoked"
+            } else {
+                "expired"
+            }
+        } else {
+            "active"
+        };
+        if json {
+            let mut v = serde_json::to_value(&k)?;
+            v["status"] = serde_json::Value::from(status);
+            println!("{v}");
+        } else {
+            println!(
+                "{:<32} {:<9} {:<8} {:<24} {:<24} {:<24} {}",
+                k.id,
+                k.prefix,
+                status,
+                time(Some(k.created_at)),
+                time(k.expires_at),
+                time(k.last_used_at),
+                k.name
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn keys_revoke(store: StoreArgs, id: String) -> Result<()> {
+    let cfg = store.load()?;
+    let db = hookwarden_server::storage::open(&cfg).await?;
+    let done = db
+        .keys
+        .revoke_api_key(&id, hookwarden_store::now_millis())
+        .await;
+    db.close().await;
+    if !done? {
+        bail!("no API key {id:?} (see `hookwarden keys list`)");
+    }
+    println!("hookwarden: revoked {id}");
     Ok(())
 }
 
@@ -310,13 +580,69 @@ fn sign(args: SignArgs) -> Result<()> {
             }
         }
     }
-    for (name, value) in lines {
-        match args.format.as_str() {
-            "curl" => println!("-H '{name}: {value}' \\"),
-            _ => println!("{name}: {value}"),
+    match args.format.as_str() {
+        "curl" => println!("{}", curl_args(&lines)?),
+        "curl-config" => {
+            for (name, value) in &lines {
+                println!("header = \"{name}: {}\"", curl_config_escape(value));
+            }
+        }
+        _ => {
+            for (name, value) in &lines {
+                println!("{name}: {value}");
+            }
         }
     }
     Ok(())
+}
+
+/// `-H name:value` words: no quotes to be re-read, so the line works pasted and inside
+/// `$(…)` alike. A value a shell would split or expand cannot be written that way: refused, with
+/// the format that can carry it.
+fn curl_args(lines: &[(&str, String)]) -> Result<String> {
+    let mut words = Vec::with_capacity(lines.len() * 2);
+    for (name, value) in lines {
+        let word = format!("{name}:{value}");
+        if word.chars().any(|c| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    '\'' | '"'
+                        | '\\'
+                        | '$'
+                        | '`'
+                        | '*'
+                        | '?'
+                        | '['
+                        | ']'
+                        | '{'
+                        | '}'
+                        | '('
+                        | ')'
+                        | '|'
+                        | '&'
+                        | ';'
+                        | '<'
+                        | '>'
+                        | '!'
+                        | '#'
+                        | '~'
+                )
+        }) {
+            bail!(
+                "the {name} value holds characters a shell would split or expand (several secrets \
+                 sign with space-separated signatures): use --format curl-config with `curl -K`"
+            );
+        }
+        words.push("-H".to_owned());
+        words.push(word);
+    }
+    Ok(words.join(" "))
+}
+
+/// A value inside a double-quoted curl config string.
+fn curl_config_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 fn verify(args: VerifyArgs) -> Result<ExitCode> {
@@ -417,10 +743,45 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(migrate(store)))
             .map(|()| ExitCode::SUCCESS),
         Command::Keys {
-            command: KeysCommand::Create { store, description },
+            command:
+                KeysCommand::Create {
+                    store,
+                    name,
+                    description,
+                    expires_in,
+                },
         } => runtime()
-            .and_then(|rt| rt.block_on(keys_create(store, description)))
+            .and_then(|rt| rt.block_on(keys_create(store, name, description, expires_in)))
             .map(|()| ExitCode::SUCCESS),
+        Command::Keys {
+            command: KeysCommand::List { store, json },
+        } => runtime()
+            .and_then(|rt| rt.block_on(keys_list(store, json)))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Keys {
+            command: KeysCommand::Revoke { store, id },
+        } => runtime()
+            .and_then(|rt| rt.block_on(keys_revoke(store, id)))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Secrets {
+            command: SecretsCommand::NewKey,
+        } => {
+            println!("{}", hookwarden_server::crypto::new_master_key());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secrets {
+            command: SecretsCommand::Status { store },
+        } => runtime()
+            .and_then(|rt| rt.block_on(secrets_status(store)))
+            .map(|()| ExitCode::SUCCESS),
+        Command::Secrets {
+            command: SecretsCommand::Rotate { store },
+        } => {
+            init_logging();
+            runtime()
+                .and_then(|rt| rt.block_on(secrets_rotate(store)))
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Sign(args) => sign(args).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => verify(args),
         Command::EgressProxy(args) if args.hash_password => {

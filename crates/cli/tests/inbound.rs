@@ -988,7 +988,7 @@ async fn chunked_bodies_over_the_limit_are_refused() {
     assert!(text.contains("PAYLOAD_TOO_LARGE"), "{text}");
 }
 
-/// POSTs over HTTPS (rustls, trusting only `ca_pem`) from `local`.
+/// POSTs over HTTPS (rustls, trusting only `ca_pem`).
 async fn https_post(
     server: SocketAddr,
     ca_pem: &str,
@@ -996,46 +996,19 @@ async fn https_post(
     headers: &[(String, String)],
     body: &[u8],
 ) -> (StatusCode, Value) {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
-        .await
-        .unwrap()
-        .expect("TLS handshake");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("host", "localhost");
-    for (k, v) in headers {
-        b = b.header(k.as_str(), v.as_str());
-    }
-    let resp = tokio::time::timeout(
-        Duration::from_secs(30),
-        sender.send_request(b.body(Full::new(Bytes::copy_from_slice(body))).unwrap()),
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (st, _, bytes) = tls_request(
+        server,
+        tls_client_config(ca_pem),
+        "POST",
+        path,
+        &headers,
+        body.to_vec(),
     )
-    .await
-    .unwrap()
-    .unwrap();
-    let st = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    .await;
     (st, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
@@ -1060,7 +1033,8 @@ async fn https_is_terminated_and_plain_http_ingest_refused() {
         "trusted_proxies = [\"127.0.0.2\"]\nallow_loopback_http = false",
     );
     let s = Server::start_in(dir.path(), &cfg, None);
-    let api = s.api();
+    // With TLS on the listener, the admin API answers only over HTTPS.
+    let api = Api::new_tls(s.addr, &s.key, &cert);
     let (id, path, created) = source(
         &api,
         json!({"name": "tls", "verification": {"type": "github", "secret": GH_SECRET}}),
@@ -1102,7 +1076,14 @@ async fn https_is_terminated_and_plain_http_ingest_refused() {
     fwd.push(("x-forwarded-for".into(), "203.0.113.9".into()));
     let (st, v, _) = proxy.post(&path, &fwd, body2).await;
     assert_eq!(st, StatusCode::ACCEPTED, "{v}");
-    // The admin API keeps working over HTTPS and plain HTTP alike.
+    // The admin API over plain HTTP is refused (its key already went in clear: refused, not
+    // redirected), even from the trusted proxy without X-Forwarded-Proto: https.
+    let (st, v) = s.api().get("/api/v1/endpoints").await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "HTTPS_REQUIRED"),
+        "{v}"
+    );
     let entries = audit(&api, &id, "").await;
     assert_eq!(entries.len(), 5);
     assert_eq!(entries[0]["client_ip"], "203.0.113.9");
@@ -1117,7 +1098,7 @@ async fn loopback_plain_http_stays_available_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, cert) = tls_config(dir.path(), "");
     let s = Server::start_in(dir.path(), &cfg, None);
-    let api = s.api();
+    let api = Api::new_tls(s.addr, &s.key, &cert);
     let (_, path, _) = source(
         &api,
         json!({"name": "dev", "verification": {"type": "github", "secret": GH_SECRET}}),

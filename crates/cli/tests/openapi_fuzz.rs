@@ -59,8 +59,9 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
 async fn schemathesis_on_postgresql() {
     let db = Db::create("hw_fuzz").await;
     fuzz(&isolated_config(&format!(
-        "url = \"{}\"\nmax_connections = 8",
-        db.url
+        "url = \"{}\"\nmax_connections = 8\n{}",
+        db.url,
+        common::pg::security_section()
     )))
     .await;
 }

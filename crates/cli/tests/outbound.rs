@@ -519,6 +519,8 @@ async fn secret_rotation_signs_with_both_secrets_during_grace() {
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
 
+/// A key names one request: the same event again (whitespace and member order aside) returns
+/// the first; another event under the same key is refused, as payment APIs do.
 #[tokio::test]
 async fn idempotency_key_returns_the_first_event() {
     let (_d, s) = start("").await;
@@ -533,15 +535,32 @@ async fn idempotency_key_returns_the_first_event() {
         .await;
     assert_eq!(st, StatusCode::ACCEPTED);
     assert_eq!(a["deliveries"], 1);
-    let (st, b) = api
-        .post(
+    // The same event, written differently: the first one.
+    let auth = format!("Bearer {}", s.key);
+    let (st, _, body) = api
+        .raw(
+            "POST",
             "/api/v1/events",
-            json!({"type": "t", "payload": {"n": 2}, "idempotency_key": "order-17"}),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            br#"{"idempotency_key":"order-17","payload":{ "n" : 1 },"type":"t"}"#.to_vec(),
         )
         .await;
-    assert_eq!(st, StatusCode::OK);
+    let b: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["id"], a["id"]);
     assert_eq!(b["duplicate"], true);
+    // Another payload, or another type, under the same key: refused, nothing created.
+    for other in [
+        json!({"type": "t", "payload": {"n": 2}, "idempotency_key": "order-17"}),
+        json!({"type": "u", "payload": {"n": 1}, "idempotency_key": "order-17"}),
+    ] {
+        let (st, v) = api.post("/api/v1/events", other).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{v}");
+        assert_eq!(v["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
+    }
     rx.wait_count(1, 20).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.count(), 1, "a duplicate must not create deliveries");
@@ -626,6 +645,24 @@ async fn retries_with_backoff_then_succeeds_and_final_4xx_stops() {
         .post("/api/v1/deliveries/dlv_nope/retry", json!({}))
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // With its endpoint disabled, a retry says why it cannot go out instead of a silent 202.
+    let (_, d) = api.get(&format!("/api/v1/deliveries/{dlv2}")).await;
+    let ep = d["endpoint_id"].as_str().unwrap().to_string();
+    let (st, _) = api
+        .post(&format!("/api/v1/endpoints/{ep}/disable"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = api
+        .post(&format!("/api/v1/deliveries/{dlv2}/retry"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "ENDPOINT_DISABLED");
+    let (_, after) = api.get(&format!("/api/v1/deliveries/{dlv2}")).await;
+    assert_eq!(
+        after["status"], "succeeded",
+        "a refused retry changes nothing"
+    );
 }
 
 #[tokio::test]

@@ -40,7 +40,8 @@ claim_interval_ms = 100
 [storage]
 url = "{url}"
 max_connections = 8
-"#
+{}"#,
+        common::pg::security_section()
     )
 }
 

@@ -197,3 +197,112 @@ fn usage_errors_exit_2() {
     let (code, _, _) = run(&["verify", "--secret", SECRET, "missing.json"], dir.path());
     assert_eq!(code, 2);
 }
+
+/// `--format curl` works both pasted into a command line and substituted by a shell
+/// (`curl $(hookwarden sign --format curl …) …`, as the README shows): unquoted words, so a
+/// shell that does not re-read quotes still passes each header whole. A value a shell would
+/// split is refused with the format that can carry it (`curl-config`, for `curl -K`).
+#[test]
+fn sign_for_curl_survives_shell_substitution() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.json"), br#"{"a":1}"#).unwrap();
+    let sign = format!(
+        "{BIN} sign --secret-env HW_TEST_SECRET --id evt_curl --scheme standard-webhooks --scheme github-sha256 --format curl p.json"
+    );
+    // What a substitution hands to the command: one argument per line.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("set -- $({sign}) && printf '%s\\n' \"$@\""))
+        .current_dir(dir.path())
+        .env("HW_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(args.len(), 8, "{args:?}");
+    let mut headers = Vec::new();
+    for pair in args.chunks(2) {
+        assert_eq!(pair[0], "-H");
+        assert!(!pair[1].contains('\''), "{pair:?}");
+        let (name, value) = pair[1].split_once(':').unwrap();
+        headers.push(format!("{name}: {value}"));
+    }
+    // Those headers verify.
+    std::fs::write(dir.path().join("h.txt"), headers.join("\n")).unwrap();
+    let (code, out, err) = run(
+        &[
+            "verify",
+            "--secret-env",
+            "HW_TEST_SECRET",
+            "--headers-file",
+            "h.txt",
+            "p.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // Pasted as printed, the line is the same words (no quotes to lose).
+    let (code, line, _) = run(
+        &[
+            "sign",
+            "--secret-env",
+            "HW_TEST_SECRET",
+            "--id",
+            "evt_curl",
+            "--timestamp",
+            "1800000000",
+            "--format",
+            "curl",
+            "p.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(!line.contains(['\'', '"', '\\']), "{line}");
+    // Two secrets sign with space-separated signatures: refused, pointing at curl-config…
+    std::fs::write(
+        dir.path().join("two.txt"),
+        format!("{SECRET}\nwhsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"),
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[
+            "sign",
+            "--secret-file",
+            "two.txt",
+            "--format",
+            "curl",
+            "p.json",
+        ],
+        dir.path(),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("curl-config"), "{err}");
+    // …which carries it for `curl -K`.
+    let (code, cfg, err) = run(
+        &[
+            "sign",
+            "--secret-file",
+            "two.txt",
+            "--format",
+            "curl-config",
+            "p.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let sig = cfg
+        .lines()
+        .find(|l| l.starts_with("header = \"webhook-signature: v1,"))
+        .unwrap_or_else(|| panic!("{cfg}"));
+    assert_eq!(sig.matches("v1,").count(), 2, "{sig}");
+    assert!(sig.ends_with('"'));
+}

@@ -547,7 +547,7 @@ export async function security(main) {
       h("p", { class: "field-hint" }, `Updated ${fmtTime(ips.updated_at)}`)),
       panel("Delivery signing", dl([
         ["Schemes", SCHEMES.join(", ")],
-        ["Secrets", "Per endpoint, rotated with a grace period; encrypted at rest with a master key."],
+        ["Secrets", "Per endpoint, rotated with a grace period; sealed at rest (XChaCha20-Poly1305) with the server's master key, as are custom header values, developer payloads and client keys."],
         ["Console auth", "Admin key in this tab's session storage, sent as a Bearer header; no cookies."],
       ]))),
     panel("Client certificates (mTLS)", table([

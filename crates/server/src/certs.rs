@@ -275,9 +275,10 @@ mod tests {
             NOW,
         )
         .unwrap();
-        let sb = SecretBox::new(Some(
+        let sb = SecretBox::new(
             &base64::engine::general_purpose::STANDARD.encode([3u8; 32]),
-        ))
+            &[],
+        )
         .unwrap();
         let stored = ClientCertificate {
             id: "cert_1".into(),
@@ -300,6 +301,6 @@ mod tests {
         let id = identity(&stored, &sb).unwrap();
         assert_eq!(id.private_key_pem, key);
         id.validate().unwrap();
-        assert!(identity(&stored, &SecretBox::new(None).unwrap()).is_err());
+        assert!(identity(&stored, &SecretBox::ephemeral()).is_err());
     }
 }

@@ -38,8 +38,17 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most concurrent client connections; further connections wait in the accept queue.
     pub max_connections: usize,
-    /// Time allowed for a client to send its request headers.
+    /// Most concurrent connections of one client address (an IPv6 /64 counts as one address);
+    /// further ones are refused with `503 TOO_MANY_CONNECTIONS`. Peers in
+    /// `inbound.trusted_proxies` (load balancers, which carry many clients) are not counted.
+    /// 0: no per-address bound.
+    pub max_connections_per_peer: usize,
+    /// Time allowed for a client to send its request headers, counted from the connection's
+    /// start or the end of the previous response (so it also closes idle keep-alive
+    /// connections).
     pub header_read_timeout_secs: u64,
+    /// Longest a response write may wait for the client to read; then the connection is closed.
+    pub write_timeout_secs: u64,
     /// Time allowed to handle one API request.
     pub request_timeout_secs: u64,
     /// On SIGTERM, how long in-flight deliveries may take to finish.
@@ -57,7 +66,9 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: 1024 * 1024,
             max_connections: 10_000,
+            max_connections_per_peer: 64,
             header_read_timeout_secs: 10,
+            write_timeout_secs: 15,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             tls: None,
@@ -235,19 +246,35 @@ impl Default for EgressConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[security]`: the master key that seals every secret at rest (XChaCha20-Poly1305). See
+/// [`crate::secrets`] for where it comes from when none is set.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
-    /// Base64 of 32 random bytes. When set, signing secrets and developer payloads are encrypted
-    /// at rest with XChaCha20-Poly1305. Keep it out of the config file: use
-    /// `HOOKWARDEN_SECURITY__MASTER_KEY`.
+    /// Base64 of 32 random bytes (`hookwarden secrets new-key` makes one). Keep it out of the
+    /// config file: use `HOOKWARDEN_SECURITY__MASTER_KEY`, or `master_key_file`.
     pub master_key: Option<String>,
+    /// A file holding the master key (base64; a secret manager's mounted file, say). Further
+    /// lines are earlier keys still being rotated out.
+    pub master_key_file: Option<PathBuf>,
+    /// Earlier master keys, still opened (never used to seal) while `hookwarden secrets rotate`
+    /// re-seals what they sealed.
+    pub previous_master_keys: Vec<String>,
+    /// Files holding earlier master keys.
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
-#[allow(clippy::derivable_impls)]
-impl Default for SecurityConfig {
-    fn default() -> Self {
-        SecurityConfig { master_key: None }
+impl std::fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .field("previous_master_keys", &self.previous_master_keys.len())
+            .field("previous_master_key_files", &self.previous_master_key_files)
+            .finish()
     }
 }
 
@@ -342,8 +369,50 @@ impl Config {
         if !(0.0..=1.0).contains(&d.jitter) {
             return Err(ConfigError("delivery.jitter must be 0..=1".into()));
         }
-        if d.request_timeout_secs == 0 || d.connect_timeout_secs == 0 {
-            return Err(ConfigError("delivery timeouts must be at least 1 s".into()));
+        // Every duration has a ceiling: an absurd value must fail here, not overflow later.
+        for (name, v, max) in [
+            (
+                "delivery.request_timeout_secs",
+                d.request_timeout_secs,
+                3600,
+            ),
+            ("delivery.connect_timeout_secs", d.connect_timeout_secs, 600),
+            (
+                "delivery.backoff_initial_secs",
+                d.backoff_initial_secs,
+                86_400,
+            ),
+            ("delivery.backoff_max_secs", d.backoff_max_secs, 30 * 86_400),
+            (
+                "delivery.retry_after_max_secs",
+                d.retry_after_max_secs,
+                30 * 86_400,
+            ),
+            ("delivery.lease_secs", d.lease_secs, 7 * 86_400),
+            (
+                "delivery.idempotency_ttl_secs",
+                d.idempotency_ttl_secs,
+                30 * 86_400,
+            ),
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+                3600,
+            ),
+            (
+                "server.shutdown_grace_secs",
+                self.server.shutdown_grace_secs,
+                3600,
+            ),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err(ConfigError(format!("{name} must be 1..={max}")));
+            }
+        }
+        if d.claim_interval_ms == 0 || d.claim_interval_ms > 60_000 {
+            return Err(ConfigError(
+                "delivery.claim_interval_ms must be 1..=60000".into(),
+            ));
         }
         if d.lease_secs < d.request_timeout_secs + 10 {
             return Err(ConfigError(
@@ -370,6 +439,17 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 || self.server.max_connections == 0 {
             return Err(ConfigError("server limits must be positive".into()));
+        }
+        for (name, v) in [
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            ("server.write_timeout_secs", self.server.write_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&v) {
+                return Err(ConfigError(format!("{name} must be 1..=3600")));
+            }
         }
         for (name, list) in [
             ("egress.allow_ranges", &self.egress.allow_ranges),
@@ -530,6 +610,18 @@ mod tests {
         let mut c = Config::default();
         c.storage.url = Some("mysql://x".into());
         assert!(c.validate().is_err());
+        // Durations that would panic or overflow later are refused here.
+        for set in [
+            (|c: &mut Config| c.delivery.retry_after_max_secs = 0) as fn(&mut Config),
+            |c| c.delivery.connect_timeout_secs = u64::MAX,
+            |c| c.server.shutdown_grace_secs = u64::MAX,
+            |c| c.server.write_timeout_secs = 0,
+            |c| c.delivery.claim_interval_ms = 0,
+        ] {
+            let mut c = Config::default();
+            set(&mut c);
+            assert!(c.validate().is_err());
+        }
         let mut c = Config::default();
         c.storage.retention_days = 1;
         c.delivery.idempotency_ttl_secs = 2 * 86_400;

@@ -13,23 +13,24 @@ pub mod dispatch;
 pub mod error;
 pub mod http_server;
 pub mod inbound;
+pub mod keys;
 pub mod metrics;
 pub mod retention;
+pub mod secrets;
 pub mod security;
 pub mod state;
 pub mod storage;
 pub mod tls;
 
 use config::Config;
-use crypto::SecretBox;
 use dispatch::endpoints::EndpointCache;
 use dispatch::{Dispatcher, DispatcherOptions, DispatcherTasks};
 use hookwarden_egress::client::{ClientConfig, GuardedClient};
 use hookwarden_netguard::{
-    AddressPolicy, Guard, Resolve, StaticResolver, SystemResolver, UrlPolicy,
+    AddressPolicy, Guard, PeerLimiter, Resolve, StaticResolver, SystemResolver, UrlPolicy,
 };
-use hookwarden_store::{CertificateStore, NewApiKey, SourceStore, Store, now_millis};
-use state::{ApiKeyCache, AppState};
+use hookwarden_store::{CertificateStore, SourceStore, Store};
+use state::AppState;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,8 +49,8 @@ pub enum StartError {
     Locked(String),
     #[error("storage: {0}")]
     Store(#[from] hookwarden_store::StoreError),
-    #[error("security.master_key: {0}")]
-    MasterKey(#[from] crypto::SecretBoxError),
+    #[error("secrets at rest: {0}")]
+    Secrets(#[from] secrets::SecretsError),
     #[error("egress: {0}")]
     Egress(String),
     #[error("inbound: {0}")]
@@ -84,39 +85,81 @@ pub fn lock_data_dir(config: &Config) -> Result<DataDirLock, StartError> {
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(err)?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("hookwarden.lock"))
-        .map_err(err)?;
+    private_dir(&dir).map_err(err)?;
+    let file = private_open(&dir.join("hookwarden.lock")).map_err(err)?;
     match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
+        Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            Err(StartError::Locked(dir.display().to_string()))
+            return Err(StartError::Locked(dir.display().to_string()));
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+        Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
     }
+    // The database and its WAL files: readable by their owner only. SQLite gives the WAL and
+    // shared-memory files the database file's mode, so a new database starts as an empty file
+    // made 0600 here.
+    let db = config.sqlite_path();
+    drop(private_open(&db).map_err(err)?);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        make_private(std::path::Path::new(&p), 0o600).map_err(err)?;
+    }
+    Ok(DataDirLock { _file: file })
 }
 
-/// Creates a new admin API key in `store` and returns it (the only time it is visible).
-pub async fn create_api_key(
-    store: &dyn Store,
-    description: &str,
-) -> Result<String, hookwarden_store::StoreError> {
-    let (key, hash) = crypto::new_api_key();
-    let prefix: String = key.chars().take(8).collect();
-    store
-        .create_api_key(NewApiKey {
-            id: crypto::new_id("key"),
-            key_hash: hash,
-            prefix,
-            description: description.to_owned(),
-            created_at: now_millis(),
-        })
-        .await?;
-    Ok(key)
+/// Creates `dir` (and its parents) as needed; a directory made here is 0700. An existing one
+/// that others can read is reported, not changed (it may be shared on purpose).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the data directory is open to other users; `chmod 700` it (its files are kept 0600)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Opens (creating if needed, 0600) a file without truncating it, and makes it 0600.
+fn private_open(path: &std::path::Path) -> std::io::Result<File> {
+    let mut o = File::options();
+    o.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let f = o.open(path)?;
+    make_private(path, 0o600)?;
+    Ok(f)
+}
+
+/// Sets `mode` on `path` when it exists (unix).
+fn make_private(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o777 != mode => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// Builds the SSRF guard from the egress configuration.
@@ -183,6 +226,11 @@ pub struct Running {
     metrics_server: Option<tokio::task::JoinHandle<()>>,
     /// Set on the very first start of a database: the bootstrap admin API key.
     pub first_start_key: Option<String>,
+    /// True when the database holds no usable admin API key (all revoked or expired, or the
+    /// bootstrap key was never shown): `hookwarden keys create` makes one.
+    pub no_usable_key: bool,
+    /// Where the master key that seals secrets at rest came from.
+    pub key_source: secrets::KeySource,
     state: Arc<AppState>,
     dispatcher_tasks: DispatcherTasks,
     server: tokio::task::JoinHandle<()>,
@@ -204,7 +252,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shared = stores.is_shared();
     let dyn_store: Arc<dyn Store> = stores.store.clone();
     let cert_store: Arc<dyn CertificateStore> = stores.certs.clone();
-    let secrets = SecretBox::new(config.security.master_key.as_deref())?;
+    let (secrets, key_source) = secrets::at_start(&config, &*stores.sealed).await?;
+    info!(key_id = secrets.key_id(), source = %key_source, "secrets at rest are sealed with the master key");
     let guard = build_guard(&config)?;
     let client = build_client(&config, guard.clone())?;
     let endpoints = Arc::new(
@@ -241,12 +290,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     .await?;
     let dispatcher = Arc::new(dispatcher);
     security::sync_published_ranges(&*cert_store, &dispatcher, &config).await?;
-
-    let first_start_key = if dyn_store.take_first_start().await? {
-        Some(create_api_key(&*dyn_store, "bootstrap key created on first start").await?)
-    } else {
-        None
-    };
 
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -329,25 +372,42 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         secrets,
         guard,
         url_policy: url_policy(&config),
-        api_keys: ApiKeyCache::new(Duration::from_secs(30)),
+        keys: stores.keys.clone(),
+        api_keys: keys::ApiKeyCache::default(),
         metrics: metrics::install(),
         scraper: metrics::Scraper::new(Duration::from_millis(config.metrics.refresh_interval_ms)),
         alerts,
         certs: cert_store,
         inbound,
+        published_certs: Default::default(),
     });
     let app = api::router(state.clone());
+    // Load balancers in `inbound.trusted_proxies` carry many clients: not counted per peer.
+    let proxies = config
+        .inbound
+        .client_ip()
+        .map_err(StartError::Inbound)?
+        .trusted_list();
+    let write_timeout = Duration::from_secs(config.server.write_timeout_secs);
     let limits = http_server::ListenerLimits {
         max_connections: config.server.max_connections,
         header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+        write_timeout,
+        peers: PeerLimiter::new(config.server.max_connections_per_peer, proxies.clone()),
         drain: Duration::from_secs(5),
     };
+    // The bootstrap key is made only now that everything that can fail at start has worked
+    // (listeners bound, TLS loaded): a start that fails never consumes it unseen.
+    let (first_start_key, no_usable_key) = bootstrap_key(&*state.store, &*state.keys).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut stopped2 = stopped.clone();
     let metrics_server = metrics_listener.map(|l| {
         let limits = http_server::ListenerLimits {
             max_connections: 64,
             header_read_timeout: Duration::from_secs(5),
+            write_timeout,
+            // A scraper needs a connection or two: one address may not take the 64.
+            peers: PeerLimiter::new(config.server.max_connections_per_peer.min(16), proxies),
             drain: Duration::from_secs(2),
         };
         let app = api::metrics_router(state.clone());
@@ -365,6 +425,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics_addr,
         metrics_server,
         first_start_key,
+        no_usable_key,
+        key_source,
         state,
         dispatcher_tasks,
         server,
@@ -373,6 +435,30 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stores,
         _lock: lock,
     })
+}
+
+/// On the first start of a database, the bootstrap admin key (and marks the database started);
+/// otherwise whether no usable key exists.
+async fn bootstrap_key(
+    store: &dyn Store,
+    keys: &dyn hookwarden_store::ApiKeyStore,
+) -> Result<(Option<String>, bool), StartError> {
+    if store.take_first_start().await? {
+        let spec = keys::KeySpec {
+            name: "bootstrap".into(),
+            description: "bootstrap key created on first start".into(),
+            expires_at: None,
+        };
+        let (key, _) = keys::create(keys, spec).await.map_err(|e| match e {
+            keys::KeyError::Store(e) => StartError::Store(e),
+            keys::KeyError::Invalid(m) => StartError::Config(config::ConfigError(m)),
+        })?;
+        return Ok((Some(key), false));
+    }
+    let usable = keys
+        .count_usable_api_keys(hookwarden_store::now_millis())
+        .await?;
+    Ok((None, usable == 0))
 }
 
 /// Loads `[server.tls]` (the certificate files must be readable and valid at start).
@@ -411,7 +497,8 @@ mod tests {
     use hookwarden_netguard::TargetHost;
 
     /// `egress.system_resolver = false`: only the overrides answer; every other name is unknown
-    /// without asking anything (not even `/etc/hosts`, which knows `localhost`).
+    /// without asking anything. `localhost` is never asked of a resolver (RFC 6761): it is the
+    /// loopback addresses the policy allows, here 127.0.0.1 and not ::1.
     #[tokio::test]
     async fn without_the_system_resolver_only_overrides_answer() {
         let mut config = Config::default();
@@ -422,13 +509,21 @@ mod tests {
             .insert("pinned.test".into(), vec!["127.0.0.2".parse().unwrap()]);
         let host = |h: &str| TargetHost::Domain(h.into());
 
+        let loopback = vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()];
         let system = build_guard(&config).unwrap();
-        assert!(system.resolve_checked(&host("localhost")).await.is_ok());
+        assert_eq!(
+            system.resolve_checked(&host("localhost")).await.unwrap(),
+            loopback
+        );
 
         config.egress.system_resolver = false;
         let isolated = build_guard(&config).unwrap();
+        assert_eq!(
+            isolated.resolve_checked(&host("localhost")).await.unwrap(),
+            loopback
+        );
         let err = isolated
-            .resolve_checked(&host("localhost"))
+            .resolve_checked(&host("unknown.test"))
             .await
             .unwrap_err();
         assert_eq!(err.code(), "DNS_NO_ADDRESSES", "{err}");

@@ -1,15 +1,14 @@
 //! Shared application state.
 
 use crate::config::Config;
-use crate::crypto::{SecretBox, hash_api_key};
+use crate::crypto::SecretBox;
 use crate::dispatch::Dispatcher;
 use crate::error::{ApiError, ApiResult};
+use crate::keys::ApiKeyCache;
 use hookwarden_netguard::{Guard, UrlPolicy};
-use hookwarden_store::{CertificateStore, Store, StoreError};
+use hookwarden_store::{ApiKeyStore, CertificateStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -18,6 +17,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     pub guard: Arc<Guard>,
     pub url_policy: UrlPolicy,
+    /// Admin API keys, and this instance's memory of those it verified.
+    pub keys: Arc<dyn ApiKeyStore>,
     pub api_keys: ApiKeyCache,
     pub metrics: Option<PrometheusHandle>,
     /// The database-backed part of `/metrics`, refreshed at most once per interval.
@@ -28,6 +29,8 @@ pub struct AppState {
     pub certs: Arc<dyn CertificateStore>,
     /// Inbound sources, ingest and its audit log.
     pub inbound: Arc<crate::inbound::Inbound>,
+    /// The public list of client certificates, read at most once a second.
+    pub published_certs: crate::api::security::PublishedCache,
 }
 
 impl AppState {
@@ -49,43 +52,5 @@ impl AppState {
             ));
         }
         Ok(target.url.to_string())
-    }
-}
-
-/// Remembers recently verified API keys (by hash) so the hot path does not hit the database.
-pub struct ApiKeyCache {
-    ttl: Duration,
-    valid: RwLock<HashMap<[u8; 32], Instant>>,
-}
-
-impl ApiKeyCache {
-    pub fn new(ttl: Duration) -> ApiKeyCache {
-        ApiKeyCache {
-            ttl,
-            valid: RwLock::new(HashMap::new()),
-        }
-    }
-
-    /// The key is hashed first, so lookups compare digests, never the secret itself.
-    pub async fn check(&self, store: &dyn Store, key: &str) -> Result<bool, StoreError> {
-        let hash = hash_api_key(key);
-        if let Ok(map) = self.valid.read()
-            && let Some(seen) = map.get(&hash)
-            && seen.elapsed() < self.ttl
-        {
-            return Ok(true);
-        }
-        let ok = store.find_api_key(hash).await?.is_some();
-        if let Ok(mut map) = self.valid.write() {
-            if ok {
-                if map.len() > 10_000 {
-                    map.clear();
-                }
-                map.insert(hash, Instant::now());
-            } else {
-                map.remove(&hash);
-            }
-        }
-        Ok(ok)
     }
 }

@@ -5,7 +5,7 @@ use crate::StartError;
 use crate::config::{Backend, Config};
 use hookwarden_store::postgres::{PgOptions, PgStore};
 use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
-use hookwarden_store::{CertificateStore, SourceStore, Store};
+use hookwarden_store::{ApiKeyStore, CertificateStore, SealedStore, SourceStore, Store};
 use std::sync::Arc;
 
 /// The opened database, as each trait the server uses.
@@ -14,6 +14,8 @@ pub struct Stores {
     pub store: Arc<dyn Store>,
     pub certs: Arc<dyn CertificateStore>,
     pub sources: Arc<dyn SourceStore>,
+    pub keys: Arc<dyn ApiKeyStore>,
+    pub sealed: Arc<dyn SealedStore>,
     backend: Opened,
 }
 
@@ -62,6 +64,8 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 store: s.clone(),
                 certs: s.clone(),
                 sources: s.clone(),
+                keys: s.clone(),
+                sealed: s.clone(),
                 backend: Opened::Sqlite(s),
             })
         }
@@ -73,6 +77,8 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 store: p.clone(),
                 certs: p.clone(),
                 sources: p.clone(),
+                keys: p.clone(),
+                sealed: p.clone(),
                 backend: Opened::Postgres(p),
             })
         }

@@ -1,11 +1,12 @@
 //! TLS termination for the main listener (rustls with the `ring` provider).
 //!
-//! With `[server.tls]` configured, the listener serves TLS and plain HTTP on the same port: a
-//! connection whose first byte is a TLS handshake record (`0x16`) is terminated with the
-//! configured certificate; anything else is served as plain HTTP (so local tools and
-//! TLS-terminating proxies keep working) and handlers learn which it was from the
-//! [`ConnectionTls`] request extension. Inbound ingest refuses plain HTTP by the rule in
-//! [`crate::inbound`].
+//! With `[server.tls]` configured, a connection whose first byte is a TLS handshake record
+//! (`0x16`) is terminated with the configured certificate; anything else is read as plain HTTP
+//! and answered only where that is safe: [`crate::http_server::HttpsOnly`] refuses (or, for a
+//! browser, redirects to `https`) every plain request except `/health`, ingest (which refuses
+//! plain HTTP by its own audited rule in [`crate::inbound`]) and requests from trusted
+//! TLS-terminating proxies. Handlers learn which it was from the [`ConnectionTls`] request
+//! extension; answers over TLS carry `Strict-Transport-Security`.
 //!
 //! The certificate and key files are polled every `reload_interval_secs`: when their contents
 //! change and the new pair is valid (parsable, key matching the certificate) new handshakes use

@@ -5,6 +5,15 @@ use sqlx::postgres::PgConnection;
 
 const URL_VAR: &str = "HOOKWARDEN_TEST_DATABASE_URL";
 
+/// The master key PostgreSQL tests give every instance (PostgreSQL needs one configured: the
+/// instances share it). Base64 of 32 bytes.
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The `[security]` section with [`TEST_MASTER_KEY`].
+pub fn security_section() -> String {
+    format!("\n[security]\nmaster_key = \"{TEST_MASTER_KEY}\"\n")
+}
+
 /// A fresh database on the test server, dropped at the end.
 pub struct Db {
     admin: String,

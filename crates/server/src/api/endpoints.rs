@@ -44,6 +44,17 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-hub-signature-256",
 ];
 
+/// Whether Hookwarden sets (or HTTP itself defines) this header, so that a custom header may not
+/// name it: the reserved names, and every `content-*`, `x-hookwarden-*`, `proxy-*` and
+/// `webhook-*` header. `content-*` describe the body Hookwarden sends (a custom
+/// `content-encoding: gzip` would make receivers misread the signed bytes).
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.contains(&name)
+        || ["content-", "x-hookwarden-", "proxy-", "webhook-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
 /// Header names whose values are masked when an endpoint or an attempt's request is shown:
 /// those containing `auth` (so `authorization`), `cookie`, `token`, `secret`, `signature`,
 /// `key` or `password`, in any case.
@@ -272,11 +283,7 @@ fn validate_headers(headers: BTreeMap<String, String>) -> ApiResult<BTreeMap<Str
                 format!("{k:?} is not a valid header name"),
             ));
         }
-        if RESERVED_HEADERS.contains(&name.as_str())
-            || name.starts_with("x-hookwarden-")
-            || name.starts_with("proxy-")
-            || name.starts_with("webhook-")
-        {
+        if is_reserved_header(&name) {
             return Err(ApiError::invalid(
                 "RESERVED_HEADER",
                 format!("header {k:?} is set by Hookwarden and cannot be overridden"),
@@ -334,6 +341,18 @@ fn validate_schemes(schemes: Vec<String>) -> ApiResult<Vec<String>> {
         if !out.contains(&name) {
             out.push(name);
         }
+    }
+    // A receiver must be able to check the body it got: a date signature alone would let
+    // anyone who saw one delivery send any body for as long as the date is accepted.
+    if !out
+        .iter()
+        .filter_map(|s| Scheme::from_str(s).ok())
+        .any(|s| s.signs_body())
+    {
+        return Err(ApiError::invalid(
+            "INVALID_SIGNATURE_SCHEME",
+            "date-sha1 does not sign the body: add a scheme that does (standard-webhooks, github-sha256 or hub-sha1)",
+        ));
     }
     Ok(out)
 }
@@ -422,7 +441,7 @@ pub async fn create(
         url,
         description,
         event_types,
-        headers,
+        headers: crate::secrets::seal_headers(&state.secrets, &headers),
         developer_payload: req
             .developer_payload
             .as_deref()
@@ -443,7 +462,7 @@ pub async fn create(
         .create_endpoint(ep.clone(), state.secrets.seal(&secret))
         .await?;
     let body = CreatedEndpoint {
-        endpoint: EndpointView::from(ep),
+        endpoint: EndpointView::from(Endpoint { headers, ..ep }),
         secret,
         developer_payload: req.developer_payload,
     };
@@ -464,7 +483,13 @@ pub async fn list(
 ) -> ApiResult<axum::Json<Paged<EndpointView>>> {
     let page = q.page()?;
     let limit = page.limit;
-    let rows = state.store.list_endpoints(page).await?;
+    let rows = state
+        .store
+        .list_endpoints(page)
+        .await?
+        .into_iter()
+        .map(|e| opened(&state, e))
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(axum::Json(paged(
         rows,
         limit,
@@ -473,12 +498,23 @@ pub async fn list(
     )))
 }
 
+/// The endpoint with its custom header values opened (they are sealed at rest).
+fn opened(state: &AppState, mut e: Endpoint) -> ApiResult<Endpoint> {
+    e.headers = crate::secrets::open_headers(&state.secrets, &e.headers).map_err(|err| {
+        tracing::error!(endpoint_id = %e.id, error = %err, "cannot open an endpoint's headers");
+        ApiError::internal()
+    })?;
+    Ok(e)
+}
+
+/// The endpoint, its custom header values opened.
 async fn load(state: &AppState, id: &str) -> ApiResult<Endpoint> {
-    state
+    let e = state
         .store
         .get_endpoint(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("endpoint"))
+        .ok_or_else(|| ApiError::not_found("endpoint"))?;
+    opened(state, e)
 }
 
 #[utoipa::path(
@@ -550,6 +586,7 @@ pub async fn update(
     }
     let now = now_millis();
     ep.updated_at = now;
+    ep.headers = crate::secrets::seal_headers(&state.secrets, &ep.headers);
     if !state.store.update_endpoint(ep).await? {
         return Err(ApiError::not_found("endpoint"));
     }
@@ -748,6 +785,10 @@ mod tests {
             "Webhook-Signature",
             "x-hookwarden-attempt",
             "proxy-authorization",
+            "Content-Encoding",
+            "content-md5",
+            "content-range",
+            "content-language",
             "bad header",
             "",
         ] {

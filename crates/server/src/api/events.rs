@@ -186,6 +186,7 @@ fn validate_idempotency_key(k: &str) -> ApiResult<()> {
     responses(
         (status = 202, description = "Accepted; deliveries are queued", body = EventCreated),
         (status = 200, description = "Duplicate: the event first published with this idempotency key", body = EventCreated),
+        (status = 409, description = "The idempotency key was used for a different event (`IDEMPOTENCY_KEY_REUSED`)", body = ErrorBody),
         (status = 422, description = "Invalid event (`INVALID_EVENT_TYPE`, `INVALID_IDEMPOTENCY_KEY`, `VALIDATION_FAILED`)", body = ErrorBody),
     )
 )]
@@ -217,10 +218,11 @@ pub async fn create(
     if let Some(k) = &key {
         validate_idempotency_key(k)?;
     }
+    let (asked_type, asked_payload) = (req.event_type.clone(), req.payload);
     let event = NewEvent {
         id: crypto::new_id("evt"),
         event_type: req.event_type,
-        payload: req.payload.get().to_owned(),
+        payload: asked_payload.get().to_owned(),
         idempotency_key: key,
         created_at: now_millis(),
         source_id: None,
@@ -230,7 +232,19 @@ pub async fn create(
     metrics::counter!("hookwarden_events_published_total").increment(1);
     let (event, deliveries, duplicate) = match result {
         CreateEventResult::Created { event, deliveries } => (event, deliveries.len(), false),
-        CreateEventResult::Duplicate { event, deliveries } => (event, deliveries, true),
+        CreateEventResult::Duplicate { event, deliveries } => {
+            // As payment APIs do: a key names one request; reusing it for another is an error,
+            // not a silent answer about the first.
+            if event.event_type != asked_type || !same_json(&event.payload, asked_payload.get()) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "this idempotency key was used for a different event (type or payload); \
+                     use a new key",
+                ));
+            }
+            (event, deliveries, true)
+        }
     };
     let status = if duplicate {
         StatusCode::OK
@@ -247,6 +261,20 @@ pub async fn create(
             duplicate,
         }),
     ))
+}
+
+/// Whether two JSON texts hold the same value (object member order and whitespace aside).
+fn same_json(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Most event types one listing may ask for.
@@ -510,7 +538,8 @@ pub async fn attempts(
     Ok(axum::Json(AttemptList { data }))
 }
 
-/// Queues a delivery again, due now (paused when its endpoint is disabled).
+/// Queues a delivery again, due now. A delivery whose endpoint is disabled cannot be retried
+/// (`409 ENDPOINT_DISABLED`): it waits, paused, and goes out when the endpoint is enabled.
 #[utoipa::path(
     post,
     path = "/deliveries/{id}/retry",
@@ -519,12 +548,36 @@ pub async fn attempts(
     responses(
         (status = 202, description = "Queued again", body = DeliveryView),
         (status = 404, description = "No such delivery, or a cancelled one (`NOT_FOUND`)", body = ErrorBody),
+        (status = 409, description = "Its endpoint is disabled (`ENDPOINT_DISABLED`): enable it, and paused deliveries resume", body = ErrorBody),
     )
 )]
 pub async fn retry(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<impl IntoResponse> {
+    let current = state
+        .store
+        .get_delivery(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
+    if let Some(ep) = state.store.get_endpoint(&current.endpoint_id).await?
+        && !ep.enabled
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ENDPOINT_DISABLED",
+            format!(
+                "endpoint {} is disabled{}: the delivery stays paused until the endpoint is enabled \
+                 (POST /api/v1/endpoints/{}/enable), then it goes out",
+                ep.id,
+                ep.disabled_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                ep.id
+            ),
+        ));
+    }
     let d = state
         .store
         .retry_delivery(&id, now_millis())

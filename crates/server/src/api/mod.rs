@@ -1,11 +1,12 @@
 //! The admin API (`/api/v1`), health and metrics routes.
 
+mod api_keys;
 mod certificates;
 pub(crate) mod endpoints;
 mod events;
 pub mod extract;
 pub mod openapi;
-mod security;
+pub(crate) mod security;
 mod stats;
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -83,6 +84,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(sources::source_audit))
         .routes(routes!(stats::source))
         .routes(routes!(sources::all_audit))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::get_one))
+        .routes(routes!(api_keys::revoke))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             require_api_key,
@@ -113,7 +117,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.server.max_body_bytes,
         ))
-        .layer(hardening(&state))
+        .layer(main_hardening(&state))
         .with_state(state)
 }
 
@@ -122,6 +126,35 @@ fn hardening(state: &AppState) -> crate::http_server::Hardening {
     crate::http_server::Hardening::new(Duration::from_secs(
         state.config.server.request_timeout_secs,
     ))
+}
+
+/// The main listener's: [`hardening`], and with `[server.tls]` no plain HTTP (see
+/// [`crate::http_server::HttpsOnly`]).
+fn main_hardening(state: &AppState) -> crate::http_server::Hardening {
+    let h = hardening(state);
+    if state.config.server.tls.is_none() {
+        return h;
+    }
+    let client_ip = &state.inbound.client_ip;
+    let public_base = state
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .filter(|u| u.starts_with("https://"))
+        .map(|u| {
+            // Only scheme and authority: the request's own path follows.
+            let rest = &u["https://".len()..];
+            let authority = rest.split('/').next().unwrap_or(rest);
+            format!("https://{authority}")
+        });
+    h.https_only(crate::http_server::HttpsOnly {
+        trusted_proxies: client_ip.trusted_list(),
+        rfc7239: client_ip
+            .headers
+            .contains(&hookwarden_netguard::ForwardedHeader::Forwarded),
+        public_base,
+    })
 }
 
 /// `/metrics`, behind an API key unless `metrics.public`.
@@ -250,6 +283,10 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Request extension: the id of the admin API key that opened the request.
+#[derive(Debug, Clone)]
+pub struct ApiKeyId(pub String);
+
 /// `Authorization: Bearer <admin API key>` on every protected route.
 async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
@@ -276,9 +313,25 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
         )
         .into_response();
     };
-    match state.api_keys.check(&*state.store, key).await {
-        Ok(true) => next.run(req).await,
-        Ok(false) => {
+    match state.api_keys.check(&*state.keys, key).await {
+        Ok(Some((id, record_use))) => {
+            if record_use {
+                let keys = state.keys.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = keys
+                        .touch_api_key(&id, hookwarden_store::now_millis())
+                        .await
+                    {
+                        tracing::debug!(error = %e, "could not record an API key's use");
+                    }
+                });
+            }
+            let mut req = req;
+            req.extensions_mut().insert(ApiKeyId(id));
+            next.run(req).await
+        }
+        Ok(None) => {
             metrics::counter!("hookwarden_api_auth_failures_total").increment(1);
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -371,6 +424,7 @@ mod tests {
             ("api/endpoints.rs", include_str!("endpoints.rs")),
             ("api/events.rs", include_str!("events.rs")),
             ("api/certificates.rs", include_str!("certificates.rs")),
+            ("api/api_keys.rs", include_str!("api_keys.rs")),
             ("api/stats.rs", include_str!("stats.rs")),
             ("inbound/api.rs", include_str!("../inbound/api.rs")),
             ("inbound/ingest.rs", include_str!("../inbound/ingest.rs")),

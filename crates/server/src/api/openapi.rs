@@ -50,6 +50,7 @@ public security information, ingest (`/in/{token}`), health and metrics. Admin r
         (name = "security", description = "Public: egress ranges and certificates for receivers to pin"),
         (name = "inbound", description = "Public: receiving webhooks"),
         (name = "stats", description = "Time series for charts: deliveries and inbound requests per time bucket"),
+        (name = "api-keys", description = "Admin API keys: made, listed, revoked (the key itself is shown once)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

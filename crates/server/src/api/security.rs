@@ -18,6 +18,17 @@ use utoipa_axum::routes;
 /// At most this many certificates are published.
 const MAX_PUBLISHED: usize = 1000;
 
+/// How long one reading of the published certificates serves every request: an unauthenticated
+/// route must not cost a database scan per request.
+const PUBLISHED_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The published certificates, read at most once per [`PUBLISHED_TTL`] (concurrent requests
+/// wait for the one reading in progress).
+#[derive(Default)]
+pub struct PublishedCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Arc<PublishedCertificates>)>>,
+}
+
 /// Public routes: no API key (and no security requirement in the OpenAPI document).
 pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::default()
@@ -44,6 +55,20 @@ pub struct EgressIps {
 #[derive(Serialize, ToSchema)]
 pub struct PublishedCertificates {
     certificates: Vec<PublishedCertificate>,
+}
+
+impl PublishedCache {
+    async fn get(&self, state: &AppState) -> ApiResult<Arc<PublishedCertificates>> {
+        let mut last = self.last.lock().await;
+        if let Some((at, v)) = last.as_ref()
+            && at.elapsed() < PUBLISHED_TTL
+        {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(read_published(state).await?);
+        *last = Some((std::time::Instant::now(), v.clone()));
+        Ok(v)
+    }
 }
 
 fn wants_text(q: &FormatQuery, headers: &HeaderMap) -> bool {
@@ -129,9 +154,12 @@ pub struct PublishedCertificate {
     responses((status = 200, description = "Certificates receivers may pin (at most 1000)",
         body = PublishedCertificates))
 )]
-pub async fn client_certificates(
-    State(state): State<Arc<AppState>>,
-) -> ApiResult<axum::Json<PublishedCertificates>> {
+pub async fn client_certificates(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    let published = state.published_certs.get(&state).await?;
+    Ok(axum::Json(&*published).into_response())
+}
+
+async fn read_published(state: &AppState) -> ApiResult<PublishedCertificates> {
     let mut out = Vec::new();
     let mut before = None;
     while out.len() < MAX_PUBLISHED {
@@ -163,5 +191,5 @@ pub async fn client_certificates(
         }
     }
     out.truncate(MAX_PUBLISHED);
-    Ok(axum::Json(PublishedCertificates { certificates: out }))
+    Ok(PublishedCertificates { certificates: out })
 }

@@ -65,7 +65,6 @@ impl RateLimiter {
     }
 }
 
-#[derive(Debug)]
 pub struct EndpointRuntime {
     pub endpoint: Endpoint,
     /// Plain signing secrets, newest first.
@@ -79,6 +78,20 @@ pub struct EndpointRuntime {
     /// This endpoint's per-attempt metrics, registered once instead of looked up per attempt.
     pub metrics: Arc<AttemptMetrics>,
     fresh_until: Instant,
+}
+
+/// Names only: the runtime holds opened secrets, custom header values and the developer payload.
+impl std::fmt::Debug for EndpointRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRuntime")
+            .field("endpoint_id", &self.endpoint.id)
+            .field("secrets", &self.secrets.len())
+            .field("schemes", &self.schemes)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("developer_payload", &self.developer_payload.is_some())
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The metric handles every attempt to one endpoint updates, each registered on first use (a
@@ -262,9 +275,17 @@ impl EndpointCache {
             .collect::<Result<Vec<_>, _>>()?;
         let mut headers = HeaderMap::with_capacity(endpoint.headers.len());
         for (k, v) in &endpoint.headers {
+            // Stored by an earlier release before the name was reserved: never sent.
+            if crate::api::endpoints::is_reserved_header(k) {
+                continue;
+            }
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| LoadError::Unusable(id.into(), format!("bad header name {k}")))?;
-            let value = HeaderValue::from_str(v)
+            let v = self
+                .secrets
+                .open(v)
+                .map_err(|e| LoadError::Unusable(id.into(), e.to_string()))?;
+            let value = HeaderValue::from_str(&v)
                 .map_err(|_| LoadError::Unusable(id.into(), format!("bad header value for {k}")))?;
             headers.insert(name, value);
         }

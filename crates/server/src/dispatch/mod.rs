@@ -139,7 +139,10 @@ impl Dispatcher {
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::Release);
         inner.wake_claimer.notify_one();
-        let deadline = Instant::now() + grace;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(grace)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
         while inner.load.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             let _ = tokio::time::timeout(Duration::from_millis(50), inner.idle.notified()).await;
         }

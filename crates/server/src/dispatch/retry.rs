@@ -89,7 +89,8 @@ impl RetryPolicy {
                 if status == StatusCode::TOO_MANY_REQUESTS
                     || status == StatusCode::SERVICE_UNAVAILABLE =>
             {
-                d.clamp(Duration::from_secs(1), self.retry_after_max)
+                // `min`/`max` rather than `clamp`, which panics when the bounds cross.
+                d.min(self.retry_after_max).max(Duration::from_secs(1))
             }
             _ => self.delay(attempt_no),
         };

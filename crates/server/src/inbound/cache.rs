@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn runtime_refuses_unusable_sources() {
-        let sb = SecretBox::new(None).unwrap();
+        let sb = SecretBox::ephemeral();
         let token = SourceToken {
             prefix: "wh_x".into(),
             created_at: 0,
@@ -220,7 +220,7 @@ mod tests {
         s.secrets = vec!["enc1:AAAA".into()];
         assert!(
             runtime(&s, token.clone(), &sb).is_err(),
-            "sealed without key"
+            "sealed with no key we hold"
         );
         s.secrets = vec![];
         s.verification = r#"{"type":"nope"}"#.into();

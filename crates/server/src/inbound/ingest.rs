@@ -525,9 +525,20 @@ fn seen_key(
             h.update(body);
         }
     }
+    // The key lives for the replay window, and at least until the signed timestamp it was
+    // accepted with falls out of tolerance: a replay inside the tolerance is always refused,
+    // whatever the window (and whichever way the sender's clock is off).
+    let mut expires_at = now.saturating_add(rt.replay_window_ms);
+    if let (Some(ts), Some(tol)) = (info.timestamp, rt.preset.tolerance_secs()) {
+        let acceptable_until = ts
+            .saturating_add(i64::from(tol))
+            .saturating_add(1)
+            .saturating_mul(1000);
+        expires_at = expires_at.max(acceptable_until);
+    }
     Some(SeenKey {
         key_hash: h.finalize().into(),
-        expires_at: now.saturating_add(rt.replay_window_ms),
+        expires_at,
     })
 }
 
@@ -618,6 +629,48 @@ async fn accept(
 mod tests {
     use super::*;
 
+    /// A replay key outlives the tolerance of the timestamp it was accepted with, whatever
+    /// the window: a capture replayed after the window but inside the tolerance is refused.
+    #[test]
+    fn replay_keys_live_until_the_timestamp_is_out_of_tolerance() {
+        let source = hookwarden_store::Source {
+            id: "src_1".into(),
+            name: "n".into(),
+            verification: r#"{"type":"stripe","tolerance_secs":3600}"#.into(),
+            secrets: vec!["whsec_x".into()],
+            allowed_cidrs: vec![],
+            replay_window_secs: 300,
+            log_payloads: false,
+            forward_to: vec![],
+            event_type: "inbound.stripe".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let token = hookwarden_store::SourceToken {
+            prefix: "wh_x".into(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+        };
+        let rt =
+            super::super::cache::runtime(&source, token, &crate::crypto::SecretBox::ephemeral())
+                .unwrap();
+        let now_s = 1_800_000_000i64;
+        let info = |ts: Option<i64>| hookwarden_signatures::inbound::VerifiedInfo {
+            message_id: Some("evt_1".into()),
+            timestamp: ts,
+            message_id_signed: true,
+        };
+        let k = seen_key(&rt, &info(Some(now_s)), b"{}", now_s * 1000).unwrap();
+        assert!(k.expires_at > (now_s + 3600) * 1000, "{}", k.expires_at);
+        // A sender whose clock is ahead: acceptable until its timestamp plus the tolerance.
+        let k = seen_key(&rt, &info(Some(now_s + 3000)), b"{}", now_s * 1000).unwrap();
+        assert!(k.expires_at > (now_s + 6600) * 1000);
+        // No timestamp: the window alone.
+        let k = seen_key(&rt, &info(None), b"{}", now_s * 1000).unwrap();
+        assert_eq!(k.expires_at, now_s * 1000 + 300_000);
+    }
+
     #[test]
     fn payloads_are_json_or_wrapped() {
         assert_eq!(event_payload(br#" {"a":1} "#, None), r#"{"a":1}"#);
@@ -646,10 +699,21 @@ mod tests {
         h.insert("x-forwarded-proto", "http, HTTPS".parse().unwrap());
         assert!(forwarded_https(&h, false));
         let mut h = HeaderMap::new();
-        h.insert("forwarded", "for=1.2.3.4;proto=http, for=10.0.0.1;proto=https".parse().unwrap());
+        h.insert(
+            "forwarded",
+            "for=1.2.3.4;proto=http, for=10.0.0.1;proto=https"
+                .parse()
+                .unwrap(),
+        );
         assert!(forwarded_https(&h, true));
-        assert!(!forwarded_https(&h, false), "only when the operator reads Forwarded");
-        h.insert("forwarded", "proto=https, for=10.0.0.1;proto=http".parse().unwrap());
+        assert!(
+            !forwarded_https(&h, false),
+            "only when the operator reads Forwarded"
+        );
+        h.insert(
+            "forwarded",
+            "proto=https, for=10.0.0.1;proto=http".parse().unwrap(),
+        );
         assert!(!forwarded_https(&h, true));
     }
 }
