@@ -196,7 +196,12 @@ fn walk_list(
         current: peer,
         examined: 0,
     };
-    for (n, value) in headers.get_all(header.header_name()).iter().rev().enumerate() {
+    for (n, value) in headers
+        .get_all(header.header_name())
+        .iter()
+        .rev()
+        .enumerate()
+    {
         if n >= MAX_HEADER_INSTANCES {
             // Older lines are left unread: the answer is the last trusted hop reached.
             return walk.stop();
@@ -369,8 +374,10 @@ fn split_unquoted(s: &str, sep: u8) -> Option<Vec<&str>> {
 /// A parameter value: a token, or a quoted string (quotes removed, `\x` escapes resolved).
 fn unquote(v: &str) -> Option<String> {
     let Some(inner) = v.strip_prefix('"') else {
-        return (!v.is_empty() && v.bytes().all(|b| is_tchar(b) || b == b'[' || b == b']' || b == b':'))
-            .then(|| v.to_owned());
+        return (!v.is_empty()
+            && v.bytes()
+                .all(|b| is_tchar(b) || b == b'[' || b == b']' || b == b':'))
+        .then(|| v.to_owned());
     };
     let inner = inner.strip_suffix('"')?;
     let mut out = String::with_capacity(inner.len());
@@ -582,7 +589,11 @@ mod tests {
                 h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.10"));
             }
             h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-            assert_eq!(c.client_ip(peer, &h), ip("203.0.113.7"), "{forged} forged lines");
+            assert_eq!(
+                c.client_ip(peer, &h),
+                ip("203.0.113.7"),
+                "{forged} forged lines"
+            );
         }
         // Trusted hops on the right beyond the line bound: the answer is the last trusted hop
         // examined, never an address from the unexamined (client-written) left side.
@@ -593,7 +604,11 @@ mod tests {
             h.append("x-forwarded-for", HeaderValue::from_str(&v).unwrap());
         }
         let got = c.client_ip(peer, &h);
-        assert_eq!(got, ip(&format!("10.0.1.{}", 3)), "the left-most examined line");
+        assert_eq!(
+            got,
+            ip(&format!("10.0.1.{}", 3)),
+            "the left-most examined line"
+        );
         // The same with `Forwarded`.
         let c = ClientIpConfig {
             trusted_proxies: nets("10.0.0.0/8"),
@@ -603,7 +618,10 @@ mod tests {
         for _ in 0..40 {
             h.append("forwarded", HeaderValue::from_static("for=198.51.100.10"));
         }
-        h.append("forwarded", HeaderValue::from_static("for=203.0.113.7;proto=https"));
+        h.append(
+            "forwarded",
+            HeaderValue::from_static("for=203.0.113.7;proto=https"),
+        );
         assert_eq!(c.client_ip(peer, &h), ip("203.0.113.7"));
     }
 
@@ -620,13 +638,25 @@ mod tests {
             ("for=\"203.0.113.7\"", "203.0.113.7"),
             ("for=\"203.0.113.7:4711\"", "203.0.113.7"),
             ("for=\"[2001:db8:cafe::17]:4711\"", "2001:db8:cafe::17"),
-            ("for=\"[2001:db8:cafe::17]\";proto=https;by=10.0.0.2", "2001:db8:cafe::17"),
+            (
+                "for=\"[2001:db8:cafe::17]\";proto=https;by=10.0.0.2",
+                "2001:db8:cafe::17",
+            ),
             ("for=192.0.2.1, for=203.0.113.7", "203.0.113.7"),
-            ("for=192.0.2.1, for=203.0.113.7;by=x, for=10.0.0.3", "203.0.113.7"),
-            ("for=192.0.2.1,for=203.0.113.7 , for=10.0.0.3;proto=http", "203.0.113.7"),
+            (
+                "for=192.0.2.1, for=203.0.113.7;by=x, for=10.0.0.3",
+                "203.0.113.7",
+            ),
+            (
+                "for=192.0.2.1,for=203.0.113.7 , for=10.0.0.3;proto=http",
+                "203.0.113.7",
+            ),
             ("proto=https;for=203.0.113.7", "203.0.113.7"),
             // A comma inside a quoted string does not split elements.
-            ("for=192.0.2.1;x=\"a, for=10.9.9.9\", for=203.0.113.7", "203.0.113.7"),
+            (
+                "for=192.0.2.1;x=\"a, for=10.9.9.9\", for=203.0.113.7",
+                "203.0.113.7",
+            ),
             // Garbage stops the walk: the last trusted hop, or the peer.
             ("for=203.0.113.7, for=unknown, for=10.0.0.3", "10.0.0.3"),
             ("for=203.0.113.7, for=_hidden", "10.0.0.1"),

@@ -36,8 +36,8 @@ pub use client_ip::{
     UnknownForwardedHeader, forwarded_for_entries, forwarded_last_param, parse_forwarded_entry,
 };
 pub use guard::{
-    Connected, DEFAULT_RESOLVE_TIMEOUT, Guard, GuardError, LOCALHOST_ADDRESSES, MAX_CONNECT_ATTEMPTS,
-    TimeoutPhase,
+    Connected, DEFAULT_RESOLVE_TIMEOUT, Guard, GuardError, LOCALHOST_ADDRESSES,
+    MAX_CONNECT_ATTEMPTS, TimeoutPhase,
 };
 pub use listener::{PeerLimiter, PeerPermit, StallGuard};
 pub use policy::{AddressPolicy, Denied, DenyReason};

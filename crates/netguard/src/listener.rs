@@ -281,14 +281,18 @@ mod tests {
     fn peers_are_counted_by_address_and_ipv6_prefix() {
         let l = PeerLimiter::new(2, CidrList::parse("10.0.0.0/8").expect("list"));
         let a1 = l.try_acquire(ip("192.0.2.1")).expect("first");
-        let a2 = l.try_acquire(ip("::ffff:192.0.2.1")).expect("second (mapped = same peer)");
+        let a2 = l
+            .try_acquire(ip("::ffff:192.0.2.1"))
+            .expect("second (mapped = same peer)");
         assert!(l.try_acquire(ip("192.0.2.1")).is_none(), "third refused");
         assert!(l.try_acquire(ip("192.0.2.2")).is_some(), "another peer");
         drop(a1);
         let a3 = l.try_acquire(ip("192.0.2.1")).expect("a slot came back");
         // One IPv6 /64 is one peer, whatever the interface identifier.
         let b1 = l.try_acquire(ip("2001:db8:1:2::1")).expect("v6");
-        let b2 = l.try_acquire(ip("2001:db8:1:2:ffff::9")).expect("v6 same /64");
+        let b2 = l
+            .try_acquire(ip("2001:db8:1:2:ffff::9"))
+            .expect("v6 same /64");
         assert!(l.try_acquire(ip("2001:db8:1:2::77")).is_none());
         assert!(l.try_acquire(ip("2001:db8:1:3::1")).is_some(), "next /64");
         // Exempt peers (trusted proxies) are not counted.
@@ -299,7 +303,10 @@ mod tests {
         assert_eq!(l.open_for(ip("192.0.2.1")), 2);
         drop((a2, a3, b1, b2, many));
         assert_eq!(l.open_for(ip("192.0.2.1")), 0);
-        assert!(l.open.lock().expect("lock").is_empty(), "no entry left behind");
+        assert!(
+            l.open.lock().expect("lock").is_empty(),
+            "no entry left behind"
+        );
         // 0: no bound.
         let none = PeerLimiter::new(0, CidrList::default());
         let held: Vec<_> = (0..100)
@@ -310,7 +317,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_the_peer_never_reads_times_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
@@ -330,20 +339,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_that_never_gets_data_times_out_when_bounded() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
         let mut guarded = StallGuard::new(server, Duration::from_secs(60))
             .with_read_timeout(Duration::from_millis(200));
         let mut buf = [0u8; 16];
-        let err = guarded.read(&mut buf).await.expect_err("no data ever comes");
+        let err = guarded
+            .read(&mut buf)
+            .await
+            .expect_err("no data ever comes");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test]
     async fn a_slow_but_reading_peer_is_not_cut() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
@@ -363,7 +379,10 @@ mod tests {
         let mut guarded = StallGuard::new(server, Duration::from_millis(400));
         let chunk = vec![1u8; 64 * 1024];
         for _ in 0..total / chunk.len() {
-            guarded.write_all(&chunk).await.expect("progress resets the timer");
+            guarded
+                .write_all(&chunk)
+                .await
+                .expect("progress resets the timer");
         }
         assert_eq!(reader.await.expect("reader"), total);
     }
