@@ -83,7 +83,10 @@ impl Serve {
         let deadline = Instant::now() + Duration::from_secs(60);
         while (addr.is_none() || key.is_none()) && Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
-            if let Some(a) = line.strip_prefix("hookwarden: listening on http://") {
+            if let Some(a) = line
+                .strip_prefix("hookwarden: listening on http://")
+                .or_else(|| line.strip_prefix("hookwarden: listening on https://"))
+            {
                 addr = Some(a.trim().parse()?);
             }
             if let Some(i) = line.find("hwk_") {

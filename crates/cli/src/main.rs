@@ -320,7 +320,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
             "the API is served over plain HTTP on a non-loopback address; put a TLS-terminating proxy in front"
         );
     }
-    println!("hookwarden: listening on http://{addr}");
+    let scheme = if cfg.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("hookwarden: listening on {scheme}://{addr}");
     if let Some(m) = running.metrics_addr {
         println!("hookwarden: metrics on http://{m}/metrics");
     }

@@ -108,7 +108,10 @@ impl Server {
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
-                    if let Some(a) = line.strip_prefix("hookwarden: listening on http://") {
+                    if let Some(a) = line
+                        .strip_prefix("hookwarden: listening on http://")
+                        .or_else(|| line.strip_prefix("hookwarden: listening on https://"))
+                    {
                         addr = Some(a.trim().parse::<SocketAddr>().unwrap());
                     }
                     if let Some(i) = line.find("hwk_") {
