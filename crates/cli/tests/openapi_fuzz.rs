@@ -111,6 +111,9 @@ async fn fuzz(config: &str) {
         // schema-valid input may rightly get a 422.
         .args(["--checks", "all"])
         .args(["--exclude-checks", "positive_data_acceptance"])
+        // Revoking keys would revoke the one this run uses (its stateful phase finds it in the
+        // key listing) and leave every later request a 401: that route has its own tests.
+        .args(["--exclude-path-regex", "^/api/v1/api-keys/[^/]+/revoke$"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--seed", "20240601"])

@@ -344,17 +344,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_secs(config.storage.retention_days.saturating_mul(86_400)),
         Duration::from_secs(config.storage.retention_interval_secs),
     ));
+    let published_certs = Arc::new(api::security::PublishedCache::default());
     {
         let (endpoints, inbound) = (endpoints.clone(), inbound.clone());
+        let published = published_certs.clone();
         let on_change: changes::Invalidator = Arc::new(move |c: &hookwarden_store::Change| {
             use hookwarden_store::Change;
             match c {
                 Change::Endpoint(id) => endpoints.invalidate(id),
-                Change::Certificate(_) => endpoints.invalidate_all(),
+                Change::Certificate(_) => {
+                    endpoints.invalidate_all();
+                    published.clear();
+                }
                 Change::Source(id) => inbound.cache.invalidate_source(id),
                 Change::All => {
                     endpoints.invalidate_all();
                     inbound.cache.clear();
+                    published.clear();
                 }
             }
         });
@@ -379,7 +385,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         alerts,
         certs: cert_store,
         inbound,
-        published_certs: Default::default(),
+        published_certs,
     });
     let app = api::router(state.clone());
     // Load balancers in `inbound.trusted_proxies` carry many clients: not counted per peer.

@@ -30,7 +30,7 @@ pub struct AppState {
     /// Inbound sources, ingest and its audit log.
     pub inbound: Arc<crate::inbound::Inbound>,
     /// The public list of client certificates, read at most once a second.
-    pub published_certs: crate::api::security::PublishedCache,
+    pub published_certs: Arc<crate::api::security::PublishedCache>,
 }
 
 impl AppState {

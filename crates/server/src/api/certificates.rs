@@ -135,6 +135,7 @@ pub async fn create(
         retired_at: None,
     };
     state.certs.create_certificate(cert.clone()).await?;
+    state.published_certs.clear();
     tracing::info!(certificate_id = %cert.id, sha256 = %cert.sha256, generated, "client certificate added");
     Ok((StatusCode::CREATED, axum::Json(CertificateView::from(cert))))
 }
@@ -209,6 +210,7 @@ pub async fn retire(
     {
         return Err(ApiError::not_found("client certificate"));
     }
+    state.published_certs.clear();
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
@@ -229,7 +231,10 @@ pub async fn delete(
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
     match state.certs.delete_certificate(&id).await? {
-        CertificateDeletion::Deleted => Ok(StatusCode::NO_CONTENT),
+        CertificateDeletion::Deleted => {
+            state.published_certs.clear();
+            Ok(StatusCode::NO_CONTENT)
+        }
         CertificateDeletion::NotFound => Err(ApiError::not_found("client certificate")),
         CertificateDeletion::InUse { endpoints } => Err(ApiError::new(
             StatusCode::CONFLICT,

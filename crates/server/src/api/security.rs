@@ -26,7 +26,9 @@ const PUBLISHED_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// wait for the one reading in progress).
 #[derive(Default)]
 pub struct PublishedCache {
-    last: tokio::sync::Mutex<Option<(std::time::Instant, Arc<PublishedCertificates>)>>,
+    /// Bumped by every change of the certificates: a reading made before it is stale.
+    generation: std::sync::atomic::AtomicU64,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, u64, Arc<PublishedCertificates>)>>,
 }
 
 /// Public routes: no API key (and no security requirement in the OpenAPI document).
@@ -58,15 +60,24 @@ pub struct PublishedCertificates {
 }
 
 impl PublishedCache {
+    /// Forgets the last reading (a certificate was added, retired or deleted, here or on
+    /// another instance).
+    pub fn clear(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     async fn get(&self, state: &AppState) -> ApiResult<Arc<PublishedCertificates>> {
         let mut last = self.last.lock().await;
-        if let Some((at, v)) = last.as_ref()
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        if let Some((at, g, v)) = last.as_ref()
+            && *g == generation
             && at.elapsed() < PUBLISHED_TTL
         {
             return Ok(v.clone());
         }
         let v = Arc::new(read_published(state).await?);
-        *last = Some((std::time::Instant::now(), v.clone()));
+        *last = Some((std::time::Instant::now(), generation, v.clone()));
         Ok(v)
     }
 }
