@@ -1,6 +1,6 @@
 //! Client certificates for mTLS to endpoints: reading uploaded PEM, generating self-signed
 //! certificates, and turning a stored certificate into the identity the guarded client presents.
-//! Private keys never leave the server; they are sealed with the master key when one is set.
+//! Private keys never leave the server; they are sealed with the master key.
 
 use crate::crypto::{SecretBox, random_bytes};
 use crate::error::ApiError;
