@@ -18,8 +18,9 @@
 //! - Migrations run in one transaction under an advisory lock; the applied versions are rows of
 //!   `schema_migrations` (as in the SQLite backend: every known version not recorded is applied).
 
+use crate::listing::{self, cut};
 use crate::types::*;
-use crate::{Result, Store, StoreError};
+use crate::{Listed, Result, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
@@ -539,6 +540,31 @@ fn secret_from_row(r: &PgRow) -> Result<SecretRecord> {
 
 fn limit_of(page: &Page) -> i64 {
     i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(100)
+}
+
+/// The page made of `candidates` (keys and stored sizes, in page order, up to `limit + 1`): the
+/// rows [`cut`] keeps, read by `rows_sql` (which takes the keys as the array `$1` and returns
+/// the rows in page order) — and only those.
+async fn bounded_page<K, T>(
+    pool: &PgPool,
+    candidates: Vec<(K, i64)>,
+    limit: usize,
+    max_bytes: usize,
+    rows_sql: &str,
+    map: impl Fn(&PgRow) -> Result<T>,
+) -> Result<Listed<T>>
+where
+    Vec<K>: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    let (keys, more) = cut(candidates, limit, max_bytes);
+    if keys.is_empty() {
+        return Ok(Listed::new(Vec::new(), more));
+    }
+    let rows = sqlx::query(rows_sql).bind(keys).fetch_all(pool).await?;
+    Ok(Listed::new(
+        rows.iter().map(map).collect::<Result<Vec<_>>>()?,
+        more,
+    ))
 }
 
 fn status_i16(s: DeliveryStatus) -> i16 {
@@ -1456,28 +1482,42 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn list_endpoints(&self, page: Page) -> Result<Vec<Endpoint>> {
-        let rows =
-            match &page.before {
-                Some(before) => sqlx::query(&format!(
-                    "SELECT {ENDPOINT_COLS} FROM endpoints WHERE deleted_at IS NULL AND id < $1 \
-                     ORDER BY id DESC LIMIT $2"
+    async fn list_endpoints(&self, page: Page) -> Result<Listed<Endpoint>> {
+        let limit = limit_of(&page);
+        let size = listing::endpoint_size();
+        let candidates: Vec<(String, i64)> = match &page.before {
+            Some(before) => {
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM endpoints WHERE deleted_at IS NULL AND id < $1 \
+                 ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(before)
-                .bind(limit_of(&page))
+                .bind(limit + 1)
                 .fetch_all(&self.pool)
-                .await?,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {ENDPOINT_COLS} FROM endpoints WHERE deleted_at IS NULL \
-                     ORDER BY id DESC LIMIT $1"
-                    ))
-                    .bind(limit_of(&page))
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
-        rows.iter().map(endpoint_from_row).collect()
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM endpoints WHERE deleted_at IS NULL \
+                 ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(limit + 1)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!(
+                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ANY($1) AND deleted_at IS NULL \
+                 ORDER BY id DESC"
+            ),
+            endpoint_from_row,
+        )
+        .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<bool> {
@@ -1638,33 +1678,43 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>> {
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Listed<Event>> {
         // Types filter: the (event_type, id) index answers each type newest first.
         let types = (!filter.event_types.is_empty()).then_some(filter.event_types);
-        let rows = match &page.before {
+        let limit = limit_of(&page);
+        let size = listing::event_size();
+        let candidates: Vec<(String, i64)> = match &page.before {
             Some(before) => {
-                sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM events WHERE id < $1 \
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM events WHERE id < $1 \
                      AND ($3::text[] IS NULL OR event_type = ANY($3)) ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(before)
-                .bind(limit_of(&page))
+                .bind(limit + 1)
                 .bind(types)
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM events \
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM events \
                      WHERE ($2::text[] IS NULL OR event_type = ANY($2)) ORDER BY id DESC LIMIT $1"
                 ))
-                .bind(limit_of(&page))
+                .bind(limit + 1)
                 .bind(types)
                 .fetch_all(&self.pool)
                 .await?
             }
         };
-        rows.iter().map(event_from_row).collect()
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {EVENT_COLS} FROM events WHERE id = ANY($1) ORDER BY id DESC"),
+            event_from_row,
+        )
+        .await
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
@@ -1679,7 +1729,11 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>> {
+    async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+        page: Page,
+    ) -> Result<Listed<Delivery>> {
         // One statement per combination of filters (each prepared once), so that every plan can
         // use the index that fits it rather than one generic plan for all.
         let mut conds: Vec<&str> = Vec::with_capacity(4);
@@ -1695,13 +1749,13 @@ impl Store for PgStore {
         if page.before.is_some() {
             conds.push("id <");
         }
-        let mut sql = format!("SELECT {DELIVERY_COLS} FROM deliveries");
+        let mut sql = format!("SELECT id, {} FROM deliveries", listing::delivery_size());
         for (i, cond) in conds.iter().enumerate() {
             let glue = if i == 0 { "WHERE" } else { "AND" };
             sql.push_str(&format!(" {glue} {cond} ${}", i + 1));
         }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", conds.len() + 1));
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
         if let Some(v) = &filter.event_id {
             q = q.bind(v);
         }
@@ -1714,24 +1768,40 @@ impl Store for PgStore {
         if let Some(v) = &page.before {
             q = q.bind(v);
         }
-        q.bind(limit_of(&page))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(delivery_from_row)
-            .collect()
+        let limit = limit_of(&page);
+        let candidates = q.bind(limit + 1).fetch_all(&self.pool).await?;
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ANY($1) ORDER BY id DESC"),
+            delivery_from_row,
+        )
+        .await
     }
 
-    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
-        sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = $1 ORDER BY id ASC LIMIT 1000"
+    async fn list_attempts(&self, delivery_id: &str, page: AttemptPage) -> Result<Listed<Attempt>> {
+        let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
+        let candidates: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM attempts WHERE delivery_id = $1 \
+             AND ($2::int8 IS NULL OR id > $2) ORDER BY id ASC LIMIT $3",
+            listing::attempt_size()
         ))
         .bind(delivery_id)
+        .bind(page.after)
+        .bind(limit + 1)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(attempt_from_row)
-        .collect()
+        .await?;
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ANY($1) ORDER BY id ASC"),
+            attempt_from_row,
+        )
+        .await
     }
 
     async fn delivery_stats(

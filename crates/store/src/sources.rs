@@ -6,7 +6,7 @@
 //! key is configured). The verification preset is opaque JSON here: the store does not interpret
 //! it.
 
-use crate::{Millis, NewEvent, Page, Result};
+use crate::{Listed, Millis, NewEvent, Page, Result};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -216,7 +216,7 @@ pub trait SourceStore: Send + Sync + 'static {
     async fn create_source(&self, source: Source, token: NewSourceToken) -> Result<()>;
     async fn get_source(&self, id: &str) -> Result<Option<SourceRecord>>;
     /// Newest first, keyset paginated like the other lists.
-    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>>;
+    async fn list_sources(&self, page: Page) -> Result<Listed<SourceRecord>>;
     /// Replaces the mutable fields (name, verification, secrets, allowlist, replay window,
     /// payload logging, routing, event type, `updated_at`). False when the source is unknown.
     async fn update_source(&self, source: Source) -> Result<bool>;
@@ -244,7 +244,7 @@ pub trait SourceStore: Send + Sync + 'static {
     /// Appends audit entries (refusals, handshakes), returning their ids.
     async fn insert_audit(&self, entries: Vec<NewAuditEntry>) -> Result<Vec<String>>;
     /// Newest first; `page.before` is an audit id.
-    async fn list_audit(&self, filter: AuditFilter, page: Page) -> Result<Vec<AuditEntry>>;
+    async fn list_audit(&self, filter: AuditFilter, page: Page) -> Result<Listed<AuditEntry>>;
     /// Requests per time bucket and outcome, from the audit log (`source_id`: one source's;
     /// `None`: every entry, unknown tokens included). Buckets without requests are absent; at
     /// most 64 outcomes per bucket; a range that is not valid ([`crate::StatsRange::is_valid`])

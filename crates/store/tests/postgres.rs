@@ -323,15 +323,9 @@ async fn idempotency_key_raced_from_two_instances_makes_one_event() {
     let b = Arc::new(PgStore::connect(&url, opts()).await.unwrap());
     for s in [&a, &b] {
         // Warm both pools so the race is between statements, not connection set-up.
-        s.list_events(
-            EventFilter::default(),
-            Page {
-                before: None,
-                limit: 1,
-            },
-        )
-        .await
-        .unwrap();
+        s.list_events(EventFilter::default(), Page::new(None, 1))
+            .await
+            .unwrap();
     }
     a.create_endpoint(endpoint("ep_a"), "whsec".into())
         .await
@@ -368,13 +362,7 @@ async fn idempotency_key_raced_from_two_instances_makes_one_event() {
         }
     }
     let events = a
-        .list_events(
-            EventFilter::default(),
-            Page {
-                before: None,
-                limit: 1000,
-            },
-        )
+        .list_events(EventFilter::default(), Page::new(None, 1000))
         .await
         .unwrap();
     assert_eq!(events.len(), 30);
@@ -443,7 +431,10 @@ async fn a_large_outcome_batch_is_recorded_at_once() {
     assert!(tripped.is_empty());
     let counts = s.delivery_counts(200).await.unwrap();
     assert_eq!((counts.succeeded, counts.pending), (1_500, 1_500));
-    let atts = s.list_attempts(&claimed[0].delivery_id).await.unwrap();
+    let atts = s
+        .list_attempts(&claimed[0].delivery_id, AttemptPage::default())
+        .await
+        .unwrap();
     assert_eq!(atts[0].response_body.as_deref(), Some("bin\u{FFFD}ary"));
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
@@ -481,14 +472,7 @@ async fn snapshot<S: Store>(
     now: Millis,
 ) -> Snapshot {
     let mut endpoints = Vec::new();
-    for e in s
-        .list_endpoints(Page {
-            before: None,
-            limit: 100,
-        })
-        .await
-        .unwrap()
-    {
+    for e in s.list_endpoints(Page::new(None, 100)).await.unwrap() {
         endpoints.push(format!(
             "{} enabled={} reason={:?} disabled_at={:?} failures={} since={:?} updated={}",
             e.id,
@@ -514,7 +498,7 @@ async fn snapshot<S: Store>(
             d.updated_at,
             d.completed_at,
         ));
-        for a in s.list_attempts(id).await.unwrap() {
+        for a in s.list_attempts(id, AttemptPage::default()).await.unwrap() {
             attempts.push(format!(
                 "{key:?} no={} code={:?} outcome={} class={:?} message={:?}",
                 a.attempt_no, a.status_code, a.outcome, a.error_class, a.error_message
@@ -853,6 +837,22 @@ async fn source_store_conformance() {
     let url = dbs.create().await;
     let s = PgStore::connect(&url, opts()).await.unwrap();
     conformance::source_store(&s).await;
+}
+
+#[tokio::test]
+async fn source_pages_bounded_in_bytes_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::source_pages_bounded_in_bytes(&s).await;
+}
+
+#[tokio::test]
+async fn certificate_pages_bounded_in_bytes_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::certificate_pages_bounded_in_bytes(&s).await;
 }
 
 #[tokio::test]

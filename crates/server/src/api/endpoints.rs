@@ -462,12 +462,10 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<EndpointView>>> {
-    let page = q.page()?;
-    let limit = page.limit;
+    let page = q.page(state.config.server.max_page_bytes)?;
     let rows = state.store.list_endpoints(page).await?;
     Ok(axum::Json(paged(
         rows,
-        limit,
         |e| e.id.clone(),
         EndpointView::from,
     )))

@@ -485,13 +485,11 @@ pub async fn list(
     ext: Extensions,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Paged<SourceView>>> {
-    let page = q.page()?;
-    let limit = page.limit;
+    let page = q.page(state.config.server.max_page_bytes)?;
     let rows = state.inbound.store.list_sources(page).await?;
     let base = base_url(&state, &headers, &ext);
     Ok(Json(paged(
         rows,
-        limit,
         |r| r.source.id.clone(),
         |r| view(r, &base, None),
     )))
@@ -852,10 +850,9 @@ async fn audit_page(
         limit: q.limit,
         before: q.before,
     }
-    .page()?;
-    let limit = page.limit;
+    .page(state.config.server.max_page_bytes)?;
     let rows = state.inbound.store.list_audit(filter, page).await?;
-    Ok(Json(paged(rows, limit, |a| a.id.clone(), audit_view)))
+    Ok(Json(paged(rows, |a| a.id.clone(), audit_view)))
 }
 
 /// `GET /api/v1/sources/{id}/audit` (also after the source was deleted, until retention).

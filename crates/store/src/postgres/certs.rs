@@ -1,9 +1,9 @@
 //! [`CertificateStore`] for PostgreSQL: client certificates, and the published egress ranges in
 //! the `meta` table. Same semantics as the SQLite backend (the conformance suite is the contract).
 
-use super::{MAX_TRIES, PgStore, TxError, limit_of};
+use super::{MAX_TRIES, PgStore, TxError, bounded_page, limit_of};
 use crate::certs::*;
-use crate::{Millis, Page, Result, StoreError};
+use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -109,18 +109,26 @@ impl CertificateStore for PgStore {
         .transpose()
     }
 
-    async fn list_certificates(&self, page: Page) -> Result<Vec<ClientCertificate>> {
-        sqlx::query(&format!(
-            "SELECT {COLS} FROM client_certificates \
-             WHERE ($1::text IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    async fn list_certificates(&self, page: Page) -> Result<Listed<ClientCertificate>> {
+        let limit = limit_of(&page);
+        let candidates: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM client_certificates \
+             WHERE ($1::text IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            crate::listing::certificate_size()
         ))
         .bind(page.before.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(cert_from_row)
-        .collect()
+        .await?;
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {COLS} FROM client_certificates WHERE id = ANY($1) ORDER BY id DESC"),
+            cert_from_row,
+        )
+        .await
     }
 
     async fn set_certificate_status(

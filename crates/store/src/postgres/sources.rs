@@ -3,9 +3,10 @@
 //! several instances accept for the same source at once (the seen key's primary key decides).
 
 use super::{MAX_TRIES, PgStore, TxError, limit_of, new_id, status_i16};
+use crate::listing::cut;
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
-use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
+use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -210,14 +211,26 @@ impl SourceStore for PgStore {
         }
     }
 
-    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>> {
+    async fn list_sources(&self, page: Page) -> Result<Listed<SourceRecord>> {
         let mut c = self.pool.acquire().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {SOURCE_COLS} FROM sources WHERE ($1::text IS NULL OR id < $1) \
-             ORDER BY id DESC LIMIT $2"
+        let limit = limit_of(&page);
+        let candidates: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM sources WHERE ($1::text IS NULL OR id < $1) \
+             ORDER BY id DESC LIMIT $2",
+            crate::listing::source_size()
         ))
         .bind(page.before.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
+        .fetch_all(&mut *c)
+        .await?;
+        let (ids, more) = cut(candidates, limit as usize, page.max_bytes);
+        if ids.is_empty() {
+            return Ok(Listed::new(Vec::new(), more));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {SOURCE_COLS} FROM sources WHERE id = ANY($1) ORDER BY id DESC"
+        ))
+        .bind(&ids)
         .fetch_all(&mut *c)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -225,7 +238,7 @@ impl SourceStore for PgStore {
             let s = source_from_row(r)?;
             out.push(record_of(&mut c, s).await?);
         }
-        Ok(out)
+        Ok(Listed::new(out, more))
     }
 
     async fn update_source(&self, s: Source) -> Result<bool> {
@@ -450,14 +463,16 @@ impl SourceStore for PgStore {
         })
     }
 
-    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {AUDIT_COLS} FROM inbound_audit \
+    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Listed<AuditEntry>> {
+        let limit = limit_of(&page);
+        let candidates: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM inbound_audit \
              WHERE ($1::text IS NULL OR source_id = $1) \
              AND (NOT $8 OR $1::text IS NOT NULL OR source_id IS NULL) \
              AND ($2::text IS NULL OR id < $2) AND ($3::text IS NULL OR id >= $3) \
              AND ($4::text IS NULL OR id < $4) AND ($5::text IS NULL OR outcome = $5) \
-             AND ($6::text IS NULL OR client_ip = $6) ORDER BY id DESC LIMIT $7"
+             AND ($6::text IS NULL OR client_ip = $6) ORDER BY id DESC LIMIT $7",
+            crate::listing::audit_size("octet_length(payload)")
         ))
         .bind(f.source_id.as_deref())
         .bind(page.before.as_deref())
@@ -465,11 +480,19 @@ impl SourceStore for PgStore {
         .bind(f.until.map(audit_bound))
         .bind(f.outcome.as_deref())
         .bind(f.client_ip.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
         .bind(f.unknown_only)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(audit_from_row).collect()
+        super::bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {AUDIT_COLS} FROM inbound_audit WHERE id = ANY($1) ORDER BY id DESC"),
+            audit_from_row,
+        )
+        .await
     }
 
     async fn ingest_stats(

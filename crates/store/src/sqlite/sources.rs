@@ -1,9 +1,9 @@
 //! [`SourceStore`] for SQLite: sources, their token hashes, seen keys and the audit log.
 
-use super::{SqliteStore, limit_of, new_id};
+use super::{SqliteStore, bounded_page, limit_of, new_id, sized};
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
-use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
+use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -391,17 +391,26 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>> {
+    async fn list_sources(&self, page: Page) -> Result<Listed<SourceRecord>> {
         self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
             let limit = limit_of(&page);
-            let sources = c
-                .prepare_cached(&format!(
-                    "SELECT {SOURCE_COLS} FROM sources WHERE (?1 IS NULL OR id < ?1) \
-                     ORDER BY id DESC LIMIT ?2"
-                ))?
-                .query_map(params![page.before, limit], source_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            sources.into_iter().map(|s| record_of(c, s)).collect()
+            let candidates: Vec<(String, i64)> = sized(
+                &mut tx.prepare_cached(&format!(
+                    "SELECT id, {} FROM sources WHERE (?1 IS NULL OR id < ?1) \
+                     ORDER BY id DESC LIMIT ?2",
+                    crate::listing::source_size()
+                ))?,
+                params![page.before, limit + 1],
+            )?;
+            let mut one =
+                tx.prepare_cached(&format!("SELECT {SOURCE_COLS} FROM sources WHERE id = ?1"))?;
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                one.query_row([id], source_from_row)
+                    .optional()?
+                    .map(|s| record_of(&tx, s))
+                    .transpose()
+            })
         })
         .await
     }
@@ -557,7 +566,7 @@ impl SourceStore for SqliteStore {
             .await
     }
 
-    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Listed<AuditEntry>> {
         self.read(move |c| {
             let limit = limit_of(&page);
             // One key range per source: [since, min(before, until)).
@@ -567,39 +576,58 @@ impl SourceStore for SqliteStore {
                 .flatten()
                 .min()
                 .unwrap_or_else(|| AUDIT_ID_ABOVE_ALL.to_owned());
-            // One snapshot for every source read.
+            // One snapshot for every source read, and for the rows read after.
             let tx = c.unchecked_transaction()?;
             let sources = audit_scope(&tx, f.source_id.as_deref(), f.unknown_only)?;
             let mut st = tx.prepare_cached(&format!(
-                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE source_id = ?1 \
+                "SELECT id, {} FROM inbound_audit WHERE source_id = ?1 \
                  AND id < ?2 AND id >= ?3 AND (?4 IS NULL OR outcome = ?4) \
-                 AND (?5 IS NULL OR client_ip = ?5) ORDER BY id DESC LIMIT ?6"
+                 AND (?5 IS NULL OR client_ip = ?5) ORDER BY id DESC LIMIT ?6",
+                crate::listing::audit_size("octet_length(payload)")
             ))?;
-            let keep = usize::try_from(limit).unwrap_or(usize::MAX);
-            let mut rows: Vec<AuditEntry> = Vec::new();
+            // The candidates: ids and sizes only, each source's newest first.
+            let keep = usize::try_from(limit + 1).unwrap_or(usize::MAX);
+            let mut rows: Vec<(String, String, i64)> = Vec::new();
             let mut lower = lower;
             for source in &sources {
                 let page_of_source = st
                     .query_map(
-                        params![source, upper, lower, f.outcome, f.client_ip, limit],
-                        audit_from_row,
+                        params![source, upper, lower, f.outcome, f.client_ip, limit + 1],
+                        |r| Ok((r.get::<_, String>(0)?, source.clone(), r.get::<_, i64>(1)?)),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 rows.extend(page_of_source);
-                // The newest `limit` so far; once there are that many, the sources still to
+                // The newest `limit + 1` so far; once there are that many, the sources still to
                 // read only need entries newer than the oldest kept.
                 if sources.len() > 1 && rows.len() >= keep {
-                    rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                    rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
                     rows.truncate(keep);
                     if let Some(oldest) = rows.last() {
-                        lower = lower.max(oldest.id.clone());
+                        lower = lower.max(oldest.0.clone());
                     }
                 }
             }
             if sources.len() > 1 {
-                rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                rows.truncate(keep);
             }
-            Ok(rows)
+            let candidates: Vec<((String, String), i64)> = rows
+                .into_iter()
+                .map(|(id, source, size)| ((source, id), size))
+                .collect();
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE source_id = ?1 AND id = ?2"
+            ))?;
+            bounded_page(
+                candidates,
+                limit as usize,
+                page.max_bytes,
+                |(source, id)| {
+                    Ok(one
+                        .query_row(params![source, id], audit_from_row)
+                        .optional()?)
+                },
+            )
         })
         .await
     }
@@ -748,6 +776,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn source_pages_bounded_in_bytes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::source_pages_bounded_in_bytes(&s).await;
+    }
+
+    #[tokio::test]
     async fn ingest_statistics_conformance() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
@@ -887,7 +922,7 @@ mod tests {
         let mut before = None;
         for _ in 0..10 {
             let p = s
-                .list_audit(AuditFilter::default(), Page { before, limit: 250 })
+                .list_audit(AuditFilter::default(), Page::new(before, 250))
                 .await
                 .unwrap();
             let Some(last) = p.last() else { break };
@@ -919,7 +954,7 @@ mod tests {
             let mut before = None;
             for _ in 0..300 {
                 let p = s
-                    .list_audit(f.clone(), Page { before, limit })
+                    .list_audit(f.clone(), Page::new(before, limit))
                     .await
                     .unwrap();
                 assert!(p.len() <= limit);
@@ -966,13 +1001,10 @@ mod tests {
                     unknown_only,
                     ..Default::default()
                 },
-                Page {
-                    before: None,
-                    limit: 10,
-                },
+                Page::new(None, 10),
             )
         };
-        let outcomes = |v: Vec<AuditEntry>| {
+        let outcomes = |v: Listed<AuditEntry>| {
             v.into_iter()
                 .map(|e| (e.entry.source_id, e.entry.outcome))
                 .collect::<Vec<_>>()
