@@ -6,10 +6,12 @@ use crate::*;
 use std::collections::BTreeMap;
 
 mod bounded;
+mod text;
 
 pub use bounded::{
     certificate_pages_bounded_in_bytes, pages_bounded_in_bytes, source_pages_bounded_in_bytes,
 };
+pub use text::{audit_payload_bytes, nul_in_text};
 
 fn endpoint(id: &str, types: &[&str]) -> Endpoint {
     Endpoint {
@@ -101,6 +103,7 @@ where
     events_by_type(&fresh().await).await;
     retention(&fresh().await).await;
     delivery_statistics(&fresh().await).await;
+    nul_in_text(&fresh().await).await;
     pages_bounded_in_bytes(&fresh().await).await;
 }
 
@@ -1050,6 +1053,25 @@ pub async fn ingest_statistics<S: Store + SourceStore>(s: &S) {
 }
 
 pub async fn certificate_store<S: Store + CertificateStore>(s: &S) {
+    // Text with a NUL (say, a subject rendered from a crafted certificate) is refused.
+    let mut bad = certificate("cert_nul", 5);
+    bad.subject = "CN=a\0b".into();
+    assert!(matches!(
+        s.create_certificate(bad).await,
+        Err(StoreError::InvalidText("subject"))
+    ));
+    assert_eq!(s.get_certificate("cert_nul").await.unwrap(), None);
+    // A key with a NUL names nothing.
+    assert_eq!(s.get_certificate("cert_\0").await.unwrap(), None);
+    assert!(
+        !s.set_certificate_status("cert_\0", CertificateStatus::Retiring, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.delete_certificate("cert_\0").await.unwrap(),
+        CertificateDeletion::NotFound
+    );
     let a = certificate("cert_a", 10);
     s.create_certificate(a.clone()).await.unwrap();
     s.create_certificate(certificate("cert_b", 20))

@@ -17,6 +17,7 @@ mod listing;
 pub mod postgres;
 mod sources;
 pub mod sqlite;
+pub mod text;
 mod types;
 
 pub use certs::*;

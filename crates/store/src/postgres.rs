@@ -19,6 +19,7 @@
 //!   `schema_migrations` (as in the SQLite backend: every known version not recorded is applied).
 
 use crate::listing::{self, cut};
+use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{Listed, Result, Store, StoreError};
 use async_trait::async_trait;
@@ -47,6 +48,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         40,
         "events_by_type",
         include_str!("postgres/0040_events_by_type.sql"),
+    ),
+    (
+        90,
+        "audit_payload_bytes",
+        include_str!("postgres/0090_audit_payload_bytes.sql"),
     ),
 ];
 
@@ -538,6 +544,12 @@ fn secret_from_row(r: &PgRow) -> Result<SecretRecord> {
     })
 }
 
+/// No stored key holds a NUL (both backends refuse one in what they store) and PostgreSQL cannot
+/// even bind one: a key with a NUL names nothing, as in SQLite, rather than failing the query.
+pub(crate) fn names_nothing(key: &str) -> bool {
+    key.contains('\0')
+}
+
 fn limit_of(page: &Page) -> i64 {
     i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(100)
 }
@@ -577,18 +589,6 @@ const SUCCEEDED: i16 = 1;
 const FAILED: i16 = 2;
 const PAUSED: i16 = 3;
 const CANCELLED: i16 = 4;
-
-/// PostgreSQL text cannot hold NUL. What a remote peer sent us (response bodies, error texts)
-/// is stored lossily anyway, so a NUL there becomes U+FFFD instead of failing the batch.
-fn peer_text(s: &Option<String>) -> Option<String> {
-    s.as_ref().map(|s| {
-        if s.contains('\0') {
-            s.replace('\0', "\u{FFFD}")
-        } else {
-            s.clone()
-        }
-    })
-}
 
 fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
     a.and_then(|a| match (&a.error_class, &a.error_message) {
@@ -862,7 +862,7 @@ async fn record_outcomes_tx(
                 d.attempt_count = d.attempt_count.saturating_add(inc);
                 d.next_attempt_at = at;
                 d.last_status_code = code;
-                d.last_error = peer_text(&last_error_of(attempt));
+                d.last_error = last_error_of(attempt);
                 d.updated_at = now;
                 d.lease_owner = None;
                 d.dirty = true;
@@ -871,7 +871,7 @@ async fn record_outcomes_tx(
                 d.status = FAILED;
                 d.attempt_count = d.attempt_count.saturating_add(inc);
                 d.last_status_code = code;
-                d.last_error = peer_text(&last_error_of(attempt));
+                d.last_error = last_error_of(attempt);
                 d.completed_at = Some(now);
                 d.updated_at = now;
                 d.lease_owner = None;
@@ -1000,14 +1000,14 @@ impl AttemptColumns {
         self.started_at.push(a.started_at);
         self.duration_ms.push(a.duration_ms);
         self.status_code.push(a.status_code);
-        self.response_body.push(peer_text(&a.response_body));
+        self.response_body.push(a.response_body.clone());
         self.response_truncated.push(a.response_truncated);
-        self.error_class.push(peer_text(&a.error_class));
-        self.error_message.push(peer_text(&a.error_message));
-        self.local_addr.push(peer_text(&a.local_addr));
-        self.remote_addr.push(peer_text(&a.remote_addr));
+        self.error_class.push(a.error_class.clone());
+        self.error_message.push(a.error_message.clone());
+        self.local_addr.push(a.local_addr.clone());
+        self.remote_addr.push(a.remote_addr.clone());
         self.outcome.push(label);
-        self.request_headers.push(peer_text(&a.request_headers));
+        self.request_headers.push(a.request_headers.clone());
     }
 
     async fn insert(&self, c: &mut PgConnection) -> std::result::Result<(), TxError> {
@@ -1380,6 +1380,7 @@ impl Store for PgStore {
     }
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
+        key.check_storable()?;
         sqlx::query(
             "INSERT INTO api_keys (id, key_hash, prefix, description, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -1431,6 +1432,8 @@ impl Store for PgStore {
     }
 
     async fn create_endpoint(&self, ep: Endpoint, secret: String) -> Result<()> {
+        ep.check_storable()?;
+        storable("secret", &secret)?;
         let event_types = serde_json::to_string(&ep.event_types)?;
         let headers = serde_json::to_string(&ep.headers)?;
         let schemes = serde_json::to_string(&ep.signature_schemes)?;
@@ -1471,6 +1474,9 @@ impl Store for PgStore {
     }
 
     async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = $1 AND deleted_at IS NULL"
         ))
@@ -1521,6 +1527,7 @@ impl Store for PgStore {
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<bool> {
+        ep.check_storable()?;
         let event_types = serde_json::to_string(&ep.event_types)?;
         let headers = serde_json::to_string(&ep.headers)?;
         let schemes = serde_json::to_string(&ep.signature_schemes)?;
@@ -1559,12 +1566,21 @@ impl Store for PgStore {
         reason: Option<String>,
         now: Millis,
     ) -> Result<bool> {
+        if let Some(r) = &reason {
+            storable("reason", r)?;
+        }
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             set_enabled_tx(&mut tx, id, enabled, reason.as_deref(), now).await?
         })
     }
 
     async fn delete_endpoint(&self, id: &str, now: Millis) -> Result<bool> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             let n = sqlx::query(
                 "UPDATE endpoints SET deleted_at = $2, enabled = FALSE, updated_at = $2 \
@@ -1601,6 +1617,9 @@ impl Store for PgStore {
     }
 
     async fn active_secrets(&self, endpoint_id: &str, now: Millis) -> Result<Vec<SecretRecord>> {
+        if names_nothing(endpoint_id) {
+            return Ok(Vec::new());
+        }
         sqlx::query(
             "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
              WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC",
@@ -1621,6 +1640,10 @@ impl Store for PgStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        storable("secret", &new_secret)?;
+        if names_nothing(endpoint_id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             // Locking the endpoint serialises rotations of one endpoint across instances.
             let exists = sqlx::query(
@@ -1663,12 +1686,16 @@ impl Store for PgStore {
         lease: Option<LeaseRequest>,
         idempotency_ttl_ms: i64,
     ) -> Result<CreateEventResult> {
+        event.check_storable()?;
         in_tx!(self.pool, |tx| {
             create_event_tx(&mut tx, &event, lease.as_ref(), idempotency_ttl_ms).await?
         })
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!("SELECT {EVENT_COLS} FROM events WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -1718,6 +1745,9 @@ impl Store for PgStore {
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1"
         ))
@@ -1734,6 +1764,12 @@ impl Store for PgStore {
         filter: DeliveryFilter,
         page: Page,
     ) -> Result<Listed<Delivery>> {
+        if [&filter.event_id, &filter.endpoint_id]
+            .iter()
+            .any(|k| k.as_deref().is_some_and(names_nothing))
+        {
+            return Ok(Listed::new(Vec::new(), false));
+        }
         // One statement per combination of filters (each prepared once), so that every plan can
         // use the index that fits it rather than one generic plan for all.
         let mut conds: Vec<&str> = Vec::with_capacity(4);
@@ -1782,6 +1818,9 @@ impl Store for PgStore {
     }
 
     async fn list_attempts(&self, delivery_id: &str, page: AttemptPage) -> Result<Listed<Attempt>> {
+        if names_nothing(delivery_id) {
+            return Ok(Listed::new(Vec::new(), false));
+        }
         let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
         let candidates: Vec<(i64, i64)> = sqlx::query_as(&format!(
             "SELECT id, {} FROM attempts WHERE delivery_id = $1 \
@@ -1809,6 +1848,9 @@ impl Store for PgStore {
         endpoint_id: Option<&str>,
         range: StatsRange,
     ) -> Result<Vec<DeliveryStatBucket>> {
+        if endpoint_id.is_some_and(names_nothing) {
+            return Ok(Vec::new());
+        }
         if !range.is_valid() {
             return Ok(Vec::new());
         }
@@ -1847,6 +1889,9 @@ impl Store for PgStore {
     }
 
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<Option<Delivery>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         in_tx!(self.pool, |tx| {
             // Endpoint first (share lock: a concurrent disable or delete either finishes before
             // and we see it, or waits for us and then pauses or cancels what we made pending).
@@ -1965,6 +2010,7 @@ impl Store for PgStore {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        let outcomes = recorded_outcomes(outcomes);
         in_tx!(self.pool, |tx| {
             record_outcomes_tx(&mut tx, &outcomes, &breaker, now).await?
         })

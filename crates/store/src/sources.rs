@@ -118,10 +118,11 @@ pub struct NewAuditEntry {
     pub count: i64,
     /// True when this entry aggregates or samples several requests (flood control).
     pub sampled: bool,
-    /// The body (lossy UTF-8), only when the source has `log_payloads`. Shared, not copied,
-    /// when the entry is cloned (the ingest route keeps a copy of the entry it hands the store,
-    /// to audit a refusal or count the acceptance).
-    pub payload: Option<std::sync::Arc<str>>,
+    /// The body's bytes as received (a bounded prefix), only when the source has
+    /// `log_payloads`: any bytes, NUL and invalid UTF-8 included, stored as bytes by both
+    /// backends. Shared, not copied, when the entry is cloned (the ingest route keeps a copy of
+    /// the entry it hands the store, to audit a refusal or count the acceptance).
+    pub payload: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A stored audit entry.

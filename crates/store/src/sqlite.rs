@@ -11,6 +11,7 @@
 //! only once the checkpointer has nearly caught up (see [`WAL_RESTART_PAGES`]).
 
 use crate::listing::{self, cut};
+use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{Listed, Result, Store, StoreError};
 use async_trait::async_trait;
@@ -1119,6 +1120,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
+        key.check_storable()?;
         self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO api_keys (id, key_hash, prefix, description, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -1169,6 +1171,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_endpoint(&self, ep: Endpoint, secret: String) -> Result<()> {
+        ep.check_storable()?;
+        storable("secret", &secret)?;
         self.write(move |c| {
             c.prepare_cached(&format!(
                 "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
@@ -1236,6 +1240,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<bool> {
+        ep.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -1271,6 +1276,9 @@ impl Store for SqliteStore {
         reason: Option<String>,
         now: Millis,
     ) -> Result<bool> {
+        if let Some(r) = &reason {
+            storable("reason", r)?;
+        }
         let id = id.to_owned();
         self.write(move |c| set_enabled_tx(c, &id, enabled, reason.as_deref(), now))
             .await
@@ -1330,6 +1338,7 @@ impl Store for SqliteStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        storable("secret", &new_secret)?;
         let id = endpoint_id.to_owned();
         self.write(move |c| {
             let exists: Option<i64> = c
@@ -1361,6 +1370,7 @@ impl Store for SqliteStore {
         lease: Option<LeaseRequest>,
         idempotency_ttl_ms: i64,
     ) -> Result<CreateEventResult> {
+        ev.check_storable()?;
         self.write_unguarded(move |c| {
             let now = ev.created_at;
             if let Some(key) = &ev.idempotency_key {
@@ -1731,6 +1741,7 @@ impl Store for SqliteStore {
         breaker: BreakerPolicy,
         now: Millis,
     ) -> Result<Vec<TrippedEndpoint>> {
+        let outcomes = recorded_outcomes(outcomes);
         self.write_unguarded(move |c| {
             let mut tripped = Vec::new();
             let mut reset = HashSet::new();

@@ -236,6 +236,109 @@ async fn migrations_are_safe_when_instances_start_together() {
     }
 }
 
+/// A database at the schema before migration 90 keeps its audit entries through it: text
+/// payloads read back as their UTF-8 bytes, beside new entries of any bytes, and are sized for
+/// bounded pages like them.
+#[tokio::test]
+async fn audit_payloads_survive_the_bytes_migration() {
+    use sqlx::Executor;
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    c.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await
+    .unwrap();
+    for (version, name, sql) in [
+        (1, "init", include_str!("../src/postgres/0001_init.sql")),
+        (
+            10,
+            "client_certificates",
+            include_str!("../src/postgres/0010_client_certificates.sql"),
+        ),
+        (
+            20,
+            "sources_audit",
+            include_str!("../src/postgres/0020_sources_audit.sql"),
+        ),
+        (
+            35,
+            "console",
+            include_str!("../src/postgres/0035_console.sql"),
+        ),
+        (
+            40,
+            "events_by_type",
+            include_str!("../src/postgres/0040_events_by_type.sql"),
+        ),
+    ] {
+        c.execute(sql).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            .bind(version)
+            .bind(name)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let at: Millis = 1_700_000_000_000;
+    let id = |ms: Millis, n: u128| {
+        format!(
+            "aud_{}",
+            ulid::Ulid::from_parts(ms as u64, n)
+                .to_string()
+                .to_ascii_lowercase()
+        )
+    };
+    for (i, payload) in [Some("h\u{e9}llo"), None].into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO inbound_audit (id, source_id, token_prefix, received_at, peer_addr, \
+             outcome, status, body_bytes, latency_us, payload) \
+             VALUES ($1, 'src_a', 'wh_ab', $2, '192.0.2.1:1', 'ACCEPTED', 202, 6, 10, $3)",
+        )
+        .bind(id(at + i as i64, 1))
+        .bind(at + i as i64)
+        .bind(payload)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let _ = c.close().await;
+
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    assert!(s.schema_version().await.unwrap() >= 90);
+    let mut e = NewAuditEntry {
+        source_id: Some("src_a".into()),
+        token_prefix: "wh_ab".into(),
+        received_at: at + 5,
+        peer_addr: "192.0.2.1:2".into(),
+        outcome: "SIGNATURE_INVALID".into(),
+        status: 401,
+        count: 1,
+        ..Default::default()
+    };
+    e.payload = Some(Arc::from(&b"\0\xff"[..]));
+    s.insert_audit(vec![e]).await.unwrap();
+    let got = s
+        .list_audit(AuditFilter::default(), Page::new(None, 10))
+        .await
+        .unwrap();
+    let payloads: Vec<Option<&[u8]>> = got.iter().map(|e| e.entry.payload.as_deref()).collect();
+    assert_eq!(
+        payloads,
+        [Some(&b"\0\xff"[..]), None, Some("h\u{e9}llo".as_bytes())]
+    );
+    let one = s
+        .list_audit(
+            AuditFilter::default(),
+            Page::new(None, 10).with_max_bytes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!((one.len(), one.more), (1, true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_claim_each_delivery_exactly_once() {
     let dbs = Databases::new();
@@ -837,6 +940,14 @@ async fn source_store_conformance() {
     let url = dbs.create().await;
     let s = PgStore::connect(&url, opts()).await.unwrap();
     conformance::source_store(&s).await;
+}
+
+#[tokio::test]
+async fn audit_payload_bytes_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::audit_payload_bytes(&s).await;
 }
 
 #[tokio::test]

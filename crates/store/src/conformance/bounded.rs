@@ -280,7 +280,7 @@ pub async fn source_pages_bounded_in_bytes<S: Store + SourceStore>(s: &S) {
     for i in 0..60 {
         let src = [Some("src_a"), Some("src_b"), None, Some("src_c")][i % 4];
         let mut e = audit(src, t0 + i as i64, "SIGNATURE_INVALID", "198.51.100.1");
-        e.payload = Some(Arc::from("z".repeat(sizes[i % sizes.len()])));
+        e.payload = Some(Arc::from(vec![b'z'; sizes[i % sizes.len()]]));
         batch.push(e);
     }
     s.insert_audit(batch).await.unwrap();

@@ -1,7 +1,7 @@
 //! [`CertificateStore`] for PostgreSQL: client certificates, and the published egress ranges in
 //! the `meta` table. Same semantics as the SQLite backend (the conformance suite is the contract).
 
-use super::{MAX_TRIES, PgStore, TxError, bounded_page, limit_of};
+use super::{MAX_TRIES, PgStore, TxError, bounded_page, limit_of, names_nothing};
 use crate::certs::*;
 use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
@@ -65,6 +65,7 @@ async fn read_ranges(
 #[async_trait]
 impl CertificateStore for PgStore {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()> {
+        cert.check_storable()?;
         let n = sqlx::query(&format!(
             "INSERT INTO client_certificates ({COLS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -98,6 +99,9 @@ impl CertificateStore for PgStore {
     }
 
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {COLS} FROM client_certificates WHERE id = $1"
         ))
@@ -137,6 +141,9 @@ impl CertificateStore for PgStore {
         status: CertificateStatus,
         now: Millis,
     ) -> Result<bool> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
         let q = match status {
             CertificateStatus::Active => sqlx::query(
                 "UPDATE client_certificates SET status = 'active', retired_at = NULL \
@@ -154,6 +161,9 @@ impl CertificateStore for PgStore {
     }
 
     async fn delete_certificate(&self, id: &str) -> Result<CertificateDeletion> {
+        if names_nothing(id) {
+            return Ok(CertificateDeletion::NotFound);
+        }
         in_tx!(self.pool, |tx| {
             let exists = sqlx::query("SELECT 1 FROM client_certificates WHERE id = $1 FOR UPDATE")
                 .bind(id)

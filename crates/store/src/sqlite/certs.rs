@@ -60,6 +60,7 @@ fn read_ranges(c: &rusqlite::Connection) -> Result<Option<PublishedRanges>> {
 #[async_trait]
 impl CertificateStore for SqliteStore {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()> {
+        cert.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(&format!(

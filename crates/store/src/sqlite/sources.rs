@@ -190,9 +190,24 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
             message_id: r.get(14)?,
             count: r.get(15)?,
             sampled: r.get::<_, i64>(16)? != 0,
-            payload: r.get(17)?,
+            payload: payload_of(r, 17)?,
         },
     })
+}
+
+/// A logged payload: bytes (a BLOB), or the text entries held before payloads were kept as
+/// bytes (the column's declared type is TEXT; SQLite stores a bound BLOB as it is).
+fn payload_of(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Arc<[u8]>>> {
+    use rusqlite::types::ValueRef;
+    match r.get_ref(i)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Some(Arc::from(b))),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            "payload".into(),
+            other.data_type(),
+        )),
+    }
 }
 
 fn tokens_of(c: &Connection, source_id: &str) -> Result<Vec<SourceToken>> {
@@ -299,7 +314,7 @@ fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
         e.message_id,
         e.count.max(1),
         i64::from(e.sampled),
-        e.payload,
+        e.payload.as_deref(),
     ])?;
     Ok(id)
 }
@@ -349,6 +364,8 @@ fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bo
 #[async_trait]
 impl SourceStore for SqliteStore {
     async fn create_source(&self, s: Source, token: NewSourceToken) -> Result<()> {
+        s.check_storable()?;
+        token.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(&format!(
@@ -416,6 +433,7 @@ impl SourceStore for SqliteStore {
     }
 
     async fn update_source(&self, s: Source) -> Result<bool> {
+        s.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -465,6 +483,7 @@ impl SourceStore for SqliteStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        token.check_storable()?;
         let id = id.to_owned();
         self.write(move |c| {
             let exists = c
@@ -542,7 +561,9 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn accept_inbound(&self, a: InboundAccept) -> Result<AcceptOutcome> {
+    async fn accept_inbound(&self, mut a: InboundAccept) -> Result<AcceptOutcome> {
+        a.event.check_storable()?;
+        a.audit = a.audit.recorded();
         let index = self.inner.replay.clone();
         // What this call admitted to the in-memory index, to undo if its transaction fails.
         let admitted: Arc<Mutex<Option<(replay::Key, Millis)>>> = Arc::default();
@@ -562,6 +583,8 @@ impl SourceStore for SqliteStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let entries: Vec<NewAuditEntry> =
+            entries.into_iter().map(NewAuditEntry::recorded).collect();
         self.write_unguarded(move |c| entries.iter().map(|e| insert_audit_row(c, e)).collect())
             .await
     }
@@ -773,6 +796,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         crate::conformance::source_store(&s).await;
+    }
+
+    #[tokio::test]
+    async fn audit_payload_bytes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::audit_payload_bytes(&s).await;
     }
 
     #[tokio::test]
@@ -1040,6 +1070,49 @@ mod tests {
         let c = s.purge_inbound(at + 2, at, 100).await.unwrap();
         assert_eq!(c.audit_entries, 2);
         assert_eq!(list(None, false).await.unwrap().len(), 2);
+    }
+
+    /// Payloads written as text (before they were kept as bytes: same schema, the column took
+    /// text) read back as their UTF-8 bytes, beside new ones of any bytes, and are sized for
+    /// bounded pages like them.
+    #[tokio::test]
+    async fn text_payloads_from_before_read_back_as_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let at = crate::now_millis();
+        {
+            let mut c = Connection::open(&path).unwrap();
+            crate::sqlite::migrate_to(&mut c, 80).unwrap();
+            c.execute(
+                "INSERT INTO inbound_audit (id, source_id, token_prefix, received_at, \
+                 peer_addr, outcome, status, body_bytes, latency_us, payload) \
+                 VALUES (?1, 'src_a', 'wh_ab', ?2, '192.0.2.1:1', 'ACCEPTED', 202, 6, 10, ?3)",
+                params![audit_id(at), at, "h\u{e9}llo"],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let mut e =
+            crate::conformance::audit(Some("src_a"), at + 1, "SIGNATURE_INVALID", "192.0.2.1");
+        e.payload = Some(Arc::from(&b"\0\xff"[..]));
+        s.insert_audit(vec![e]).await.unwrap();
+        let got = s
+            .list_audit(AuditFilter::default(), Page::new(None, 10))
+            .await
+            .unwrap();
+        let payloads: Vec<Option<&[u8]>> = got.iter().map(|e| e.entry.payload.as_deref()).collect();
+        assert_eq!(
+            payloads,
+            [Some(&b"\0\xff"[..]), Some("h\u{e9}llo".as_bytes())]
+        );
+        let one = s
+            .list_audit(
+                AuditFilter::default(),
+                Page::new(None, 10).with_max_bytes(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!((one.len(), one.more), (1, true));
     }
 
     /// A database from before version 70 (the log a rowid table with an index on expiry)
