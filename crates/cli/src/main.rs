@@ -493,13 +493,10 @@ async fn keys_list(store: StoreArgs, json: bool) -> Result<()> {
     let mut all = Vec::new();
     let mut before = None;
     let listed = loop {
-        let page = hookwarden_store::Page {
-            before: before.take(),
-            limit: 500,
-        };
+        let page = hookwarden_store::Page::new(before.take(), 500);
         match db.keys.list_api_keys(page).await {
             Ok(rows) => {
-                let done = rows.len() < 500;
+                let done = !rows.more;
                 before = rows.last().map(|k| k.id.clone());
                 all.extend(rows);
                 if done || all.len() >= 100_000 {

@@ -41,6 +41,14 @@ pub fn inspect(chain_pem: &str, key_pem: &str, now: Millis) -> Result<Certificat
             format!("certificate and key PEM are at most {MAX_PEM_BYTES} bytes each"),
         ));
     }
+    // PEM is text: a NUL (which a JSON string can carry) has no place in it, even outside the
+    // blocks the parser reads.
+    if chain_pem.contains('\0') || key_pem.contains('\0') {
+        return Err(invalid(
+            "CERTIFICATE_INVALID",
+            "certificate and key PEM must not contain a NUL character",
+        ));
+    }
     let mut chain = Vec::new();
     for c in CertificateDer::pem_slice_iter(chain_pem.as_bytes()) {
         let c = c.map_err(|e| invalid("CERTIFICATE_INVALID", format!("certificate PEM: {e}")))?;
@@ -91,14 +99,34 @@ pub fn inspect(chain_pem: &str, key_pem: &str, now: Millis) -> Result<Certificat
         )
     })?;
     Ok(CertificateInfo {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
+        subject: dn_text(cert.subject().to_string()),
+        issuer: dn_text(cert.issuer().to_string()),
         serial: hex::encode(cert.raw_serial()),
         sha256: hex::encode(Sha256::digest(leaf.as_ref())),
         sha1: hex::encode(Sha1::digest(leaf.as_ref())),
         not_before,
         not_after,
     })
+}
+
+/// A distinguished name as text, its control characters (say, a NUL in a crafted certificate's
+/// common name) written as RFC 4514 `\XX` escapes of their UTF-8 bytes.
+fn dn_text(s: String) -> String {
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `{"generate": {...}}`: a self-signed client certificate.
@@ -255,11 +283,45 @@ mod tests {
             inspect(&c1, "junk", NOW).unwrap_err().code,
             "CERTIFICATE_KEY_MISMATCH"
         );
+        assert_eq!(
+            inspect(&format!("{c1}\0"), &k1, NOW).unwrap_err().code,
+            "CERTIFICATE_INVALID"
+        );
+        assert_eq!(
+            inspect(&c1, &format!("\0{k1}"), NOW).unwrap_err().code,
+            "CERTIFICATE_INVALID"
+        );
         let huge = "a".repeat(MAX_PEM_BYTES + 1);
         assert_eq!(
             inspect(&huge, &k1, NOW).unwrap_err().code,
             "CERTIFICATE_INVALID"
         );
+    }
+
+    /// A certificate whose subject holds control characters (a NUL included) is shown, and
+    /// stored, with them escaped.
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        use rcgen::{CertificateParams, DnType, DnValue, ExtendedKeyUsagePurpose, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            DnValue::Utf8String("evil\0.example\u{1b}".into()),
+        );
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = time::OffsetDateTime::from_unix_timestamp(NOW / 1000 - 60).unwrap();
+        params.not_after = params.not_before + time::Duration::days(2);
+        let cert = params.self_signed(&key).unwrap();
+        let info = inspect(&cert.pem(), &key.serialize_pem(), NOW).unwrap();
+        assert!(!info.subject.contains('\0'), "{:?}", info.subject);
+        assert!(
+            info.subject.contains("evil\\00.example\\1B"),
+            "{}",
+            info.subject
+        );
+        assert_eq!(info.subject, info.issuer);
+        assert_eq!(dn_text("CN=plain".into()), "CN=plain");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Largest request body accepted by the API, in bytes.
     pub max_body_bytes: usize,
+    /// Most stored bytes one page of a listing holds (past its first row): a page stops before
+    /// the row that would go over, whatever its `limit`.
+    pub max_page_bytes: usize,
     /// Most concurrent client connections; further connections wait in the accept queue.
     pub max_connections: usize,
     /// Most concurrent connections of one client address (an IPv6 /64 counts as one address);
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./hookwarden-data"),
             public_url: None,
             max_body_bytes: 1024 * 1024,
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             max_connections: 10_000,
             max_connections_per_peer: 64,
             header_read_timeout_secs: 10,
@@ -75,6 +79,11 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// Default of `server.max_page_bytes` (4 MiB).
+pub const DEFAULT_MAX_PAGE_BYTES: usize = hookwarden_store::Page::DEFAULT_MAX_BYTES;
+/// Bounds of `server.max_page_bytes`.
+pub const MAX_PAGE_BYTES_RANGE: std::ops::RangeInclusive<usize> = 65_536..=268_435_456;
 
 /// Largest `storage.sqlite_replay_keys_max` accepted (about 3 GB of memory when full).
 pub const MAX_REPLAY_KEYS_MAX: usize = 100_000_000;
@@ -451,6 +460,13 @@ impl Config {
                 return Err(ConfigError(format!("{name} must be 1..=3600")));
             }
         }
+        if !MAX_PAGE_BYTES_RANGE.contains(&self.server.max_page_bytes) {
+            return Err(ConfigError(format!(
+                "server.max_page_bytes must be {}..={}",
+                MAX_PAGE_BYTES_RANGE.start(),
+                MAX_PAGE_BYTES_RANGE.end()
+            )));
+        }
         for (name, list) in [
             ("egress.allow_ranges", &self.egress.allow_ranges),
             ("egress.deny_ranges", &self.egress.deny_ranges),
@@ -690,6 +706,22 @@ mod tests {
                 format!("[storage]\nsqlite_replay_keys_max = {bad}\n"),
             )
             .unwrap();
+            assert!(Config::load(Some(&path)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn page_byte_bound_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        assert_eq!(Config::default().server.max_page_bytes, 4 * 1024 * 1024);
+        std::fs::write(&path, "[server]\nmax_page_bytes = 1048576\n").unwrap();
+        assert_eq!(
+            Config::load(Some(&path)).unwrap().server.max_page_bytes,
+            1_048_576
+        );
+        for bad in ["0", "65535", "268435457", "-1"] {
+            std::fs::write(&path, format!("[server]\nmax_page_bytes = {bad}\n")).unwrap();
             assert!(Config::load(Some(&path)).is_err(), "{bad}");
         }
     }

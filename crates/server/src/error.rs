@@ -86,6 +86,11 @@ impl From<hookwarden_store::StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "CONFLICT", m)
             }
             hookwarden_store::StoreError::Closed => ApiError::unavailable("shutting down"),
+            // Refused alike by every backend (PostgreSQL text cannot hold NUL; SQLite could).
+            hookwarden_store::StoreError::InvalidText(field) => ApiError::invalid(
+                "INVALID_TEXT",
+                format!("{field} must not contain a NUL character"),
+            ),
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()

@@ -238,19 +238,19 @@ async fn endpoints_upto(
     want: usize,
 ) -> Result<Vec<Endpoint>, hookwarden_store::StoreError> {
     let mut out: Vec<Endpoint> = Vec::new();
-    // Bounded: every round adds a full page or ends the loop.
+    // Bounded: every round adds at least one endpoint or ends the loop.
     while out.len() < want {
         let limit = (want - out.len()).min(1000);
         let page = state
             .store
-            .list_endpoints(Page {
-                before: out.last().map(|e| e.id.clone()),
-                limit,
-            })
+            .list_endpoints(
+                Page::new(out.last().map(|e| e.id.clone()), limit)
+                    .with_max_bytes(state.config.server.max_page_bytes),
+            )
             .await?;
-        let full = page.len() == limit;
+        let more = page.more && !page.is_empty();
         out.extend(page);
-        if !full {
+        if !more {
             break;
         }
     }

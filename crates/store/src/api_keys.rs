@@ -50,8 +50,9 @@ pub trait ApiKeyStore: Send + Sync + 'static {
     /// The key with this hash when it is usable at `now` (neither revoked nor expired).
     async fn find_api_key(&self, key_hash: [u8; 32], now: Millis) -> Result<Option<ApiKey>>;
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>>;
-    /// Newest first, keyset paginated like the other lists (revoked and expired keys too).
-    async fn list_api_keys(&self, page: Page) -> Result<Vec<ApiKey>>;
+    /// Newest first, keyset paginated like the other lists (revoked and expired keys too). Rows
+    /// are small: only `page.limit` bounds a page.
+    async fn list_api_keys(&self, page: Page) -> Result<crate::Listed<ApiKey>>;
     /// Revokes the key at `now` (a key revoked before keeps its time). False when unknown.
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<bool>;
     /// Records a use at `now` (the recorded time only moves forward).

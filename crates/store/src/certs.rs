@@ -1,7 +1,7 @@
 //! Client certificates (mTLS identities presented to endpoints) and the published egress ranges:
 //! the security material that receivers pin or allow-list.
 
-use crate::{Millis, Page, Result};
+use crate::{Listed, Millis, Page, Result};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -96,7 +96,7 @@ pub trait CertificateStore: Send + Sync + 'static {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()>;
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>>;
     /// Newest first, keyset paginated like the other lists.
-    async fn list_certificates(&self, page: Page) -> Result<Vec<ClientCertificate>>;
+    async fn list_certificates(&self, page: Page) -> Result<Listed<ClientCertificate>>;
     /// Sets the status (and `retired_at` when it becomes `Retiring`, cleared when `Active`).
     /// Returns false when the certificate does not exist.
     async fn set_certificate_status(

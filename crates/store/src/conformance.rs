@@ -5,6 +5,14 @@
 use crate::*;
 use std::collections::BTreeMap;
 
+mod bounded;
+mod text;
+
+pub use bounded::{
+    certificate_pages_bounded_in_bytes, pages_bounded_in_bytes, source_pages_bounded_in_bytes,
+};
+pub use text::{audit_payload_bytes, nul_in_text};
+
 fn endpoint(id: &str, types: &[&str]) -> Endpoint {
     Endpoint {
         id: id.into(),
@@ -95,6 +103,8 @@ where
     events_by_type(&fresh().await).await;
     retention(&fresh().await).await;
     delivery_statistics(&fresh().await).await;
+    nul_in_text(&fresh().await).await;
+    pages_bounded_in_bytes(&fresh().await).await;
 }
 
 pub async fn api_keys_and_first_start<S: Store + ApiKeyStore>(s: &S) {
@@ -138,22 +148,16 @@ pub async fn api_keys_and_first_start<S: Store + ApiKeyStore>(s: &S) {
     assert!(s.revoke_api_key("key_1", 70).await.unwrap());
     assert!(!s.revoke_api_key("key_none", 70).await.unwrap());
     assert_eq!(s.find_api_key([7; 32], 61).await.unwrap(), None);
-    let listed = s
-        .list_api_keys(Page {
-            before: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let listed = s.list_api_keys(Page::new(None, 10)).await.unwrap();
     let ids: Vec<_> = listed.iter().map(|k| k.id.as_str()).collect();
     assert_eq!(ids, ["key_2", "key_1"]);
+    assert!(!listed.more);
+    let first = s.list_api_keys(Page::new(None, 1)).await.unwrap();
+    assert_eq!((first.len(), first.more), (1, true));
     assert_eq!(listed[1].revoked_at, Some(60));
     assert!(!listed[1].usable_at(61) && listed[1].usable_at(59));
     let next = s
-        .list_api_keys(Page {
-            before: Some("key_2".into()),
-            limit: 10,
-        })
+        .list_api_keys(Page::new(Some("key_2".into()), 10))
         .await
         .unwrap();
     assert_eq!(next.len(), 1);
@@ -219,10 +223,7 @@ pub async fn endpoint_crud_and_subscriptions<S: Store>(s: &S) {
                 event_id: Some("evt_1".into()),
                 ..Default::default()
             },
-            Page {
-                before: None,
-                limit: 10,
-            },
+            Page::new(None, 10),
         )
         .await
         .unwrap();
@@ -430,7 +431,10 @@ pub async fn outcomes_and_breaker<S: Store>(s: &S) {
     );
     let d2 = s.get_delivery(&c[2].delivery_id).await.unwrap().unwrap();
     assert_eq!(d2.status, DeliveryStatus::Failed);
-    let atts = s.list_attempts(&c[1].delivery_id).await.unwrap();
+    let atts = s
+        .list_attempts(&c[1].delivery_id, AttemptPage::default())
+        .await
+        .unwrap();
     assert_eq!(atts.len(), 1);
     assert_eq!(atts[0].outcome, "retrying");
     assert_eq!(atts[0].local_addr.as_deref(), Some("127.0.0.1:5000"));
@@ -656,10 +660,7 @@ pub async fn pagination<S: Store>(s: &S) {
     let mut before = None;
     loop {
         let page = s
-            .list_endpoints(Page {
-                before: before.clone(),
-                limit: 10,
-            })
+            .list_endpoints(Page::new(before.clone(), 10))
             .await
             .unwrap();
         if page.is_empty() {
@@ -685,13 +686,7 @@ pub async fn events_by_type<S: Store>(s: &S) {
         event_types: types.iter().map(|t| t.to_string()).collect(),
     };
     let all = s
-        .list_events(
-            filter(&[]),
-            Page {
-                before: None,
-                limit: 100,
-            },
-        )
+        .list_events(filter(&[]), Page::new(None, 100))
         .await
         .unwrap();
     assert_eq!(all.len(), 30);
@@ -702,10 +697,7 @@ pub async fn events_by_type<S: Store>(s: &S) {
         let page = s
             .list_events(
                 filter(&["source.anomaly", "endpoint.failing"]),
-                Page {
-                    before: before.clone(),
-                    limit: 7,
-                },
+                Page::new(before.clone(), 7),
             )
             .await
             .unwrap();
@@ -721,25 +713,13 @@ pub async fn events_by_type<S: Store>(s: &S) {
     assert_eq!(seen[0].id, "evt_029");
     assert!(seen.windows(2).all(|w| w[0].id > w[1].id));
     let one = s
-        .list_events(
-            filter(&["order.created"]),
-            Page {
-                before: None,
-                limit: 100,
-            },
-        )
+        .list_events(filter(&["order.created"]), Page::new(None, 100))
         .await
         .unwrap();
     assert_eq!(one.len(), 10);
     assert!(one.iter().all(|e| e.event_type == "order.created"));
     let none = s
-        .list_events(
-            filter(&["no.such"]),
-            Page {
-                before: None,
-                limit: 100,
-            },
-        )
+        .list_events(filter(&["no.such"]), Page::new(None, 100))
         .await
         .unwrap();
     assert!(none.is_empty());
@@ -860,13 +840,24 @@ pub async fn retention<S: Store>(s: &S) {
     );
     for gone in [&d1, &d2, &to_a] {
         assert!(s.get_delivery(gone).await.unwrap().is_none(), "{gone}");
-        assert!(s.list_attempts(gone).await.unwrap().is_empty());
+        assert!(
+            s.list_attempts(gone, AttemptPage::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
     for gone in ["evt_1", "evt_2", "evt_b", "evt_none", "evt_key"] {
         assert!(s.get_event(gone).await.unwrap().is_none(), "{gone}");
     }
     // Pending work and recent history stay.
-    assert_eq!(s.list_attempts(&d3).await.unwrap().len(), 1);
+    assert_eq!(
+        s.list_attempts(&d3, AttemptPage::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(
         s.get_delivery(&d3).await.unwrap().unwrap().status,
         DeliveryStatus::Pending
@@ -961,7 +952,10 @@ pub async fn delivery_statistics<S: Store>(s: &S) {
             .or_default()
             .push((at, next));
     }
-    let atts = s.list_attempts(&claimed[0].delivery_id).await.unwrap();
+    let atts = s
+        .list_attempts(&claimed[0].delivery_id, AttemptPage::default())
+        .await
+        .unwrap();
     assert_eq!(atts[0].request_headers.as_deref(), Some(headers));
 
     // All endpoints, 5 s buckets over [10 s, 20 s): 20 000 is outside, the retry is not final.
@@ -1099,6 +1093,25 @@ pub async fn ingest_statistics<S: Store + SourceStore>(s: &S) {
 }
 
 pub async fn certificate_store<S: Store + CertificateStore>(s: &S) {
+    // Text with a NUL (say, a subject rendered from a crafted certificate) is refused.
+    let mut bad = certificate("cert_nul", 5);
+    bad.subject = "CN=a\0b".into();
+    assert!(matches!(
+        s.create_certificate(bad).await,
+        Err(StoreError::InvalidText("subject"))
+    ));
+    assert_eq!(s.get_certificate("cert_nul").await.unwrap(), None);
+    // A key with a NUL names nothing.
+    assert_eq!(s.get_certificate("cert_\0").await.unwrap(), None);
+    assert!(
+        !s.set_certificate_status("cert_\0", CertificateStatus::Retiring, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.delete_certificate("cert_\0").await.unwrap(),
+        CertificateDeletion::NotFound
+    );
     let a = certificate("cert_a", 10);
     s.create_certificate(a.clone()).await.unwrap();
     s.create_certificate(certificate("cert_b", 20))
@@ -1110,22 +1123,13 @@ pub async fn certificate_store<S: Store + CertificateStore>(s: &S) {
     ));
     assert_eq!(s.get_certificate("cert_a").await.unwrap(), Some(a.clone()));
     assert_eq!(s.get_certificate("cert_x").await.unwrap(), None);
-    let all = s
-        .list_certificates(Page {
-            before: None,
-            limit: 10,
-        })
-        .await
-        .unwrap();
+    let all = s.list_certificates(Page::new(None, 10)).await.unwrap();
     assert_eq!(
         all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         ["cert_b", "cert_a"]
     );
     let older = s
-        .list_certificates(Page {
-            before: Some("cert_b".into()),
-            limit: 10,
-        })
+        .list_certificates(Page::new(Some("cert_b".into()), 10))
         .await
         .unwrap();
     assert_eq!(older.len(), 1);
@@ -1295,10 +1299,7 @@ pub(crate) fn inbound_accept(
 /// Inbound sources, tokens, replay keys and the audit log ([`SourceStore`]). Not part of
 /// [`run_all`] (a backend gains it when it implements the trait). Needs a fresh store.
 pub async fn source_store<S: Store + SourceStore>(s: &S) {
-    let page = |before: Option<&str>| Page {
-        before: before.map(str::to_owned),
-        limit: 10,
-    };
+    let page = |before: Option<&str>| Page::new(before.map(str::to_owned), 10);
     let t0: Millis = 1_700_000_000_000;
 
     // Create, get, list; ids and token hashes are unique.
@@ -1594,7 +1595,7 @@ pub async fn source_store<S: Store + SourceStore>(s: &S) {
     assert_eq!(ids.len(), 7);
     assert!(s.insert_audit(vec![]).await.unwrap().is_empty());
     let list = |f: AuditFilter, before: Option<String>, limit: usize| {
-        s.list_audit(f, Page { before, limit })
+        s.list_audit(f, Page::new(before, limit))
     };
     let src_a = AuditFilter {
         source_id: Some("src_a".into()),

@@ -1,7 +1,8 @@
 use thiserror::Error;
 
-/// A storage failure. `Conflict` and `NotFound` are for callers to map to 409/404; everything
-/// else is an internal error that must never leak details to API clients.
+/// A storage failure. `Conflict`, `NotFound` and `InvalidText` are for callers to map to
+/// 409/404/422; everything else is an internal error that must never leak details to API
+/// clients.
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("not found")]
@@ -12,6 +13,9 @@ pub enum StoreError {
     Database(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Text that cannot be stored (a NUL character), refused the same way by every backend.
+    #[error("{0} contains a NUL character")]
+    InvalidText(&'static str),
     #[error("the store is shut down")]
     Closed,
     #[error("io error: {0}")]

@@ -13,16 +13,19 @@ mod certs;
 #[doc(hidden)]
 pub mod conformance;
 mod error;
+mod listing;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod sealed;
 mod sources;
 pub mod sqlite;
+pub mod text;
 mod types;
 
 pub use api_keys::*;
 pub use certs::*;
 pub use error::StoreError;
+pub use listing::Listed;
 pub use sealed::*;
 pub use sources::*;
 pub use types::*;
@@ -43,7 +46,7 @@ pub trait Store: Send + Sync + 'static {
     // --- endpoints ---
     async fn create_endpoint(&self, endpoint: Endpoint, secret: String) -> Result<()>;
     async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>>;
-    async fn list_endpoints(&self, page: Page) -> Result<Vec<Endpoint>>;
+    async fn list_endpoints(&self, page: Page) -> Result<Listed<Endpoint>>;
     /// Replaces the mutable fields (url, description, event types, headers, developer payload,
     /// schemes, rate limit, client certificate). Enabling/disabling goes through
     /// [`Store::set_endpoint_enabled`]. Returns false when the endpoint does not exist.
@@ -82,10 +85,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CreateEventResult>;
     async fn get_event(&self, id: &str) -> Result<Option<Event>>;
     /// Events newest first, optionally only some types.
-    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>>;
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Listed<Event>>;
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>>;
-    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>>;
-    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>>;
+    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page)
+    -> Result<Listed<Delivery>>;
+    /// A delivery's attempts, oldest first.
+    async fn list_attempts(&self, delivery_id: &str, page: AttemptPage) -> Result<Listed<Attempt>>;
     /// Succeeded and failed deliveries per bucket of completion time (`endpoint_id`: one
     /// endpoint's; `None`: all). Buckets without any are absent; a range that is not valid
     /// ([`StatsRange::is_valid`]) has none.

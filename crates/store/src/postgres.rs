@@ -18,8 +18,10 @@
 //! - Migrations run in one transaction under an advisory lock; the applied versions are rows of
 //!   `schema_migrations` (as in the SQLite backend: every known version not recorded is applied).
 
+use crate::listing::{self, cut};
+use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
-use crate::{Result, Store, StoreError};
+use crate::{Listed, Result, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
@@ -46,6 +48,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         40,
         "events_by_type",
         include_str!("postgres/0040_events_by_type.sql"),
+    ),
+    (
+        90,
+        "audit_payload_bytes",
+        include_str!("postgres/0090_audit_payload_bytes.sql"),
     ),
     (
         100,
@@ -544,8 +551,39 @@ fn secret_from_row(r: &PgRow) -> Result<SecretRecord> {
     })
 }
 
+/// No stored key holds a NUL (both backends refuse one in what they store) and PostgreSQL cannot
+/// even bind one: a key with a NUL names nothing, as in SQLite, rather than failing the query.
+pub(crate) fn names_nothing(key: &str) -> bool {
+    key.contains('\0')
+}
+
 fn limit_of(page: &Page) -> i64 {
     i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(100)
+}
+
+/// The page made of `candidates` (keys and stored sizes, in page order, up to `limit + 1`): the
+/// rows [`cut`] keeps, read by `rows_sql` (which takes the keys as the array `$1` and returns
+/// the rows in page order) — and only those.
+async fn bounded_page<K, T>(
+    pool: &PgPool,
+    candidates: Vec<(K, i64)>,
+    limit: usize,
+    max_bytes: usize,
+    rows_sql: &str,
+    map: impl Fn(&PgRow) -> Result<T>,
+) -> Result<Listed<T>>
+where
+    Vec<K>: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    let (keys, more) = cut(candidates, limit, max_bytes);
+    if keys.is_empty() {
+        return Ok(Listed::new(Vec::new(), more));
+    }
+    let rows = sqlx::query(rows_sql).bind(keys).fetch_all(pool).await?;
+    Ok(Listed::new(
+        rows.iter().map(map).collect::<Result<Vec<_>>>()?,
+        more,
+    ))
 }
 
 fn status_i16(s: DeliveryStatus) -> i16 {
@@ -558,18 +596,6 @@ const SUCCEEDED: i16 = 1;
 const FAILED: i16 = 2;
 const PAUSED: i16 = 3;
 const CANCELLED: i16 = 4;
-
-/// PostgreSQL text cannot hold NUL. What a remote peer sent us (response bodies, error texts)
-/// is stored lossily anyway, so a NUL there becomes U+FFFD instead of failing the batch.
-fn peer_text(s: &Option<String>) -> Option<String> {
-    s.as_ref().map(|s| {
-        if s.contains('\0') {
-            s.replace('\0', "\u{FFFD}")
-        } else {
-            s.clone()
-        }
-    })
-}
 
 fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
     a.and_then(|a| match (&a.error_class, &a.error_message) {
@@ -843,7 +869,7 @@ async fn record_outcomes_tx(
                 d.attempt_count = d.attempt_count.saturating_add(inc);
                 d.next_attempt_at = at;
                 d.last_status_code = code;
-                d.last_error = peer_text(&last_error_of(attempt));
+                d.last_error = last_error_of(attempt);
                 d.updated_at = now;
                 d.lease_owner = None;
                 d.dirty = true;
@@ -852,7 +878,7 @@ async fn record_outcomes_tx(
                 d.status = FAILED;
                 d.attempt_count = d.attempt_count.saturating_add(inc);
                 d.last_status_code = code;
-                d.last_error = peer_text(&last_error_of(attempt));
+                d.last_error = last_error_of(attempt);
                 d.completed_at = Some(now);
                 d.updated_at = now;
                 d.lease_owner = None;
@@ -981,14 +1007,14 @@ impl AttemptColumns {
         self.started_at.push(a.started_at);
         self.duration_ms.push(a.duration_ms);
         self.status_code.push(a.status_code);
-        self.response_body.push(peer_text(&a.response_body));
+        self.response_body.push(a.response_body.clone());
         self.response_truncated.push(a.response_truncated);
-        self.error_class.push(peer_text(&a.error_class));
-        self.error_message.push(peer_text(&a.error_message));
-        self.local_addr.push(peer_text(&a.local_addr));
-        self.remote_addr.push(peer_text(&a.remote_addr));
+        self.error_class.push(a.error_class.clone());
+        self.error_message.push(a.error_message.clone());
+        self.local_addr.push(a.local_addr.clone());
+        self.remote_addr.push(a.remote_addr.clone());
         self.outcome.push(label);
-        self.request_headers.push(peer_text(&a.request_headers));
+        self.request_headers.push(a.request_headers.clone());
     }
 
     async fn insert(&self, c: &mut PgConnection) -> std::result::Result<(), TxError> {
@@ -1372,6 +1398,8 @@ impl Store for PgStore {
     }
 
     async fn create_endpoint(&self, ep: Endpoint, secret: String) -> Result<()> {
+        ep.check_storable()?;
+        storable("secret", &secret)?;
         let event_types = serde_json::to_string(&ep.event_types)?;
         let headers = serde_json::to_string(&ep.headers)?;
         let schemes = serde_json::to_string(&ep.signature_schemes)?;
@@ -1412,6 +1440,9 @@ impl Store for PgStore {
     }
 
     async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = $1 AND deleted_at IS NULL"
         ))
@@ -1423,31 +1454,46 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn list_endpoints(&self, page: Page) -> Result<Vec<Endpoint>> {
-        let rows =
-            match &page.before {
-                Some(before) => sqlx::query(&format!(
-                    "SELECT {ENDPOINT_COLS} FROM endpoints WHERE deleted_at IS NULL AND id < $1 \
-                     ORDER BY id DESC LIMIT $2"
+    async fn list_endpoints(&self, page: Page) -> Result<Listed<Endpoint>> {
+        let limit = limit_of(&page);
+        let size = listing::endpoint_size();
+        let candidates: Vec<(String, i64)> = match &page.before {
+            Some(before) => {
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM endpoints WHERE deleted_at IS NULL AND id < $1 \
+                 ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(before)
-                .bind(limit_of(&page))
+                .bind(limit + 1)
                 .fetch_all(&self.pool)
-                .await?,
-                None => {
-                    sqlx::query(&format!(
-                        "SELECT {ENDPOINT_COLS} FROM endpoints WHERE deleted_at IS NULL \
-                     ORDER BY id DESC LIMIT $1"
-                    ))
-                    .bind(limit_of(&page))
-                    .fetch_all(&self.pool)
-                    .await?
-                }
-            };
-        rows.iter().map(endpoint_from_row).collect()
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM endpoints WHERE deleted_at IS NULL \
+                 ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(limit + 1)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!(
+                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ANY($1) AND deleted_at IS NULL \
+                 ORDER BY id DESC"
+            ),
+            endpoint_from_row,
+        )
+        .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<bool> {
+        ep.check_storable()?;
         let event_types = serde_json::to_string(&ep.event_types)?;
         let headers = serde_json::to_string(&ep.headers)?;
         let schemes = serde_json::to_string(&ep.signature_schemes)?;
@@ -1486,12 +1532,21 @@ impl Store for PgStore {
         reason: Option<String>,
         now: Millis,
     ) -> Result<bool> {
+        if let Some(r) = &reason {
+            storable("reason", r)?;
+        }
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             set_enabled_tx(&mut tx, id, enabled, reason.as_deref(), now).await?
         })
     }
 
     async fn delete_endpoint(&self, id: &str, now: Millis) -> Result<bool> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             let n = sqlx::query(
                 "UPDATE endpoints SET deleted_at = $2, enabled = FALSE, updated_at = $2 \
@@ -1528,6 +1583,9 @@ impl Store for PgStore {
     }
 
     async fn active_secrets(&self, endpoint_id: &str, now: Millis) -> Result<Vec<SecretRecord>> {
+        if names_nothing(endpoint_id) {
+            return Ok(Vec::new());
+        }
         sqlx::query(
             "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
              WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC",
@@ -1548,6 +1606,10 @@ impl Store for PgStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        storable("secret", &new_secret)?;
+        if names_nothing(endpoint_id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             // Locking the endpoint serialises rotations of one endpoint across instances.
             let exists = sqlx::query(
@@ -1590,12 +1652,16 @@ impl Store for PgStore {
         lease: Option<LeaseRequest>,
         idempotency_ttl_ms: i64,
     ) -> Result<CreateEventResult> {
+        event.check_storable()?;
         in_tx!(self.pool, |tx| {
             create_event_tx(&mut tx, &event, lease.as_ref(), idempotency_ttl_ms).await?
         })
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!("SELECT {EVENT_COLS} FROM events WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -1605,36 +1671,49 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>> {
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Listed<Event>> {
         // Types filter: the (event_type, id) index answers each type newest first.
         let types = (!filter.event_types.is_empty()).then_some(filter.event_types);
-        let rows = match &page.before {
+        let limit = limit_of(&page);
+        let size = listing::event_size();
+        let candidates: Vec<(String, i64)> = match &page.before {
             Some(before) => {
-                sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM events WHERE id < $1 \
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM events WHERE id < $1 \
                      AND ($3::text[] IS NULL OR event_type = ANY($3)) ORDER BY id DESC LIMIT $2"
                 ))
                 .bind(before)
-                .bind(limit_of(&page))
+                .bind(limit + 1)
                 .bind(types)
                 .fetch_all(&self.pool)
                 .await?
             }
             None => {
-                sqlx::query(&format!(
-                    "SELECT {EVENT_COLS} FROM events \
+                sqlx::query_as(&format!(
+                    "SELECT id, {size} FROM events \
                      WHERE ($2::text[] IS NULL OR event_type = ANY($2)) ORDER BY id DESC LIMIT $1"
                 ))
-                .bind(limit_of(&page))
+                .bind(limit + 1)
                 .bind(types)
                 .fetch_all(&self.pool)
                 .await?
             }
         };
-        rows.iter().map(event_from_row).collect()
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {EVENT_COLS} FROM events WHERE id = ANY($1) ORDER BY id DESC"),
+            event_from_row,
+        )
+        .await
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1"
         ))
@@ -1646,7 +1725,17 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>> {
+    async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+        page: Page,
+    ) -> Result<Listed<Delivery>> {
+        if [&filter.event_id, &filter.endpoint_id]
+            .iter()
+            .any(|k| k.as_deref().is_some_and(names_nothing))
+        {
+            return Ok(Listed::new(Vec::new(), false));
+        }
         // One statement per combination of filters (each prepared once), so that every plan can
         // use the index that fits it rather than one generic plan for all.
         let mut conds: Vec<&str> = Vec::with_capacity(4);
@@ -1662,13 +1751,13 @@ impl Store for PgStore {
         if page.before.is_some() {
             conds.push("id <");
         }
-        let mut sql = format!("SELECT {DELIVERY_COLS} FROM deliveries");
+        let mut sql = format!("SELECT id, {} FROM deliveries", listing::delivery_size());
         for (i, cond) in conds.iter().enumerate() {
             let glue = if i == 0 { "WHERE" } else { "AND" };
             sql.push_str(&format!(" {glue} {cond} ${}", i + 1));
         }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", conds.len() + 1));
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query_as::<_, (String, i64)>(&sql);
         if let Some(v) = &filter.event_id {
             q = q.bind(v);
         }
@@ -1681,24 +1770,43 @@ impl Store for PgStore {
         if let Some(v) = &page.before {
             q = q.bind(v);
         }
-        q.bind(limit_of(&page))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(delivery_from_row)
-            .collect()
+        let limit = limit_of(&page);
+        let candidates = q.bind(limit + 1).fetch_all(&self.pool).await?;
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ANY($1) ORDER BY id DESC"),
+            delivery_from_row,
+        )
+        .await
     }
 
-    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
-        sqlx::query(&format!(
-            "SELECT {ATTEMPT_COLS} FROM attempts WHERE delivery_id = $1 ORDER BY id ASC LIMIT 1000"
+    async fn list_attempts(&self, delivery_id: &str, page: AttemptPage) -> Result<Listed<Attempt>> {
+        if names_nothing(delivery_id) {
+            return Ok(Listed::new(Vec::new(), false));
+        }
+        let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
+        let candidates: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM attempts WHERE delivery_id = $1 \
+             AND ($2::int8 IS NULL OR id > $2) ORDER BY id ASC LIMIT $3",
+            listing::attempt_size()
         ))
         .bind(delivery_id)
+        .bind(page.after)
+        .bind(limit + 1)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(attempt_from_row)
-        .collect()
+        .await?;
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ANY($1) ORDER BY id ASC"),
+            attempt_from_row,
+        )
+        .await
     }
 
     async fn delivery_stats(
@@ -1706,6 +1814,9 @@ impl Store for PgStore {
         endpoint_id: Option<&str>,
         range: StatsRange,
     ) -> Result<Vec<DeliveryStatBucket>> {
+        if endpoint_id.is_some_and(names_nothing) {
+            return Ok(Vec::new());
+        }
         if !range.is_valid() {
             return Ok(Vec::new());
         }
@@ -1744,6 +1855,9 @@ impl Store for PgStore {
     }
 
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<Option<Delivery>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         in_tx!(self.pool, |tx| {
             // Endpoint first (share lock: a concurrent disable or delete either finishes before
             // and we see it, or waits for us and then pauses or cancels what we made pending).
@@ -1862,6 +1976,7 @@ impl Store for PgStore {
         if outcomes.is_empty() {
             return Ok(Vec::new());
         }
+        let outcomes = recorded_outcomes(outcomes);
         in_tx!(self.pool, |tx| {
             record_outcomes_tx(&mut tx, &outcomes, &breaker, now).await?
         })

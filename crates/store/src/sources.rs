@@ -6,7 +6,7 @@
 //! key is configured). The verification preset is opaque JSON here: the store does not interpret
 //! it.
 
-use crate::{Millis, NewEvent, Page, Result};
+use crate::{Listed, Millis, NewEvent, Page, Result};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -118,10 +118,11 @@ pub struct NewAuditEntry {
     pub count: i64,
     /// True when this entry aggregates or samples several requests (flood control).
     pub sampled: bool,
-    /// The body (lossy UTF-8), only when the source has `log_payloads`. Shared, not copied,
-    /// when the entry is cloned (the ingest route keeps a copy of the entry it hands the store,
-    /// to audit a refusal or count the acceptance).
-    pub payload: Option<std::sync::Arc<str>>,
+    /// The body's bytes as received (a bounded prefix), only when the source has
+    /// `log_payloads`: any bytes, NUL and invalid UTF-8 included, stored as bytes by both
+    /// backends. Shared, not copied, when the entry is cloned (the ingest route keeps a copy of
+    /// the entry it hands the store, to audit a refusal or count the acceptance).
+    pub payload: Option<std::sync::Arc<[u8]>>,
 }
 
 /// A stored audit entry.
@@ -216,7 +217,7 @@ pub trait SourceStore: Send + Sync + 'static {
     async fn create_source(&self, source: Source, token: NewSourceToken) -> Result<()>;
     async fn get_source(&self, id: &str) -> Result<Option<SourceRecord>>;
     /// Newest first, keyset paginated like the other lists.
-    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>>;
+    async fn list_sources(&self, page: Page) -> Result<Listed<SourceRecord>>;
     /// Replaces the mutable fields (name, verification, secrets, allowlist, replay window,
     /// payload logging, routing, event type, `updated_at`). False when the source is unknown.
     async fn update_source(&self, source: Source) -> Result<bool>;
@@ -244,7 +245,7 @@ pub trait SourceStore: Send + Sync + 'static {
     /// Appends audit entries (refusals, handshakes), returning their ids.
     async fn insert_audit(&self, entries: Vec<NewAuditEntry>) -> Result<Vec<String>>;
     /// Newest first; `page.before` is an audit id.
-    async fn list_audit(&self, filter: AuditFilter, page: Page) -> Result<Vec<AuditEntry>>;
+    async fn list_audit(&self, filter: AuditFilter, page: Page) -> Result<Listed<AuditEntry>>;
     /// Requests per time bucket and outcome, from the audit log (`source_id`: one source's;
     /// `None`: every entry, unknown tokens included). Buckets without requests are absent; at
     /// most 64 outcomes per bucket; a range that is not valid ([`crate::StatsRange::is_valid`])

@@ -10,8 +10,10 @@
 //! writes, for tens of milliseconds. The writer checkpoints only to start the WAL over, and
 //! only once the checkpointer has nearly caught up (see [`WAL_RESTART_PAGES`]).
 
+use crate::listing::{self, cut};
+use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
-use crate::{Result, Store, StoreError};
+use crate::{Listed, Result, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use std::collections::HashSet;
@@ -821,6 +823,35 @@ fn limit_of(page: &Page) -> i64 {
     i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(100)
 }
 
+/// Reads `(key, stored size)` pairs: the candidates of a bounded page.
+fn sized<K: rusqlite::types::FromSql>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(K, i64)>> {
+    Ok(stmt
+        .query_map(params, |r| Ok((r.get::<_, K>(0)?, r.get::<_, i64>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// The page made of `candidates` (keys and stored sizes, in page order, up to `limit + 1`):
+/// the rows [`cut`] keeps, each read whole by `fetch` — and only those. Call it inside the
+/// transaction that read the candidates, so both reads see one snapshot.
+fn bounded_page<K, T>(
+    candidates: Vec<(K, i64)>,
+    limit: usize,
+    max_bytes: usize,
+    mut fetch: impl FnMut(&K) -> Result<Option<T>>,
+) -> Result<Listed<T>> {
+    let (keys, more) = cut(candidates, limit, max_bytes);
+    let mut rows = Vec::with_capacity(keys.len());
+    for k in &keys {
+        if let Some(row) = fetch(k)? {
+            rows.push(row);
+        }
+    }
+    Ok(Listed::new(rows, more))
+}
+
 /// Event-type subscriptions: one row per type, or a single `*` row for "every type".
 fn write_event_types(conn: &Connection, endpoint_id: &str, types: &[String]) -> Result<()> {
     conn.prepare_cached("DELETE FROM endpoint_event_types WHERE endpoint_id = ?1")?
@@ -1109,6 +1140,8 @@ impl Store for SqliteStore {
     }
 
     async fn create_endpoint(&self, ep: Endpoint, secret: String) -> Result<()> {
+        ep.check_storable()?;
+        storable("secret", &secret)?;
         self.write(move |c| {
             c.prepare_cached(&format!(
                 "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
@@ -1153,20 +1186,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_endpoints(&self, page: Page) -> Result<Vec<Endpoint>> {
+    async fn list_endpoints(&self, page: Page) -> Result<Listed<Endpoint>> {
         self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
             let limit = limit_of(&page);
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE deleted_at IS NULL \
-                 AND (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"
+            let candidates: Vec<(String, i64)> = sized(
+                &mut tx.prepare_cached(&format!(
+                    "SELECT id, {} FROM endpoints WHERE deleted_at IS NULL \
+                     AND (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+                    listing::endpoint_size()
+                ))?,
+                params![page.before, limit + 1],
+            )?;
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ?1"
             ))?;
-            let rows = stmt.query_map(params![page.before, limit], endpoint_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                Ok(one.query_row([id], endpoint_from_row).optional()?)
+            })
         })
         .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<bool> {
+        ep.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -1202,6 +1245,9 @@ impl Store for SqliteStore {
         reason: Option<String>,
         now: Millis,
     ) -> Result<bool> {
+        if let Some(r) = &reason {
+            storable("reason", r)?;
+        }
         let id = id.to_owned();
         self.write(move |c| set_enabled_tx(c, &id, enabled, reason.as_deref(), now))
             .await
@@ -1261,6 +1307,7 @@ impl Store for SqliteStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        storable("secret", &new_secret)?;
         let id = endpoint_id.to_owned();
         self.write(move |c| {
             let exists: Option<i64> = c
@@ -1292,6 +1339,7 @@ impl Store for SqliteStore {
         lease: Option<LeaseRequest>,
         idempotency_ttl_ms: i64,
     ) -> Result<CreateEventResult> {
+        ev.check_storable()?;
         self.write_unguarded(move |c| {
             let now = ev.created_at;
             if let Some(key) = &ev.idempotency_key {
@@ -1406,28 +1454,37 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Vec<Event>> {
+    async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Listed<Event>> {
         self.read(move |c| {
-            let rows = if filter.event_types.is_empty() {
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {EVENT_COLS} FROM events WHERE (?1 IS NULL OR id < ?1) \
-                     ORDER BY id DESC LIMIT ?2"
-                ))?;
-                stmt.query_map(params![page.before, limit_of(&page)], event_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
+            let tx = c.unchecked_transaction()?;
+            let limit = limit_of(&page);
+            let size = listing::event_size();
+            let candidates: Vec<(String, i64)> = if filter.event_types.is_empty() {
+                sized(
+                    &mut tx.prepare_cached(&format!(
+                        "SELECT id, {size} FROM events WHERE (?1 IS NULL OR id < ?1) \
+                         ORDER BY id DESC LIMIT ?2"
+                    ))?,
+                    params![page.before, limit + 1],
+                )?
             } else {
                 // The (event_type, id) index answers each type newest first.
                 let types = serde_json::to_string(&filter.event_types)?;
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {EVENT_COLS} FROM events \
-                     WHERE event_type IN (SELECT value FROM json_each(?3)) \
-                       AND (?1 IS NULL OR id < ?1) \
-                     ORDER BY id DESC LIMIT ?2"
-                ))?;
-                stmt.query_map(params![page.before, limit_of(&page), types], event_from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
+                sized(
+                    &mut tx.prepare_cached(&format!(
+                        "SELECT id, {size} FROM events \
+                         WHERE event_type IN (SELECT value FROM json_each(?3)) \
+                           AND (?1 IS NULL OR id < ?1) \
+                         ORDER BY id DESC LIMIT ?2"
+                    ))?,
+                    params![page.before, limit + 1, types],
+                )?
             };
-            Ok(rows)
+            let mut one =
+                tx.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?;
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                Ok(one.query_row([id], event_from_row).optional()?)
+            })
         })
         .await
     }
@@ -1444,45 +1501,67 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_deliveries(&self, filter: DeliveryFilter, page: Page) -> Result<Vec<Delivery>> {
+    async fn list_deliveries(
+        &self,
+        filter: DeliveryFilter,
+        page: Page,
+    ) -> Result<Listed<Delivery>> {
         self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
             let status = filter.status.map(|s| s.as_i64());
+            let size = listing::delivery_size();
             let sql = match (&filter.event_id, &filter.endpoint_id) {
                 (Some(_), _) => format!(
-                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE event_id = ?1 \
+                    "SELECT id, {size} FROM deliveries WHERE event_id = ?1 \
                      AND (?2 IS NULL OR endpoint_id = ?2) AND (?3 IS NULL OR status = ?3) \
                      AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
                 ),
                 (None, Some(_)) => format!(
-                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE endpoint_id = ?2 \
+                    "SELECT id, {size} FROM deliveries WHERE endpoint_id = ?2 \
                      AND (?1 IS NULL) AND (?3 IS NULL OR status = ?3) \
                      AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
                 ),
                 (None, None) => format!(
-                    "SELECT {DELIVERY_COLS} FROM deliveries WHERE (?1 IS NULL) AND (?2 IS NULL) \
+                    "SELECT id, {size} FROM deliveries WHERE (?1 IS NULL) AND (?2 IS NULL) \
                      AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
                 ),
             };
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                params![filter.event_id, filter.endpoint_id, status, page.before, limit_of(&page)],
-                delivery_from_row,
+            let limit = limit_of(&page);
+            let candidates: Vec<(String, i64)> = sized(
+                &mut tx.prepare_cached(&sql)?,
+                params![filter.event_id, filter.endpoint_id, status, page.before, limit + 1],
             )?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1"
+            ))?;
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                Ok(one.query_row([id], delivery_from_row).optional()?)
+            })
         })
         .await
     }
 
-    async fn list_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>> {
+    async fn list_attempts(&self, delivery_id: &str, page: AttemptPage) -> Result<Listed<Attempt>> {
         let id = delivery_id.to_owned();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
+            let tx = c.unchecked_transaction()?;
+            let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
+            let candidates: Vec<(i64, i64)> = sized(
+                &mut tx.prepare_cached(&format!(
+                    "SELECT id, {} FROM attempts WHERE delivery_id = ?1 \
+                     AND (?2 IS NULL OR id > ?2) ORDER BY id ASC LIMIT ?3",
+                    listing::attempt_size()
+                ))?,
+                params![id, page.after, limit + 1],
+            )?;
+            let mut one = tx.prepare_cached(
                 "SELECT id, delivery_id, attempt_no, started_at, duration_ms, status_code, response_body, \
                  response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
-                 request_headers FROM attempts WHERE delivery_id = ?1 ORDER BY id ASC LIMIT 1000",
+                 request_headers FROM attempts WHERE id = ?1",
             )?;
-            let rows = stmt.query_map([id], attempt_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                Ok(one.query_row([id], attempt_from_row).optional()?)
+            })
         })
         .await
     }
@@ -1631,6 +1710,7 @@ impl Store for SqliteStore {
         breaker: BreakerPolicy,
         now: Millis,
     ) -> Result<Vec<TrippedEndpoint>> {
+        let outcomes = recorded_outcomes(outcomes);
         self.write_unguarded(move |c| {
             let mut tripped = Vec::new();
             let mut reset = HashSet::new();

@@ -299,11 +299,54 @@ pub struct DeliveryFilter {
     pub status: Option<DeliveryStatus>,
 }
 
-/// Keyset pagination: newest first, items with ids strictly below `before`.
+/// Keyset pagination: newest first, items with ids strictly below `before`; at most `limit`
+/// items and, past the first, at most `max_bytes` of stored data (see [`crate::Listed`]).
 #[derive(Debug, Clone)]
 pub struct Page {
     pub before: Option<String>,
     pub limit: usize,
+    /// The page stops before the row that would bring its stored bytes over this; a row larger
+    /// than this alone still makes a page of its own.
+    pub max_bytes: usize,
+}
+
+impl Page {
+    /// The byte bound of a page unless the caller sets one (4 MiB).
+    pub const DEFAULT_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+    /// Up to `limit` items below `before`, within [`Page::DEFAULT_MAX_BYTES`].
+    pub fn new(before: Option<String>, limit: usize) -> Page {
+        Page {
+            before,
+            limit,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Page {
+        self.max_bytes = max_bytes;
+        self
+    }
+}
+
+/// A page of a delivery's attempts: oldest first, attempts after the one with id `after`; at
+/// most `limit` and, past the first, at most `max_bytes` of stored data.
+#[derive(Debug, Clone)]
+pub struct AttemptPage {
+    pub after: Option<i64>,
+    pub limit: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for AttemptPage {
+    /// From the first attempt, up to 1000 within [`Page::DEFAULT_MAX_BYTES`].
+    fn default() -> Self {
+        AttemptPage {
+            after: None,
+            limit: 1000,
+            max_bytes: Page::DEFAULT_MAX_BYTES,
+        }
+    }
 }
 
 /// Deliveries by status (`GET /api/v1/stats`).

@@ -236,6 +236,109 @@ async fn migrations_are_safe_when_instances_start_together() {
     }
 }
 
+/// A database at the schema before migration 90 keeps its audit entries through it: text
+/// payloads read back as their UTF-8 bytes, beside new entries of any bytes, and are sized for
+/// bounded pages like them.
+#[tokio::test]
+async fn audit_payloads_survive_the_bytes_migration() {
+    use sqlx::Executor;
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let mut c = PgConnection::connect(&url).await.unwrap();
+    c.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await
+    .unwrap();
+    for (version, name, sql) in [
+        (1, "init", include_str!("../src/postgres/0001_init.sql")),
+        (
+            10,
+            "client_certificates",
+            include_str!("../src/postgres/0010_client_certificates.sql"),
+        ),
+        (
+            20,
+            "sources_audit",
+            include_str!("../src/postgres/0020_sources_audit.sql"),
+        ),
+        (
+            35,
+            "console",
+            include_str!("../src/postgres/0035_console.sql"),
+        ),
+        (
+            40,
+            "events_by_type",
+            include_str!("../src/postgres/0040_events_by_type.sql"),
+        ),
+    ] {
+        c.execute(sql).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
+            .bind(version)
+            .bind(name)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let at: Millis = 1_700_000_000_000;
+    let id = |ms: Millis, n: u128| {
+        format!(
+            "aud_{}",
+            ulid::Ulid::from_parts(ms as u64, n)
+                .to_string()
+                .to_ascii_lowercase()
+        )
+    };
+    for (i, payload) in [Some("h\u{e9}llo"), None].into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO inbound_audit (id, source_id, token_prefix, received_at, peer_addr, \
+             outcome, status, body_bytes, latency_us, payload) \
+             VALUES ($1, 'src_a', 'wh_ab', $2, '192.0.2.1:1', 'ACCEPTED', 202, 6, 10, $3)",
+        )
+        .bind(id(at + i as i64, 1))
+        .bind(at + i as i64)
+        .bind(payload)
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let _ = c.close().await;
+
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    assert!(s.schema_version().await.unwrap() >= 90);
+    let mut e = NewAuditEntry {
+        source_id: Some("src_a".into()),
+        token_prefix: "wh_ab".into(),
+        received_at: at + 5,
+        peer_addr: "192.0.2.1:2".into(),
+        outcome: "SIGNATURE_INVALID".into(),
+        status: 401,
+        count: 1,
+        ..Default::default()
+    };
+    e.payload = Some(Arc::from(&b"\0\xff"[..]));
+    s.insert_audit(vec![e]).await.unwrap();
+    let got = s
+        .list_audit(AuditFilter::default(), Page::new(None, 10))
+        .await
+        .unwrap();
+    let payloads: Vec<Option<&[u8]>> = got.iter().map(|e| e.entry.payload.as_deref()).collect();
+    assert_eq!(
+        payloads,
+        [Some(&b"\0\xff"[..]), None, Some("h\u{e9}llo".as_bytes())]
+    );
+    let one = s
+        .list_audit(
+            AuditFilter::default(),
+            Page::new(None, 10).with_max_bytes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!((one.len(), one.more), (1, true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_claim_each_delivery_exactly_once() {
     let dbs = Databases::new();
@@ -323,15 +426,9 @@ async fn idempotency_key_raced_from_two_instances_makes_one_event() {
     let b = Arc::new(PgStore::connect(&url, opts()).await.unwrap());
     for s in [&a, &b] {
         // Warm both pools so the race is between statements, not connection set-up.
-        s.list_events(
-            EventFilter::default(),
-            Page {
-                before: None,
-                limit: 1,
-            },
-        )
-        .await
-        .unwrap();
+        s.list_events(EventFilter::default(), Page::new(None, 1))
+            .await
+            .unwrap();
     }
     a.create_endpoint(endpoint("ep_a"), "whsec".into())
         .await
@@ -368,13 +465,7 @@ async fn idempotency_key_raced_from_two_instances_makes_one_event() {
         }
     }
     let events = a
-        .list_events(
-            EventFilter::default(),
-            Page {
-                before: None,
-                limit: 1000,
-            },
-        )
+        .list_events(EventFilter::default(), Page::new(None, 1000))
         .await
         .unwrap();
     assert_eq!(events.len(), 30);
@@ -443,7 +534,10 @@ async fn a_large_outcome_batch_is_recorded_at_once() {
     assert!(tripped.is_empty());
     let counts = s.delivery_counts(200).await.unwrap();
     assert_eq!((counts.succeeded, counts.pending), (1_500, 1_500));
-    let atts = s.list_attempts(&claimed[0].delivery_id).await.unwrap();
+    let atts = s
+        .list_attempts(&claimed[0].delivery_id, AttemptPage::default())
+        .await
+        .unwrap();
     assert_eq!(atts[0].response_body.as_deref(), Some("bin\u{FFFD}ary"));
     assert!(took < Duration::from_secs(20), "{took:?}");
 }
@@ -481,14 +575,7 @@ async fn snapshot<S: Store>(
     now: Millis,
 ) -> Snapshot {
     let mut endpoints = Vec::new();
-    for e in s
-        .list_endpoints(Page {
-            before: None,
-            limit: 100,
-        })
-        .await
-        .unwrap()
-    {
+    for e in s.list_endpoints(Page::new(None, 100)).await.unwrap() {
         endpoints.push(format!(
             "{} enabled={} reason={:?} disabled_at={:?} failures={} since={:?} updated={}",
             e.id,
@@ -514,7 +601,7 @@ async fn snapshot<S: Store>(
             d.updated_at,
             d.completed_at,
         ));
-        for a in s.list_attempts(id).await.unwrap() {
+        for a in s.list_attempts(id, AttemptPage::default()).await.unwrap() {
             attempts.push(format!(
                 "{key:?} no={} code={:?} outcome={} class={:?} message={:?}",
                 a.attempt_no, a.status_code, a.outcome, a.error_class, a.error_message
@@ -853,6 +940,30 @@ async fn source_store_conformance() {
     let url = dbs.create().await;
     let s = PgStore::connect(&url, opts()).await.unwrap();
     conformance::source_store(&s).await;
+}
+
+#[tokio::test]
+async fn audit_payload_bytes_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::audit_payload_bytes(&s).await;
+}
+
+#[tokio::test]
+async fn source_pages_bounded_in_bytes_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::source_pages_bounded_in_bytes(&s).await;
+}
+
+#[tokio::test]
+async fn certificate_pages_bounded_in_bytes_conformance() {
+    let dbs = Databases::new();
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::certificate_pages_bounded_in_bytes(&s).await;
 }
 
 #[tokio::test]

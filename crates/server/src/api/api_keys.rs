@@ -167,15 +167,9 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<ApiKeyView>>> {
-    let page = q.page()?;
-    let limit = page.limit;
+    let page = q.page(state.config.server.max_page_bytes)?;
     let rows = state.keys.list_api_keys(page).await?;
-    Ok(axum::Json(paged(
-        rows,
-        limit,
-        |k| k.id.clone(),
-        ApiKeyView::from,
-    )))
+    Ok(axum::Json(paged(rows, |k| k.id.clone(), ApiKeyView::from)))
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<ApiKey> {

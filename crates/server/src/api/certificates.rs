@@ -151,12 +151,10 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<CertificateView>>> {
-    let page = q.page()?;
-    let limit = page.limit;
+    let page = q.page(state.config.server.max_page_bytes)?;
     let rows = state.certs.list_certificates(page).await?;
     Ok(axum::Json(paged(
         rows,
-        limit,
         |c| c.id.clone(),
         CertificateView::from,
     )))

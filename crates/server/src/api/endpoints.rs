@@ -481,18 +481,16 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<EndpointView>>> {
-    let page = q.page()?;
-    let limit = page.limit;
-    let rows = state
-        .store
-        .list_endpoints(page)
-        .await?
+    let page = q.page(state.config.server.max_page_bytes)?;
+    let listed = state.store.list_endpoints(page).await?;
+    let more = listed.more;
+    let rows = listed
         .into_iter()
         .map(|e| opened(&state, e))
         .collect::<ApiResult<Vec<_>>>()?;
+    let rows = hookwarden_store::Listed::new(rows, more);
     Ok(axum::Json(paged(
         rows,
-        limit,
         |e| e.id.clone(),
         EndpointView::from,
     )))

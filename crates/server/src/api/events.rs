@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use hookwarden_store::{
-    Attempt, CreateEventResult, Delivery, DeliveryFilter, DeliveryStatus, Event, EventFilter,
-    NewEvent, now_millis,
+    Attempt, AttemptPage, CreateEventResult, Delivery, DeliveryFilter, DeliveryStatus, Event,
+    EventFilter, NewEvent, now_millis,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -48,10 +48,28 @@ pub struct EventCreated {
     duplicate: bool,
 }
 
-/// A delivery's attempts, oldest first.
+/// A delivery's attempts, oldest first. A page holds at most `limit` attempts and at most
+/// `server.max_page_bytes` of stored data (a single larger attempt comes alone).
 #[derive(Serialize, ToSchema)]
 pub struct AttemptList {
     data: Vec<AttemptView>,
+    /// More attempts follow: pass `next_after` as `after` for them.
+    has_more: bool,
+    next_after: Option<String>,
+}
+
+/// `GET /deliveries/{id}/attempts` query: every attempt by default, in pages when they are
+/// large.
+#[derive(Deserialize, Default, IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptQuery {
+    /// Attempts per page, 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<usize>,
+    /// The `next_after` of the previous page.
+    #[param(max_length = 20, pattern = "^[0-9]+$")]
+    after: Option<String>,
 }
 
 /// `GET /stats`.
@@ -341,10 +359,9 @@ pub async fn list(
         limit: q.limit,
         before: q.before,
     }
-    .page()?;
-    let limit = page.limit;
+    .page(state.config.server.max_page_bytes)?;
     let rows = state.store.list_events(filter, page).await?;
-    let p = paged(rows, limit, |e| e.id.clone(), |e| e);
+    let p = paged(rows, |e| e.id.clone(), |e| e);
     let data = p
         .data
         .into_iter()
@@ -407,7 +424,7 @@ async fn deliveries(
         limit: q.limit,
         before: q.before,
     }
-    .page()?;
+    .page(state.config.server.max_page_bytes)?;
     if let Some(s) = q.status {
         filter.status = Some(DeliveryStatus::parse(&s).ok_or_else(|| {
             ApiError::bad_request(
@@ -422,11 +439,9 @@ async fn deliveries(
     if filter.event_id.is_none() {
         filter.event_id = q.event_id.map(|i| i.0);
     }
-    let limit = page.limit;
     let rows = state.store.list_deliveries(filter, page).await?;
     Ok(axum::Json(paged(
         rows,
-        limit,
         |d| d.id.clone(),
         DeliveryView::from,
     )))
@@ -520,22 +535,60 @@ pub async fn get_delivery(
     get,
     path = "/deliveries/{id}/attempts",
     tag = "events",
-    params(("id" = String, Path, description = "Delivery id (`dlv_…`)")),
+    params(("id" = String, Path, description = "Delivery id (`dlv_…`)"), AttemptQuery),
     responses(
         (status = 200, description = "The attempts", body = AttemptList),
+        (status = 400, description = "Invalid `limit` or `after` (`INVALID_QUERY`)", body = ErrorBody),
         (status = 404, description = "No such delivery (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
 pub async fn attempts(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
+    ApiQuery(q): ApiQuery<AttemptQuery>,
 ) -> ApiResult<axum::Json<AttemptList>> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "INVALID_QUERY",
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let after = match &q.after {
+        Some(a) => Some(
+            Some(a)
+                .filter(|a| !a.is_empty() && a.len() <= 20 && a.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|a| a.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "INVALID_QUERY",
+                        "after is the next_after of a previous page",
+                    )
+                })?,
+        ),
+        None => None,
+    };
     if state.store.get_delivery(&id).await?.is_none() {
         return Err(ApiError::not_found("delivery"));
     }
-    let rows = state.store.list_attempts(&id).await?;
+    let page = AttemptPage {
+        after,
+        limit,
+        max_bytes: state.config.server.max_page_bytes,
+    };
+    let rows = state.store.list_attempts(&id, page).await?;
+    let has_more = rows.more && !rows.is_empty();
+    let next_after = if has_more {
+        rows.last().map(|a| a.id.to_string())
+    } else {
+        None
+    };
     let data: Vec<AttemptView> = rows.into_iter().map(AttemptView::from).collect();
-    Ok(axum::Json(AttemptList { data }))
+    Ok(axum::Json(AttemptList {
+        data,
+        has_more,
+        next_after,
+    }))
 }
 
 /// Queues a delivery again, due now. A delivery whose endpoint is disabled cannot be retried

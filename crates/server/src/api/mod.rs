@@ -41,7 +41,9 @@ pub fn rfc3339_opt(ms: Option<Millis>) -> Option<String> {
     ms.map(rfc3339)
 }
 
-/// A page of results: newest first; pass `next_before` as `before` to get the next page.
+/// A page of results: newest first; pass `next_before` as `before` to get the next page. A page
+/// holds at most `limit` items and at most `server.max_page_bytes` of stored data (a single
+/// larger item comes alone): it may hold fewer than `limit` with `has_more` true.
 #[derive(Serialize, ToSchema)]
 pub struct Paged<T: Serialize> {
     pub data: Vec<T>,
@@ -349,7 +351,8 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Items per page, 1 to 250 (default 50).
+    /// Items per page, 1 to 250 (default 50); a page also stops before its stored data exceeds
+    /// `server.max_page_bytes`.
     #[param(minimum = 1, maximum = 250)]
     pub limit: Option<usize>,
     /// The `next_before` of the previous page.
@@ -358,7 +361,8 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    pub fn page(&self) -> ApiResult<hookwarden_store::Page> {
+    /// The store page: `limit` items within `max_bytes` (`server.max_page_bytes`).
+    pub fn page(&self, max_bytes: usize) -> ApiResult<hookwarden_store::Page> {
         let limit = self.limit.unwrap_or(50);
         if !(1..=250).contains(&limit) {
             return Err(ApiError::bad_request(
@@ -374,24 +378,17 @@ impl PageQuery {
                 "before is not a valid id",
             ));
         }
-        // One extra row tells whether there is a next page.
-        Ok(hookwarden_store::Page {
-            before: self.before.clone(),
-            limit: limit + 1,
-        })
+        Ok(hookwarden_store::Page::new(self.before.clone(), limit).with_max_bytes(max_bytes))
     }
 }
 
+/// The API page of a store page: `next_before` is its last item's id when more follow.
 pub fn paged<T: Serialize, U>(
-    mut rows: Vec<U>,
-    limit: usize,
+    rows: hookwarden_store::Listed<U>,
     id: impl Fn(&U) -> String,
     view: impl Fn(U) -> T,
 ) -> Paged<T> {
-    let has_more = rows.len() >= limit;
-    if has_more {
-        rows.truncate(limit - 1);
-    }
+    let has_more = rows.more && !rows.is_empty();
     let next_before = if has_more { rows.last().map(&id) } else { None };
     Paged {
         data: rows.into_iter().map(view).collect(),
@@ -446,12 +443,19 @@ mod tests {
 
     #[test]
     fn paging_detects_more() {
-        let p = paged(vec![5, 4, 3], 3, |x| x.to_string(), |x| x);
+        use hookwarden_store::Listed;
+        let p = paged(Listed::new(vec![5, 4], true), |x| x.to_string(), |x| x);
         assert_eq!(
             (p.data, p.has_more, p.next_before),
             (vec![5, 4], true, Some("4".into()))
         );
-        let p = paged(vec![5], 3, |x| x.to_string(), |x| x);
+        let p = paged(Listed::new(vec![5], false), |x| x.to_string(), |x| x);
         assert_eq!((p.data, p.has_more, p.next_before), (vec![5], false, None));
+        let p = paged(
+            Listed::new(Vec::<i32>::new(), true),
+            |x| x.to_string(),
+            |x| x,
+        );
+        assert_eq!((p.data.len(), p.has_more, p.next_before), (0, false, None));
     }
 }

@@ -173,15 +173,15 @@ pub async fn client_certificates(State(state): State<Arc<AppState>>) -> ApiResul
 async fn read_published(state: &AppState) -> ApiResult<PublishedCertificates> {
     let mut out = Vec::new();
     let mut before = None;
+    // Bounded: every round adds at least one certificate or ends the loop.
     while out.len() < MAX_PUBLISHED {
         let rows = state
             .certs
-            .list_certificates(Page {
-                before: before.clone(),
-                limit: 250,
-            })
+            .list_certificates(
+                Page::new(before.clone(), 250).with_max_bytes(state.config.server.max_page_bytes),
+            )
             .await?;
-        let n = rows.len();
+        let more = rows.more && !rows.is_empty();
         before = rows.last().map(|c| c.id.clone());
         out.extend(rows.into_iter().map(|c| PublishedCertificate {
             status: match c.status {
@@ -197,7 +197,7 @@ async fn read_published(state: &AppState) -> ApiResult<PublishedCertificates> {
             not_before: rfc3339(c.not_before),
             not_after: rfc3339(c.not_after),
         }));
-        if n < 250 {
+        if !more {
             break;
         }
     }

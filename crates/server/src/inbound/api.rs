@@ -342,7 +342,20 @@ fn split_verification(v: Value) -> ApiResult<(Preset, Option<Vec<String>>)> {
             }
         }
     }
-    let config: PresetConfig = serde_json::from_value(Value::Object(m))
+    if secrets.iter().flatten().any(|s| s.contains('\0')) {
+        return Err(invalid(
+            "INVALID_SECRET",
+            "secrets must not contain a NUL character",
+        ));
+    }
+    let m = Value::Object(m);
+    if has_nul(&m) {
+        return Err(invalid(
+            "INVALID_VERIFICATION",
+            "verification must not contain a NUL character",
+        ));
+    }
+    let config: PresetConfig = serde_json::from_value(m)
         .map_err(|e| invalid("INVALID_VERIFICATION", format!("verification: {e}")))?;
     let preset = Preset::try_from(config)
         .map_err(|e| invalid("INVALID_VERIFICATION", format!("verification: {e}")))?;
@@ -365,6 +378,16 @@ fn split_verification(v: Value) -> ApiResult<(Preset, Option<Vec<String>>)> {
             .map_err(|e| invalid("INVALID_SECRET", e.to_string()))?;
     }
     Ok((preset, secrets))
+}
+
+/// Whether any string in `v`, object keys included, holds a NUL character.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn require_consistent(preset: &Preset, secrets: usize, cidrs: &[String]) -> ApiResult<()> {
@@ -485,13 +508,11 @@ pub async fn list(
     ext: Extensions,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Paged<SourceView>>> {
-    let page = q.page()?;
-    let limit = page.limit;
+    let page = q.page(state.config.server.max_page_bytes)?;
     let rows = state.inbound.store.list_sources(page).await?;
     let base = base_url(&state, &headers, &ext);
     Ok(Json(paged(
         rows,
-        limit,
         |r| r.source.id.clone(),
         |r| view(r, &base, None),
     )))
@@ -754,12 +775,34 @@ pub struct AuditView {
     message_id: Option<String>,
     count: i64,
     sampled: bool,
+    /// The logged body (sources with `log_payloads`: its first 64 KiB, byte for byte) when it
+    /// is UTF-8 text without a NUL character.
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
+    /// The logged body in base64 (standard alphabet, padded) when it is not such text (bytes
+    /// that are not UTF-8, or a NUL). At most one of `payload` and `payload_base64` is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+/// A logged body as the API shows it: (`payload`, `payload_base64`).
+fn payload_fields(p: Option<&[u8]>) -> (Option<String>, Option<String>) {
+    use base64::Engine;
+    match p {
+        None => (None, None),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(text) if !text.contains('\0') => (Some(text.to_owned()), None),
+            _ => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(b)),
+            ),
+        },
+    }
 }
 
 fn audit_view(a: AuditEntry) -> AuditView {
     let e = a.entry;
+    let (payload, payload_base64) = payload_fields(e.payload.as_deref());
     AuditView {
         id: a.id,
         source_id: e.source_id,
@@ -778,7 +821,8 @@ fn audit_view(a: AuditEntry) -> AuditView {
         message_id: e.message_id,
         count: e.count,
         sampled: e.sampled,
-        payload: e.payload.as_deref().map(str::to_owned),
+        payload,
+        payload_base64,
     }
 }
 
@@ -852,10 +896,9 @@ async fn audit_page(
         limit: q.limit,
         before: q.before,
     }
-    .page()?;
-    let limit = page.limit;
+    .page(state.config.server.max_page_bytes)?;
     let rows = state.inbound.store.list_audit(filter, page).await?;
-    Ok(Json(paged(rows, limit, |a| a.id.clone(), audit_view)))
+    Ok(Json(paged(rows, |a| a.id.clone(), audit_view)))
 }
 
 /// `GET /api/v1/sources/{id}/audit` (also after the source was deleted, until retention).
@@ -931,6 +974,15 @@ mod tests {
             ),
             (json!({"type": "github", "secret": ""}), "INVALID_SECRET"),
             (
+                json!({"type": "github", "secret": "a\u{0}"}),
+                "INVALID_SECRET",
+            ),
+            (
+                json!({"type": "hmac", "header": "x-s", "secret": "k", "template": "\u{0}"}),
+                "INVALID_VERIFICATION",
+            ),
+            (json!({"type": "github\u{0}"}), "INVALID_VERIFICATION"),
+            (
                 json!({"type": "standard-webhooks", "secret": "not base64!"}),
                 "INVALID_SECRET",
             ),
@@ -950,6 +1002,18 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.code, "INVALID_SECRET");
+    }
+
+    #[test]
+    fn payloads_are_text_or_base64() {
+        assert_eq!(payload_fields(None), (None, None));
+        assert_eq!(payload_fields(Some(b"")), (Some(String::new()), None));
+        assert_eq!(
+            payload_fields(Some("caf\u{e9}".as_bytes())),
+            (Some("caf\u{e9}".into()), None)
+        );
+        assert_eq!(payload_fields(Some(b"a\0b")), (None, Some("YQBi".into())));
+        assert_eq!(payload_fields(Some(b"\xff")), (None, Some("/w==".into())));
     }
 
     #[test]

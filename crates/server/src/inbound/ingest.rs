@@ -154,11 +154,13 @@ pub async fn ingest(State(state): State<Arc<AppState>>, req: Request) -> Respons
             received_at: now_millis(),
             client_ip: Some(client_ip.to_string()),
             peer_addr: peer.to_string(),
-            user_agent: parts
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().take(MAX_USER_AGENT).collect()),
+            // Any bytes the HTTP parser let through (UTF-8 or not) are recorded, lossily.
+            user_agent: parts.headers.get(header::USER_AGENT).map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(MAX_USER_AGENT)
+                    .collect()
+            }),
             tls,
             count: 1,
             ..Default::default()
@@ -330,8 +332,7 @@ async fn check_and_accept(
     let body = read_body(inbound, ctx, &parts.headers, body, read_limit).await?;
     ctx.entry.body_bytes = body.len() as i64;
     if rt.log_payloads {
-        let end = body.len().min(MAX_LOGGED_PAYLOAD);
-        ctx.entry.payload = Some(Arc::from(String::from_utf8_lossy(&body[..end])));
+        ctx.entry.payload = Some(Arc::from(logged_prefix(&body)));
     }
     // 6–7. Signature, then timestamp.
     let secrets = rt.secret_refs();
@@ -388,6 +389,20 @@ async fn check_and_accept(
     }
     // 8. Replay, and acceptance, in one transaction.
     accept(state, inbound, ctx, &rt, &parts.headers, &body, &info).await
+}
+
+/// What the audit log keeps of a body: its bytes as received, up to [`MAX_LOGGED_PAYLOAD`]; a
+/// text body cut inside a character is cut before that character, so that it still reads as
+/// text.
+fn logged_prefix(body: &[u8]) -> &[u8] {
+    if body.len() <= MAX_LOGGED_PAYLOAD {
+        return body;
+    }
+    let cut = &body[..MAX_LOGGED_PAYLOAD];
+    match std::str::from_utf8(cut) {
+        Err(e) if e.error_len().is_none() => &cut[..e.valid_up_to()],
+        _ => cut,
+    }
 }
 
 /// Whether the right-most `X-Forwarded-Proto` (the one the nearest proxy set) is `https`; with
@@ -686,6 +701,20 @@ mod tests {
         assert_eq!(v["body_base64"], "/wA=");
         let v: serde_json::Value = serde_json::from_str(&event_payload(b"", None)).unwrap();
         assert_eq!(v["body"], "");
+    }
+
+    #[test]
+    fn logged_payloads_are_the_bytes_received() {
+        assert_eq!(logged_prefix(b""), b"");
+        assert_eq!(logged_prefix(b"\0\xff"), b"\0\xff");
+        let big = vec![0xffu8; MAX_LOGGED_PAYLOAD + 10];
+        assert_eq!(logged_prefix(&big), &big[..MAX_LOGGED_PAYLOAD]);
+        // Text cut inside a character keeps whole characters only.
+        let mut text = vec![b'a'; MAX_LOGGED_PAYLOAD - 1];
+        text.extend_from_slice("\u{e9}\u{e9}".as_bytes());
+        let kept = logged_prefix(&text);
+        assert_eq!(kept.len(), MAX_LOGGED_PAYLOAD - 1);
+        assert!(std::str::from_utf8(kept).is_ok());
     }
 
     #[test]

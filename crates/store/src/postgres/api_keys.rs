@@ -27,6 +27,7 @@ fn key_from_row(r: &PgRow) -> Result<ApiKey> {
 #[async_trait]
 impl ApiKeyStore for PgStore {
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
+        key.check_storable()?;
         sqlx::query(
             "INSERT INTO api_keys (id, key_hash, prefix, name, description, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -73,16 +74,20 @@ impl ApiKeyStore for PgStore {
         row.as_ref().map(key_from_row).transpose()
     }
 
-    async fn list_api_keys(&self, page: Page) -> Result<Vec<ApiKey>> {
+    async fn list_api_keys(&self, page: Page) -> Result<crate::Listed<ApiKey>> {
+        let limit = limit_of(&page);
         let rows = sqlx::query(&format!(
             "SELECT {COLS} FROM api_keys WHERE ($1::text IS NULL OR id < $1) \
              ORDER BY id DESC LIMIT $2"
         ))
         .bind(page.before.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(key_from_row).collect()
+        let mut rows = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
+        let more = rows.len() > usize::try_from(limit).unwrap_or(0);
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(crate::Listed::new(rows, more))
     }
 
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<bool> {

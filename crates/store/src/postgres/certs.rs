@@ -1,9 +1,9 @@
 //! [`CertificateStore`] for PostgreSQL: client certificates, and the published egress ranges in
 //! the `meta` table. Same semantics as the SQLite backend (the conformance suite is the contract).
 
-use super::{MAX_TRIES, PgStore, TxError, limit_of};
+use super::{MAX_TRIES, PgStore, TxError, bounded_page, limit_of, names_nothing};
 use crate::certs::*;
-use crate::{Millis, Page, Result, StoreError};
+use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -65,6 +65,7 @@ async fn read_ranges(
 #[async_trait]
 impl CertificateStore for PgStore {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()> {
+        cert.check_storable()?;
         let n = sqlx::query(&format!(
             "INSERT INTO client_certificates ({COLS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
@@ -98,6 +99,9 @@ impl CertificateStore for PgStore {
     }
 
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {COLS} FROM client_certificates WHERE id = $1"
         ))
@@ -109,18 +113,26 @@ impl CertificateStore for PgStore {
         .transpose()
     }
 
-    async fn list_certificates(&self, page: Page) -> Result<Vec<ClientCertificate>> {
-        sqlx::query(&format!(
-            "SELECT {COLS} FROM client_certificates \
-             WHERE ($1::text IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    async fn list_certificates(&self, page: Page) -> Result<Listed<ClientCertificate>> {
+        let limit = limit_of(&page);
+        let candidates: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM client_certificates \
+             WHERE ($1::text IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+            crate::listing::certificate_size()
         ))
         .bind(page.before.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
         .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(cert_from_row)
-        .collect()
+        .await?;
+        bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {COLS} FROM client_certificates WHERE id = ANY($1) ORDER BY id DESC"),
+            cert_from_row,
+        )
+        .await
     }
 
     async fn set_certificate_status(
@@ -129,6 +141,9 @@ impl CertificateStore for PgStore {
         status: CertificateStatus,
         now: Millis,
     ) -> Result<bool> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
         let q = match status {
             CertificateStatus::Active => sqlx::query(
                 "UPDATE client_certificates SET status = 'active', retired_at = NULL \
@@ -146,6 +161,9 @@ impl CertificateStore for PgStore {
     }
 
     async fn delete_certificate(&self, id: &str) -> Result<CertificateDeletion> {
+        if names_nothing(id) {
+            return Ok(CertificateDeletion::NotFound);
+        }
         in_tx!(self.pool, |tx| {
             let exists = sqlx::query("SELECT 1 FROM client_certificates WHERE id = $1 FOR UPDATE")
                 .bind(id)

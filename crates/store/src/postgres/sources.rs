@@ -2,10 +2,11 @@
 //! Same semantics as the SQLite backend (the conformance suite is the contract); safe when
 //! several instances accept for the same source at once (the seen key's primary key decides).
 
-use super::{MAX_TRIES, PgStore, TxError, limit_of, new_id, status_i16};
+use super::{MAX_TRIES, PgStore, TxError, limit_of, names_nothing, new_id, status_i16};
+use crate::listing::cut;
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
-use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
+use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
@@ -16,9 +17,19 @@ const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, repla
 
 const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
 
+/// Written: the logged payload goes to `payload_bytes` (schema 90).
 const AUDIT_COLS: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \
     user_agent, outcome, reason, status, body_bytes, latency_us, tls, event_id, message_id, \
-    count, sampled, payload";
+    count, sampled, payload_bytes";
+
+/// Read: the payload as bytes, from `payload_bytes` or, for entries written before schema 90,
+/// the UTF-8 of their text `payload`.
+const AUDIT_READ: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \
+    user_agent, outcome, reason, status, body_bytes, latency_us, tls, event_id, message_id, \
+    count, sampled, COALESCE(payload_bytes, convert_to(payload, 'UTF8'))";
+
+/// The stored length of an entry's payload (either column).
+const AUDIT_PAYLOAD_LEN: &str = "COALESCE(octet_length(payload_bytes), octet_length(payload))";
 
 fn json_list(r: &PgRow, i: usize) -> Result<Vec<String>> {
     let s: String = r.try_get(i)?;
@@ -71,7 +82,7 @@ fn audit_from_row(r: &PgRow) -> Result<AuditEntry> {
             message_id: r.try_get(14)?,
             count: r.try_get(15)?,
             sampled: r.try_get(16)?,
-            payload: r.try_get::<Option<String>, _>(17)?.map(Into::into),
+            payload: r.try_get::<Option<Vec<u8>>, _>(17)?.map(Into::into),
         },
     })
 }
@@ -165,6 +176,8 @@ async fn lock_source(c: &mut PgConnection, id: &str) -> std::result::Result<bool
 #[async_trait]
 impl SourceStore for PgStore {
     async fn create_source(&self, s: Source, token: NewSourceToken) -> Result<()> {
+        s.check_storable()?;
+        token.check_storable()?;
         let secrets = serde_json::to_string(&s.secrets)?;
         let cidrs = serde_json::to_string(&s.allowed_cidrs)?;
         let forward = serde_json::to_string(&s.forward_to)?;
@@ -196,6 +209,9 @@ impl SourceStore for PgStore {
     }
 
     async fn get_source(&self, id: &str) -> Result<Option<SourceRecord>> {
+        if names_nothing(id) {
+            return Ok(None);
+        }
         let mut c = self.pool.acquire().await?;
         let row = sqlx::query(&format!("SELECT {SOURCE_COLS} FROM sources WHERE id = $1"))
             .bind(id)
@@ -210,14 +226,26 @@ impl SourceStore for PgStore {
         }
     }
 
-    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>> {
+    async fn list_sources(&self, page: Page) -> Result<Listed<SourceRecord>> {
         let mut c = self.pool.acquire().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {SOURCE_COLS} FROM sources WHERE ($1::text IS NULL OR id < $1) \
-             ORDER BY id DESC LIMIT $2"
+        let limit = limit_of(&page);
+        let candidates: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM sources WHERE ($1::text IS NULL OR id < $1) \
+             ORDER BY id DESC LIMIT $2",
+            crate::listing::source_size()
         ))
         .bind(page.before.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
+        .fetch_all(&mut *c)
+        .await?;
+        let (ids, more) = cut(candidates, limit as usize, page.max_bytes);
+        if ids.is_empty() {
+            return Ok(Listed::new(Vec::new(), more));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {SOURCE_COLS} FROM sources WHERE id = ANY($1) ORDER BY id DESC"
+        ))
+        .bind(&ids)
         .fetch_all(&mut *c)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -225,10 +253,11 @@ impl SourceStore for PgStore {
             let s = source_from_row(r)?;
             out.push(record_of(&mut c, s).await?);
         }
-        Ok(out)
+        Ok(Listed::new(out, more))
     }
 
     async fn update_source(&self, s: Source) -> Result<bool> {
+        s.check_storable()?;
         let n = sqlx::query(
             "UPDATE sources SET name = $2, verification = $3, secrets = $4, \
              allowed_cidrs = $5, replay_window_secs = $6, log_payloads = $7, \
@@ -251,6 +280,9 @@ impl SourceStore for PgStore {
     }
 
     async fn delete_source(&self, id: &str) -> Result<bool> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             let n = sqlx::query("DELETE FROM sources WHERE id = $1")
                 .bind(id)
@@ -278,6 +310,10 @@ impl SourceStore for PgStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        token.check_storable()?;
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             if !lock_source(&mut tx, id).await? {
                 return Ok(false);
@@ -302,6 +338,9 @@ impl SourceStore for PgStore {
     }
 
     async fn revoke_source(&self, id: &str, now: Millis) -> Result<bool> {
+        if names_nothing(id) {
+            return Ok(false);
+        }
         in_tx!(self.pool, |tx| {
             if !lock_source(&mut tx, id).await? {
                 return Ok(false);
@@ -352,13 +391,14 @@ impl SourceStore for PgStore {
     }
 
     async fn accept_inbound(&self, a: InboundAccept) -> Result<AcceptOutcome> {
+        a.event.check_storable()?;
         let ev = &a.event;
         let now = ev.created_at;
         let source_id = ev
             .source_id
             .clone()
             .ok_or_else(|| StoreError::Conflict("an inbound event needs a source".into()))?;
-        let mut audit = a.audit.clone();
+        let mut audit = a.audit.clone().recorded();
         audit.event_id = Some(ev.id.clone());
         in_tx!(self.pool, |tx| {
             if let Some(seen) = &a.seen {
@@ -441,6 +481,8 @@ impl SourceStore for PgStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let entries: Vec<NewAuditEntry> =
+            entries.into_iter().map(NewAuditEntry::recorded).collect();
         in_tx!(self.pool, |tx| {
             let mut ids = Vec::with_capacity(entries.len());
             for e in &entries {
@@ -450,14 +492,22 @@ impl SourceStore for PgStore {
         })
     }
 
-    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {AUDIT_COLS} FROM inbound_audit \
+    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Listed<AuditEntry>> {
+        if [&f.source_id, &f.outcome, &f.client_ip]
+            .iter()
+            .any(|k| k.as_deref().is_some_and(names_nothing))
+        {
+            return Ok(Listed::new(Vec::new(), false));
+        }
+        let limit = limit_of(&page);
+        let candidates: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT id, {} FROM inbound_audit \
              WHERE ($1::text IS NULL OR source_id = $1) \
              AND (NOT $8 OR $1::text IS NOT NULL OR source_id IS NULL) \
              AND ($2::text IS NULL OR id < $2) AND ($3::text IS NULL OR id >= $3) \
              AND ($4::text IS NULL OR id < $4) AND ($5::text IS NULL OR outcome = $5) \
-             AND ($6::text IS NULL OR client_ip = $6) ORDER BY id DESC LIMIT $7"
+             AND ($6::text IS NULL OR client_ip = $6) ORDER BY id DESC LIMIT $7",
+            crate::listing::audit_size(AUDIT_PAYLOAD_LEN)
         ))
         .bind(f.source_id.as_deref())
         .bind(page.before.as_deref())
@@ -465,11 +515,19 @@ impl SourceStore for PgStore {
         .bind(f.until.map(audit_bound))
         .bind(f.outcome.as_deref())
         .bind(f.client_ip.as_deref())
-        .bind(limit_of(&page))
+        .bind(limit + 1)
         .bind(f.unknown_only)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(audit_from_row).collect()
+        super::bounded_page(
+            &self.pool,
+            candidates,
+            limit as usize,
+            page.max_bytes,
+            &format!("SELECT {AUDIT_READ} FROM inbound_audit WHERE id = ANY($1) ORDER BY id DESC"),
+            audit_from_row,
+        )
+        .await
     }
 
     async fn ingest_stats(
@@ -477,6 +535,9 @@ impl SourceStore for PgStore {
         source_id: Option<&str>,
         range: crate::StatsRange,
     ) -> Result<Vec<IngestStatBucket>> {
+        if source_id.is_some_and(names_nothing) {
+            return Ok(Vec::new());
+        }
         if !range.is_valid() {
             return Ok(Vec::new());
         }

@@ -25,6 +25,7 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
 #[async_trait]
 impl ApiKeyStore for SqliteStore {
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
+        key.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -83,14 +84,18 @@ impl ApiKeyStore for SqliteStore {
         .await
     }
 
-    async fn list_api_keys(&self, page: Page) -> Result<Vec<ApiKey>> {
+    async fn list_api_keys(&self, page: Page) -> Result<crate::Listed<ApiKey>> {
         self.read(move |c| {
+            let limit = limit_of(&page);
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {COLS} FROM api_keys WHERE (?1 IS NULL OR id < ?1) \
                  ORDER BY id DESC LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![page.before, limit_of(&page)], key_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            let rows = stmt.query_map(params![page.before, limit + 1], key_from_row)?;
+            let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let more = rows.len() > usize::try_from(limit).unwrap_or(0);
+            rows.truncate(usize::try_from(limit).unwrap_or(0));
+            Ok(crate::Listed::new(rows, more))
         })
         .await
     }

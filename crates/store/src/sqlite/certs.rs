@@ -1,9 +1,9 @@
 //! [`CertificateStore`] for SQLite: client certificates, and the published egress ranges in
 //! the `meta` table.
 
-use super::{SqliteStore, limit_of};
+use super::{SqliteStore, bounded_page, limit_of, sized};
 use crate::certs::*;
-use crate::{Millis, Page, Result, StoreError};
+use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -60,6 +60,7 @@ fn read_ranges(c: &rusqlite::Connection) -> Result<Option<PublishedRanges>> {
 #[async_trait]
 impl CertificateStore for SqliteStore {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()> {
+        cert.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(&format!(
@@ -106,15 +107,24 @@ impl CertificateStore for SqliteStore {
         .await
     }
 
-    async fn list_certificates(&self, page: Page) -> Result<Vec<ClientCertificate>> {
+    async fn list_certificates(&self, page: Page) -> Result<Listed<ClientCertificate>> {
         self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
             let limit = limit_of(&page);
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLS} FROM client_certificates WHERE (?1 IS NULL OR id < ?1) \
-                 ORDER BY id DESC LIMIT ?2"
+            let candidates: Vec<(String, i64)> = sized(
+                &mut tx.prepare_cached(&format!(
+                    "SELECT id, {} FROM client_certificates WHERE (?1 IS NULL OR id < ?1) \
+                     ORDER BY id DESC LIMIT ?2",
+                    crate::listing::certificate_size()
+                ))?,
+                params![page.before, limit + 1],
+            )?;
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {COLS} FROM client_certificates WHERE id = ?1"
             ))?;
-            let rows = stmt.query_map(params![page.before, limit], cert_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                Ok(one.query_row([id], cert_from_row).optional()?)
+            })
         })
         .await
     }
@@ -221,5 +231,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
         crate::conformance::certificate_store(&s).await;
+    }
+
+    #[tokio::test]
+    async fn certificate_pages_bounded_in_bytes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::certificate_pages_bounded_in_bytes(&s).await;
     }
 }

@@ -1,9 +1,9 @@
 //! [`SourceStore`] for SQLite: sources, their token hashes, seen keys and the audit log.
 
-use super::{SqliteStore, limit_of, new_id};
+use super::{SqliteStore, bounded_page, limit_of, new_id, sized};
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
-use crate::{DeliveryStatus, Millis, Page, Result, StoreError};
+use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -190,9 +190,24 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
             message_id: r.get(14)?,
             count: r.get(15)?,
             sampled: r.get::<_, i64>(16)? != 0,
-            payload: r.get(17)?,
+            payload: payload_of(r, 17)?,
         },
     })
+}
+
+/// A logged payload: bytes (a BLOB), or the text entries held before payloads were kept as
+/// bytes (the column's declared type is TEXT; SQLite stores a bound BLOB as it is).
+fn payload_of(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Arc<[u8]>>> {
+    use rusqlite::types::ValueRef;
+    match r.get_ref(i)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(b) | ValueRef::Text(b) => Ok(Some(Arc::from(b))),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            "payload".into(),
+            other.data_type(),
+        )),
+    }
 }
 
 fn tokens_of(c: &Connection, source_id: &str) -> Result<Vec<SourceToken>> {
@@ -299,7 +314,7 @@ fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
         e.message_id,
         e.count.max(1),
         i64::from(e.sampled),
-        e.payload,
+        e.payload.as_deref(),
     ])?;
     Ok(id)
 }
@@ -349,6 +364,8 @@ fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bo
 #[async_trait]
 impl SourceStore for SqliteStore {
     async fn create_source(&self, s: Source, token: NewSourceToken) -> Result<()> {
+        s.check_storable()?;
+        token.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(&format!(
@@ -391,22 +408,32 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn list_sources(&self, page: Page) -> Result<Vec<SourceRecord>> {
+    async fn list_sources(&self, page: Page) -> Result<Listed<SourceRecord>> {
         self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
             let limit = limit_of(&page);
-            let sources = c
-                .prepare_cached(&format!(
-                    "SELECT {SOURCE_COLS} FROM sources WHERE (?1 IS NULL OR id < ?1) \
-                     ORDER BY id DESC LIMIT ?2"
-                ))?
-                .query_map(params![page.before, limit], source_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            sources.into_iter().map(|s| record_of(c, s)).collect()
+            let candidates: Vec<(String, i64)> = sized(
+                &mut tx.prepare_cached(&format!(
+                    "SELECT id, {} FROM sources WHERE (?1 IS NULL OR id < ?1) \
+                     ORDER BY id DESC LIMIT ?2",
+                    crate::listing::source_size()
+                ))?,
+                params![page.before, limit + 1],
+            )?;
+            let mut one =
+                tx.prepare_cached(&format!("SELECT {SOURCE_COLS} FROM sources WHERE id = ?1"))?;
+            bounded_page(candidates, limit as usize, page.max_bytes, |id| {
+                one.query_row([id], source_from_row)
+                    .optional()?
+                    .map(|s| record_of(&tx, s))
+                    .transpose()
+            })
         })
         .await
     }
 
     async fn update_source(&self, s: Source) -> Result<bool> {
+        s.check_storable()?;
         self.write(move |c| {
             let n = c
                 .prepare_cached(
@@ -456,6 +483,7 @@ impl SourceStore for SqliteStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
+        token.check_storable()?;
         let id = id.to_owned();
         self.write(move |c| {
             let exists = c
@@ -533,7 +561,9 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn accept_inbound(&self, a: InboundAccept) -> Result<AcceptOutcome> {
+    async fn accept_inbound(&self, mut a: InboundAccept) -> Result<AcceptOutcome> {
+        a.event.check_storable()?;
+        a.audit = a.audit.recorded();
         let index = self.inner.replay.clone();
         // What this call admitted to the in-memory index, to undo if its transaction fails.
         let admitted: Arc<Mutex<Option<(replay::Key, Millis)>>> = Arc::default();
@@ -553,11 +583,13 @@ impl SourceStore for SqliteStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let entries: Vec<NewAuditEntry> =
+            entries.into_iter().map(NewAuditEntry::recorded).collect();
         self.write_unguarded(move |c| entries.iter().map(|e| insert_audit_row(c, e)).collect())
             .await
     }
 
-    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(&self, f: AuditFilter, page: Page) -> Result<Listed<AuditEntry>> {
         self.read(move |c| {
             let limit = limit_of(&page);
             // One key range per source: [since, min(before, until)).
@@ -567,39 +599,58 @@ impl SourceStore for SqliteStore {
                 .flatten()
                 .min()
                 .unwrap_or_else(|| AUDIT_ID_ABOVE_ALL.to_owned());
-            // One snapshot for every source read.
+            // One snapshot for every source read, and for the rows read after.
             let tx = c.unchecked_transaction()?;
             let sources = audit_scope(&tx, f.source_id.as_deref(), f.unknown_only)?;
             let mut st = tx.prepare_cached(&format!(
-                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE source_id = ?1 \
+                "SELECT id, {} FROM inbound_audit WHERE source_id = ?1 \
                  AND id < ?2 AND id >= ?3 AND (?4 IS NULL OR outcome = ?4) \
-                 AND (?5 IS NULL OR client_ip = ?5) ORDER BY id DESC LIMIT ?6"
+                 AND (?5 IS NULL OR client_ip = ?5) ORDER BY id DESC LIMIT ?6",
+                crate::listing::audit_size("octet_length(payload)")
             ))?;
-            let keep = usize::try_from(limit).unwrap_or(usize::MAX);
-            let mut rows: Vec<AuditEntry> = Vec::new();
+            // The candidates: ids and sizes only, each source's newest first.
+            let keep = usize::try_from(limit + 1).unwrap_or(usize::MAX);
+            let mut rows: Vec<(String, String, i64)> = Vec::new();
             let mut lower = lower;
             for source in &sources {
                 let page_of_source = st
                     .query_map(
-                        params![source, upper, lower, f.outcome, f.client_ip, limit],
-                        audit_from_row,
+                        params![source, upper, lower, f.outcome, f.client_ip, limit + 1],
+                        |r| Ok((r.get::<_, String>(0)?, source.clone(), r.get::<_, i64>(1)?)),
                     )?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 rows.extend(page_of_source);
-                // The newest `limit` so far; once there are that many, the sources still to
+                // The newest `limit + 1` so far; once there are that many, the sources still to
                 // read only need entries newer than the oldest kept.
                 if sources.len() > 1 && rows.len() >= keep {
-                    rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                    rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
                     rows.truncate(keep);
                     if let Some(oldest) = rows.last() {
-                        lower = lower.max(oldest.id.clone());
+                        lower = lower.max(oldest.0.clone());
                     }
                 }
             }
             if sources.len() > 1 {
-                rows.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                rows.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+                rows.truncate(keep);
             }
-            Ok(rows)
+            let candidates: Vec<((String, String), i64)> = rows
+                .into_iter()
+                .map(|(id, source, size)| ((source, id), size))
+                .collect();
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {AUDIT_COLS} FROM inbound_audit WHERE source_id = ?1 AND id = ?2"
+            ))?;
+            bounded_page(
+                candidates,
+                limit as usize,
+                page.max_bytes,
+                |(source, id)| {
+                    Ok(one
+                        .query_row(params![source, id], audit_from_row)
+                        .optional()?)
+                },
+            )
         })
         .await
     }
@@ -748,6 +799,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn audit_payload_bytes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::audit_payload_bytes(&s).await;
+    }
+
+    #[tokio::test]
+    async fn source_pages_bounded_in_bytes_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        crate::conformance::source_pages_bounded_in_bytes(&s).await;
+    }
+
+    #[tokio::test]
     async fn ingest_statistics_conformance() {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
@@ -887,7 +952,7 @@ mod tests {
         let mut before = None;
         for _ in 0..10 {
             let p = s
-                .list_audit(AuditFilter::default(), Page { before, limit: 250 })
+                .list_audit(AuditFilter::default(), Page::new(before, 250))
                 .await
                 .unwrap();
             let Some(last) = p.last() else { break };
@@ -919,7 +984,7 @@ mod tests {
             let mut before = None;
             for _ in 0..300 {
                 let p = s
-                    .list_audit(f.clone(), Page { before, limit })
+                    .list_audit(f.clone(), Page::new(before, limit))
                     .await
                     .unwrap();
                 assert!(p.len() <= limit);
@@ -966,13 +1031,10 @@ mod tests {
                     unknown_only,
                     ..Default::default()
                 },
-                Page {
-                    before: None,
-                    limit: 10,
-                },
+                Page::new(None, 10),
             )
         };
-        let outcomes = |v: Vec<AuditEntry>| {
+        let outcomes = |v: Listed<AuditEntry>| {
             v.into_iter()
                 .map(|e| (e.entry.source_id, e.entry.outcome))
                 .collect::<Vec<_>>()
@@ -1008,6 +1070,49 @@ mod tests {
         let c = s.purge_inbound(at + 2, at, 100).await.unwrap();
         assert_eq!(c.audit_entries, 2);
         assert_eq!(list(None, false).await.unwrap().len(), 2);
+    }
+
+    /// Payloads written as text (before they were kept as bytes: same schema, the column took
+    /// text) read back as their UTF-8 bytes, beside new ones of any bytes, and are sized for
+    /// bounded pages like them.
+    #[tokio::test]
+    async fn text_payloads_from_before_read_back_as_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let at = crate::now_millis();
+        {
+            let mut c = Connection::open(&path).unwrap();
+            crate::sqlite::migrate_to(&mut c, 80).unwrap();
+            c.execute(
+                "INSERT INTO inbound_audit (id, source_id, token_prefix, received_at, \
+                 peer_addr, outcome, status, body_bytes, latency_us, payload) \
+                 VALUES (?1, 'src_a', 'wh_ab', ?2, '192.0.2.1:1', 'ACCEPTED', 202, 6, 10, ?3)",
+                params![audit_id(at), at, "h\u{e9}llo"],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let mut e =
+            crate::conformance::audit(Some("src_a"), at + 1, "SIGNATURE_INVALID", "192.0.2.1");
+        e.payload = Some(Arc::from(&b"\0\xff"[..]));
+        s.insert_audit(vec![e]).await.unwrap();
+        let got = s
+            .list_audit(AuditFilter::default(), Page::new(None, 10))
+            .await
+            .unwrap();
+        let payloads: Vec<Option<&[u8]>> = got.iter().map(|e| e.entry.payload.as_deref()).collect();
+        assert_eq!(
+            payloads,
+            [Some(&b"\0\xff"[..]), Some("h\u{e9}llo".as_bytes())]
+        );
+        let one = s
+            .list_audit(
+                AuditFilter::default(),
+                Page::new(None, 10).with_max_bytes(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!((one.len(), one.more), (1, true));
     }
 
     /// A database from before version 70 (the log a rowid table with an index on expiry)
