@@ -266,6 +266,15 @@ fn no_secrets_and_invalid_secrets() {
         verify(Scheme::GithubSha256, &[SEC1, ""], &gh, BODY, TS, 300),
         Err(VerifyError::InvalidSecret)
     );
+    // ... and so it is when signing, for every scheme, even those that sign with the first
+    // secret only: `sign` must not accept a list that `verify` refuses (found by fuzzing).
+    for s in Scheme::ALL {
+        assert_eq!(
+            sign(s, &[SEC1, ""], &m),
+            Err(SignError::InvalidSecret),
+            "{s}"
+        );
+    }
 }
 
 #[test]
