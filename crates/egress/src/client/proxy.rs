@@ -419,7 +419,9 @@ fn refusal(name: &str, reply: &Reply) -> (ConnectError, bool) {
 
 /// Read up to the end of a response head. After a 2xx the proxy sends nothing until we speak
 /// (TLS and HTTP are client-first), so bytes after it are a protocol error.
-async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+pub(crate) async fn read_head<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {
@@ -452,13 +454,13 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Reply {
-    fn parse(head: &[u8]) -> Option<Reply> {
+    pub(crate) fn parse(head: &[u8]) -> Option<Reply> {
         let text = std::str::from_utf8(head).ok()?;
         let mut lines = text.split("\r\n");
         let status_line = lines.next()?;
@@ -478,7 +480,7 @@ impl Reply {
         Some(Reply { status, headers })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)

@@ -325,9 +325,9 @@ async fn serve_conn<I>(
 }
 
 /// A refusal: status, stable code and message.
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
-    code: &'static str,
+    pub(crate) code: &'static str,
     message: String,
 }
 
@@ -372,15 +372,16 @@ impl Refusal {
 }
 
 /// What the request asks for.
-struct Target {
-    host: String,
-    port: u16,
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
-fn target_of(req: &Request<Incoming>) -> Result<Target, Refusal> {
+/// The destination of a request with this method and request target: `CONNECT host:port`, or an
+/// absolute `http://` URL.
+pub(crate) fn target_of(method: &Method, uri: &Uri) -> Result<Target, Refusal> {
     let invalid = |why: &str| Refusal::new(StatusCode::FORBIDDEN, "HOST_INVALID", why.to_owned());
-    let uri = req.uri();
-    if req.method() != Method::CONNECT {
+    if method != Method::CONNECT {
         match uri.scheme_str() {
             Some("http") => {}
             Some(_) => {
@@ -408,7 +409,7 @@ fn target_of(req: &Request<Incoming>) -> Result<Target, Refusal> {
     let host = normalize_host(authority.host()).ok_or_else(|| {
         invalid("the host is malformed (IPv6 literals and numeric spellings are refused)")
     })?;
-    let port = match (authority.port_u16(), req.method() == Method::CONNECT) {
+    let port = match (authority.port_u16(), method == Method::CONNECT) {
         (Some(0), _) => return Err(invalid("port 0 is not a destination")),
         (Some(p), _) => p,
         (None, true) => return Err(invalid("CONNECT needs host:port")),
@@ -504,7 +505,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
             return r.response();
         }
     };
-    let target = match target_of(&req) {
+    let target = match target_of(req.method(), req.uri()) {
         Ok(t) => t,
         Err(r) => {
             let log = Log {
