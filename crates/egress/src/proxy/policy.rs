@@ -308,8 +308,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
         return None;
     }
     let last = h.rsplit('.').next().unwrap_or(&h);
-    let numeric_last =
-        last.bytes().all(|b| b.is_ascii_digit()) || (last.len() > 2 && last.starts_with("0x"));
+    // WHATWG reads a last label of digits, or `0x` followed by anything (even nothing: `0x` is
+    // the number 0), as an IPv4 number.
+    let numeric_last = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
     if numeric_last {
         // Only the one unambiguous spelling of an IPv4 address: four decimal parts, no leading
         // zeros (so `0177.0.0.1` is not read as 177.0.0.1 here and 127.0.0.1 elsewhere).
@@ -351,6 +352,10 @@ mod tests {
             "127.1",
             "0177.0.0.1",
             "127.000.0.1",
+            // WHATWG reads an empty hex number as 0: `0x` is 0.0.0.0 (found by fuzzing).
+            "0x",
+            "a.0x",
+            "0X.",
             "1.2.3.4.5",
             "host:80",
             "é.example",
