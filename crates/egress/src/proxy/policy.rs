@@ -267,7 +267,16 @@ impl Policy {
                 refused: true,
             };
         }
-        let refusal = if self.global_deny.matches(host) || rule.deny.matches(host) {
+        // `global_deny` is denied for every client whatever its action: `report` only relaxes
+        // the client's own rule.
+        if self.global_deny.matches(host) {
+            return Decision {
+                action,
+                refusal: Some(HostRefusal::Denied),
+                refused: true,
+            };
+        }
+        let refusal = if rule.deny.matches(host) {
             Some(HostRefusal::Denied)
         } else if self.global_allow.matches(host)
             || rule.allow.matches(host)
@@ -433,6 +442,12 @@ allowed_ports = [8443]
         );
         assert_eq!(r.action, "report");
         assert!(d(Some("reporter"), "other.test", 25).refused);
+        // `global_deny` is denied for every client, `report` ones included; the client's own
+        // deny list is only reported.
+        let r = d(Some("reporter"), "db.internal.test", 443);
+        assert_eq!((r.refused, r.refusal), (true, Some(HostRefusal::Denied)));
+        assert_eq!(r.action, "report");
+        assert!(!d(Some("reporter"), "evil.example.com", 443).refused);
         // Open: everything but deny lists (its own and the global one).
         assert!(!d(Some("opener"), "other.test", 8443).refused);
         assert!(d(Some("opener"), "other.test", 443).refused);
