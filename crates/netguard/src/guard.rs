@@ -84,11 +84,23 @@ impl Guard {
     /// The permitted addresses of `host` (an address literal is checked as it is; a name is
     /// resolved once, and refused if *any* answer is denied). Addresses are normalised
     /// (IPv4-mapped IPv6 → IPv4), deduplicated, and at most [`MAX_ANSWERS`].
+    ///
+    /// `localhost` and names under `.localhost` are never asked of a resolver: RFC 6761 makes
+    /// them loopback, `127.0.0.1` and `::1`, and those of the two the policy permits are the
+    /// answer (both are loopback, so this is not the public/internal mix refused above). Every
+    /// user of a guard (deliveries, the egress proxy) thus treats them the same way, whatever
+    /// the machine's hosts file says.
     pub async fn resolve_checked(&self, host: &TargetHost) -> Result<Vec<IpAddr>, GuardError> {
         let name = match host {
             TargetHost::Ip(ip) => {
                 self.check_ip(*ip)?;
                 return Ok(vec![normalize(*ip)]);
+            }
+            TargetHost::Domain(_) if host.is_localhost_name() => {
+                return localhost_permitted(&self.policy).map_err(|denied| GuardError::Denied {
+                    host: host.clone(),
+                    denied,
+                });
             }
             TargetHost::Domain(name) => name,
         };
@@ -213,6 +225,31 @@ impl Guard {
             phase: TimeoutPhase::Connect,
             after: connect_timeout,
         }))
+    }
+}
+
+/// The loopback addresses RFC 6761 gives `localhost` names, in order of preference.
+pub const LOCALHOST_ADDRESSES: [IpAddr; 2] = [
+    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+];
+
+/// Those of [`LOCALHOST_ADDRESSES`] that `policy` permits; the first denial when it permits
+/// neither.
+pub(crate) fn localhost_permitted(policy: &AddressPolicy) -> Result<Vec<IpAddr>, Denied> {
+    let mut out = Vec::with_capacity(2);
+    let mut first_denial = None;
+    for ip in LOCALHOST_ADDRESSES {
+        match policy.check(ip) {
+            Ok(()) => out.push(ip),
+            Err(d) => {
+                first_denial.get_or_insert(d);
+            }
+        }
+    }
+    match first_denial {
+        Some(d) if out.is_empty() => Err(d),
+        _ => Ok(out),
     }
 }
 

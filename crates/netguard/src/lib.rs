@@ -11,6 +11,7 @@
 //! - [`Guard`]: resolve once, check every answer, connect to exactly the checked address.
 //! - [`ClientIpConfig`]: the client address behind trusted proxies.
 //! - [`CidrList`]: operator lists of addresses and ranges.
+//! - [`PeerLimiter`], [`StallGuard`]: what every listener bounds per peer and per write.
 //!
 //! Every refusal carries a stable machine-readable `code()`.
 
@@ -21,6 +22,7 @@ mod cidr;
 mod classify;
 mod client_ip;
 mod guard;
+mod listener;
 mod policy;
 mod resolve;
 mod url_policy;
@@ -30,12 +32,14 @@ pub use cidr::{
 };
 pub use classify::{Category, classify, classify_v4, classify_v6, embedded_ipv4, normalize};
 pub use client_ip::{
-    ClientIpConfig, ForwardedHeader, MAX_FORWARDED_ENTRIES, UnknownForwardedHeader,
-    parse_forwarded_entry,
+    ClientIpConfig, ForwardedHeader, MAX_FORWARDED_ENTRIES, MAX_HEADER_INSTANCES,
+    UnknownForwardedHeader, forwarded_for_entries, forwarded_last_param, parse_forwarded_entry,
 };
 pub use guard::{
-    Connected, DEFAULT_RESOLVE_TIMEOUT, Guard, GuardError, MAX_CONNECT_ATTEMPTS, TimeoutPhase,
+    Connected, DEFAULT_RESOLVE_TIMEOUT, Guard, GuardError, LOCALHOST_ADDRESSES, MAX_CONNECT_ATTEMPTS,
+    TimeoutPhase,
 };
+pub use listener::{PeerLimiter, PeerPermit, StallGuard};
 pub use policy::{AddressPolicy, Denied, DenyReason};
 pub use resolve::{
     MAX_ANSWERS, Resolve, ResolveFuture, SequenceResolver, StaticResolver, SystemResolver,

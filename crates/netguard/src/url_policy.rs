@@ -15,7 +15,7 @@
 //! - hosts with characters outside letters, digits, `-`, `_` and `.` after IDNA processing.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use url::{Host, Url};
 
@@ -154,18 +154,20 @@ pub struct Target {
 
 impl Target {
     /// Check what can be checked before any DNS lookup: an address literal must be permitted by
-    /// `policy`, and so must `127.0.0.1` for `localhost` names (RFC 6761 reserves them for
-    /// loopback). Names are checked again, for real, when they are resolved.
+    /// `policy`, and so must `127.0.0.1` or `::1` for `localhost` names (RFC 6761 reserves them
+    /// for loopback; [`crate::Guard::resolve_checked`] uses those the policy permits). Names are
+    /// checked again, for real, when they are resolved.
     ///
     /// Lets the admin API refuse `https://127.0.0.1/` with a clear 422 when an endpoint is
     /// created, instead of failing every delivery later.
     pub fn check_target(&self, policy: &AddressPolicy) -> Result<(), UrlError> {
-        let ip = match &self.host {
-            TargetHost::Ip(ip) => *ip,
-            host if host.is_localhost_name() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            TargetHost::Domain(_) => return Ok(()),
-        };
-        policy.check(ip).map_err(UrlError::AddressDenied)
+        match &self.host {
+            TargetHost::Ip(ip) => policy.check(*ip).map_err(UrlError::AddressDenied),
+            host if host.is_localhost_name() => crate::guard::localhost_permitted(policy)
+                .map(|_| ())
+                .map_err(UrlError::AddressDenied),
+            TargetHost::Domain(_) => Ok(()),
+        }
     }
 }
 

@@ -10,7 +10,8 @@ pub struct InboundConfig {
     /// forwarded headers (client address, `X-Forwarded-Proto`) are believed. Default: none.
     pub trusted_proxies: Vec<String>,
     /// Headers trusted proxies use for the client address, in order of preference:
-    /// `x-forwarded-for`, `x-real-ip`, `cf-connecting-ip`, `x-original-forwarded-for`.
+    /// `x-forwarded-for`, `forwarded` (RFC 7239), `x-real-ip`, `cf-connecting-ip`,
+    /// `x-original-forwarded-for`.
     pub forwarded_headers: Vec<String>,
     /// Refuse ingest over plain HTTP (`403 HTTPS_REQUIRED`). Default: true when `[server.tls]`
     /// is configured, false otherwise.
@@ -117,7 +118,7 @@ mod tests {
                 ..Default::default()
             },
             InboundConfig {
-                forwarded_headers: vec!["forwarded".into()],
+                forwarded_headers: vec!["forwarded-for".into()],
                 ..Default::default()
             },
             InboundConfig {

@@ -289,7 +289,14 @@ async fn check_and_accept(
     // 3. HTTPS.
     let peer_ip = peer.ip().to_canonical();
     let peer_trusted = inbound.trusted.contains(peer_ip);
-    let proxied_https = peer_trusted && forwarded_https(&parts.headers);
+    let proxied_https = peer_trusted
+        && forwarded_https(
+            &parts.headers,
+            inbound
+                .client_ip
+                .headers
+                .contains(&hookwarden_netguard::ForwardedHeader::Forwarded),
+        );
     if inbound.https_required && !tls && !proxied_https {
         let loopback_dev =
             inbound.config.allow_loopback_http && peer_ip.is_loopback() && !peer_trusted;
@@ -383,15 +390,24 @@ async fn check_and_accept(
     accept(state, inbound, ctx, &rt, &parts.headers, &body, &info).await
 }
 
-/// Whether the right-most `X-Forwarded-Proto` (the one the nearest proxy set) is `https`.
-fn forwarded_https(headers: &HeaderMap) -> bool {
-    headers
-        .get_all("x-forwarded-proto")
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
+/// Whether the right-most `X-Forwarded-Proto` (the one the nearest proxy set) is `https`; with
+/// `rfc7239` (the operator reads `Forwarded`), also when the right-most `Forwarded` element says
+/// `proto=https`.
+pub(crate) fn forwarded_https(headers: &HeaderMap, rfc7239: bool) -> bool {
+    let last = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+    };
+    let xfp = last("x-forwarded-proto")
         .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    xfp || (rfc7239
+        && last("forwarded")
+            .and_then(|v| hookwarden_netguard::forwarded_last_param(v, "proto"))
+            .is_some_and(|p| p.eq_ignore_ascii_case("https")))
 }
 
 async fn read_body(
@@ -622,12 +638,18 @@ mod tests {
     #[test]
     fn forwarded_proto_uses_the_nearest_proxy() {
         let mut h = HeaderMap::new();
-        assert!(!forwarded_https(&h));
+        assert!(!forwarded_https(&h, true));
         h.insert("x-forwarded-proto", "https".parse().unwrap());
-        assert!(forwarded_https(&h));
+        assert!(forwarded_https(&h, false));
         h.insert("x-forwarded-proto", "https, http".parse().unwrap());
-        assert!(!forwarded_https(&h));
+        assert!(!forwarded_https(&h, false));
         h.insert("x-forwarded-proto", "http, HTTPS".parse().unwrap());
-        assert!(forwarded_https(&h));
+        assert!(forwarded_https(&h, false));
+        let mut h = HeaderMap::new();
+        h.insert("forwarded", "for=1.2.3.4;proto=http, for=10.0.0.1;proto=https".parse().unwrap());
+        assert!(forwarded_https(&h, true));
+        assert!(!forwarded_https(&h, false), "only when the operator reads Forwarded");
+        h.insert("forwarded", "proto=https, for=10.0.0.1;proto=http".parse().unwrap());
+        assert!(!forwarded_https(&h, true));
     }
 }

@@ -15,6 +15,8 @@ pub mod config;
 pub mod ingest;
 pub mod token;
 
+pub(crate) use ingest::forwarded_https;
+
 use crate::crypto::SecretBox;
 use audit::AuditLimiter;
 use cache::SourceCache;
