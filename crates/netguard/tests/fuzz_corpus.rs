@@ -41,3 +41,8 @@ fn classify() {
 fn url_policy() {
     replay("url_policy", fuzz_props::url_policy::check);
 }
+
+#[test]
+fn client_ip() {
+    replay("client_ip", fuzz_props::client_ip::check);
+}

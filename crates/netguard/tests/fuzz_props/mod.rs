@@ -3,5 +3,6 @@
 
 pub mod cidr;
 pub mod classify;
+pub mod client_ip;
 pub mod input;
 pub mod url_policy;
