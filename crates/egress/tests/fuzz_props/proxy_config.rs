@@ -20,13 +20,13 @@ const MAX_PATTERNS: usize = 10_000;
 /// The fuzz entry point.
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
-    if input.u8() % 3 == 0 {
+    if input.u8().is_multiple_of(3) {
         let text = String::from_utf8_lossy(input.rest()).into_owned();
         if let Ok(c) = ProxyConfig::parse(&text) {
-            check_valid(c);
+            let _ = check_valid(c);
         }
         if let Ok(c) = ProxyConfig::parse_yaml(&text) {
-            check_valid(c);
+            let _ = check_valid(c);
         }
         return;
     }
@@ -118,7 +118,7 @@ fn any_str(input: &mut Input<'_>) -> String {
 }
 
 fn pick(input: &mut Input<'_>, options: &[&str]) -> String {
-    if input.u8() % 8 == 0 {
+    if input.u8().is_multiple_of(8) {
         return any_str(input);
     }
     options[usize::from(input.u8()) % options.len()].to_owned()
@@ -201,17 +201,16 @@ fn generate(input: &mut Input<'_>) -> Doc {
         ));
     }
     if flags & 4 != 0 {
-        let mut egress: Vec<(String, V)> = Vec::new();
-        egress.push((
-            "bind_addresses".into(),
-            V::List(
-                (0..input.u8() % 3)
-                    .map(|_| V::Str(pick(input, &IPS)))
-                    .collect(),
-            ),
-        ));
-        egress.push(("allow_ranges".into(), strings(input, &RANGES)));
-        egress.push(("deny_ranges".into(), strings(input, &RANGES)));
+        let bind: Vec<V> = (0..input.u8() % 3)
+            .map(|_| V::Str(pick(input, &IPS)))
+            .collect();
+        let allow = strings(input, &RANGES);
+        let deny = strings(input, &RANGES);
+        let egress: Vec<(String, V)> = vec![
+            ("bind_addresses".into(), V::List(bind)),
+            ("allow_ranges".into(), allow),
+            ("deny_ranges".into(), deny),
+        ];
         doc.tables.push(("egress", egress));
         let mut overrides: Vec<(String, V)> = Vec::new();
         for i in 0..input.u8() % 3 {
@@ -386,7 +385,8 @@ impl Doc {
                     ("  ", format!("{name}:"))
                 }
             };
-            let empty = entries.is_empty() && !(*name == "policy" && !self.clients.is_empty());
+            let has_clients = *name == "policy" && !self.clients.is_empty();
+            let empty = entries.is_empty() && !has_clients;
             out.push_str(&header);
             out.push_str(if empty { " {}\n" } else { "\n" });
             for (k, v) in entries {

@@ -319,7 +319,7 @@ fn address(input: &mut Input<'_>) -> IpAddr {
 
 /// One header line: entries in the documented forms, garbage, raw bytes.
 fn line(input: &mut Input<'_>, forwarded: bool) -> Vec<u8> {
-    if input.u8() % 8 == 0 {
+    if input.u8().is_multiple_of(8) {
         return input.bytes(80).to_vec();
     }
     let mut out = String::new();

@@ -129,7 +129,7 @@ fn spelled(input: &mut Input<'_>) {
     };
 
     let form = input.u8();
-    let (host, expect) = if form % 4 == 0 {
+    let (host, expect) = if form.is_multiple_of(4) {
         let (h, ip) = ipv6_spelling(v4, input);
         (h, IpAddr::V6(ip))
     } else {

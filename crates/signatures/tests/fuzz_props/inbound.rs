@@ -86,7 +86,7 @@ struct Signed {
 pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let which = usize::from(input.u8()) % PRESETS;
-    if input.u8() % 4 == 0 {
+    if input.u8().is_multiple_of(4) {
         arbitrary(which, &mut input);
     } else if let Some(s) = signed(which, &mut input) {
         check_signed(&s, &mut input);

@@ -35,7 +35,7 @@ pub fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let scheme = Scheme::ALL[usize::from(input.u8()) % Scheme::ALL.len()];
     let mode = input.u8();
-    if mode % 4 == 0 {
+    if mode.is_multiple_of(4) {
         arbitrary_headers(scheme, &mut input);
         return;
     }
