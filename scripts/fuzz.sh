@@ -100,9 +100,9 @@ for pair in "${selected[@]}"; do
       -max_len="$max_len" -timeout=10 -print_final_stats=1 \
       -artifact_prefix="$dir/artifacts/$target/") >"$log" 2>&1 || status=$?
   fi
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  secs=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  covline=$(grep -E '^#[0-9]+.*cov: [0-9]+' "$log" | tail -1)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  secs=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  covline=$(grep -E '^#[0-9]+.*cov: [0-9]+' "$log" | tail -1 || true)
   cov=$(grep -o 'cov: [0-9]*' <<<"$covline" | grep -o '[0-9]*$' || true)
   ft=$(grep -o 'ft: [0-9]*' <<<"$covline" | grep -o '[0-9]*$' || true)
   if [[ $status -ne 0 ]]; then
