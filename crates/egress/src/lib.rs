@@ -5,6 +5,8 @@
 #![warn(missing_docs)]
 
 pub mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod proxy;
 
 pub use client::{

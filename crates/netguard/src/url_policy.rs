@@ -293,6 +293,14 @@ pub fn parse_endpoint_url(input: &str, opts: &UrlPolicy) -> Result<Target, UrlEr
     }
 
     let url = Url::parse(input).map_err(UrlError::Invalid)?;
+    // The normalised URL is what is stored and checked again later, so the bound holds for it
+    // too: WHATWG percent-encodes non-ASCII (up to 3 bytes become 9).
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(UrlError::TooLong {
+            len: url.as_str().len(),
+            max: MAX_URL_LEN,
+        });
+    }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(UrlError::UserinfoNotAllowed);
     }

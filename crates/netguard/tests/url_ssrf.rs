@@ -303,6 +303,12 @@ fn too_long() {
     );
     assert_eq!(just.len(), MAX_URL_LEN);
     assert!(parse_endpoint_url(&just, &opts).is_ok());
+    // The bound holds for the normalised URL too, which is what is stored and checked again:
+    // WHATWG percent-encodes non-ASCII, so 700 `é` (1,400 bytes) become 4,200 (found by fuzzing).
+    let short_but_wide = format!("https://h.example/{}", "é".repeat(700));
+    assert!(short_but_wide.len() <= MAX_URL_LEN);
+    let err = parse_endpoint_url(&short_but_wide, &opts).expect_err("normalised too long");
+    assert_eq!(err.code(), "URL_TOO_LONG");
 }
 
 #[test]

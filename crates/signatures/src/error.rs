@@ -26,7 +26,7 @@ pub enum SignError {
     #[error("message id must be 1..=256 visible ASCII characters")]
     InvalidMessageId,
     /// The timestamp cannot be expressed (date-sha1 needs a year between 0 and 9999,
-    /// standard-webhooks a non-negative unix time).
+    /// standard-webhooks a unix time of 0 to 15 digits).
     #[error("timestamp out of the representable range")]
     InvalidTimestamp,
 }

@@ -135,6 +135,11 @@ pub fn sign(
     msg: &Outbound<'_>,
 ) -> Result<Vec<(&'static str, String)>, SignError> {
     let first = *secrets.first().ok_or(SignError::NoSecrets)?;
+    // Every secret must be usable, also for the schemes that sign with the first one only:
+    // `verify` refuses a list with an empty secret, so `sign` must not accept it either.
+    if secrets.iter().any(|s| s.is_empty()) {
+        return Err(SignError::InvalidSecret);
+    }
     match scheme {
         Scheme::StandardWebhooks => {
             let (id, ts, sig) = standard::sign(secrets, msg)?;

@@ -52,7 +52,8 @@ pub(crate) fn sign(
     if !valid_msg_id(msg.msg_id) {
         return Err(SignError::InvalidMessageId);
     }
-    if msg.timestamp < 0 {
+    // Receivers read at most 15 digits (`parse_unix_secs`): a larger timestamp never verifies.
+    if !(0..=util::MAX_UNIX_SECS).contains(&msg.timestamp) {
         return Err(SignError::InvalidTimestamp);
     }
     let ts = msg.timestamp.to_string();

@@ -266,6 +266,15 @@ fn no_secrets_and_invalid_secrets() {
         verify(Scheme::GithubSha256, &[SEC1, ""], &gh, BODY, TS, 300),
         Err(VerifyError::InvalidSecret)
     );
+    // ... and so it is when signing, for every scheme, even those that sign with the first
+    // secret only: `sign` must not accept a list that `verify` refuses (found by fuzzing).
+    for s in Scheme::ALL {
+        assert_eq!(
+            sign(s, &[SEC1, ""], &m),
+            Err(SignError::InvalidSecret),
+            "{s}"
+        );
+    }
 }
 
 #[test]
@@ -321,6 +330,28 @@ fn sign_rejects_unusable_ids_and_timestamps() {
     assert_eq!(
         sign(Scheme::DateSha1, &[SEC1], &m).unwrap()[0].1,
         "9999-12-31T23:59:59Z"
+    );
+    // standard-webhooks: receivers read at most 15 digits, so a larger timestamp could never
+    // verify; sign refuses it (found by fuzzing).
+    for ts in [1_000_000_000_000_000, i64::MAX] {
+        let m = Outbound {
+            timestamp: ts,
+            ..msg()
+        };
+        assert_eq!(
+            sign(Scheme::StandardWebhooks, &[SEC1], &m),
+            Err(SignError::InvalidTimestamp),
+            "{ts}"
+        );
+    }
+    let m = Outbound {
+        timestamp: 999_999_999_999_999,
+        ..msg()
+    };
+    let h = signed_map(Scheme::StandardWebhooks, &[SEC1], &m);
+    assert_eq!(
+        verify(Scheme::StandardWebhooks, &[SEC1], &h, BODY, m.timestamp, 0),
+        Ok(())
     );
 }
 

@@ -89,6 +89,9 @@ pub(crate) fn optional_header<'h>(
     }
 }
 
+/// The largest unix timestamp [`parse_unix_secs`] reads (15 digits).
+pub(crate) const MAX_UNIX_SECS: i64 = 999_999_999_999_999;
+
 /// Strict unix-seconds parser: 1..=15 ASCII digits, no sign, no leading zero (so the
 /// string is its own canonical form and signing it verbatim equals signing the number).
 pub(crate) fn parse_unix_secs(s: &str) -> Option<i64> {

@@ -14,7 +14,7 @@
 
 mod connector;
 mod error;
-mod proxy;
+pub(crate) mod proxy;
 mod tls;
 
 use std::collections::HashMap;

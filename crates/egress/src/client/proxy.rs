@@ -430,7 +430,9 @@ fn refusal(name: &str, reply: &Reply) -> (ConnectError, bool) {
 
 /// Read up to the end of a response head. After a 2xx the proxy sends nothing until we speak
 /// (TLS and HTTP are client-first), so bytes after it are a protocol error.
-async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+pub(crate) async fn read_head<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     loop {
@@ -463,22 +465,31 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
+/// `HTTP/1.0` or `HTTP/1.1`, a space, exactly three digits, then nothing or a space and a reason.
+/// Anything looser (`HTTP/1.9`, `+200`, `0200`) could make a reply look like a success to this
+/// parser but not to `read_head`'s check for bytes after a 2xx head.
+fn parse_status_line(line: &str) -> Option<u16> {
+    let mut parts = line.splitn(3, ' ');
+    if !matches!(parts.next()?, "HTTP/1.1" | "HTTP/1.0") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    code.parse().ok()
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Reply {
-    fn parse(head: &[u8]) -> Option<Reply> {
+    pub(crate) fn parse(head: &[u8]) -> Option<Reply> {
         let text = std::str::from_utf8(head).ok()?;
         let mut lines = text.split("\r\n");
-        let status_line = lines.next()?;
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next()?;
-        if !version.starts_with("HTTP/1.") {
-            return None;
-        }
-        let status: u16 = parts.next()?.parse().ok()?;
+        let status = parse_status_line(lines.next()?)?;
         let headers = lines
             .take(100)
             .filter_map(|l| {
@@ -489,7 +500,7 @@ impl Reply {
         Some(Reply { status, headers })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -574,6 +585,22 @@ mod tests {
         assert_eq!(r.status, 200);
         assert_eq!(r.header(EGRESS_ADDRESS_HEADER), Some("127.0.0.3:5000"));
         assert!(Reply::parse(b"SSH-2.0-x").is_none());
+        // Only HTTP/1.0 and HTTP/1.1 with a three-digit status (found by fuzzing).
+        for bad in [
+            &b"HTTP/1.9 200 OK"[..],
+            b"HTTP/1.1 +200 OK",
+            b"HTTP/1.1 0200 OK",
+            b"HTTP/1.1 20 OK",
+            b"HTTP/1.1 2000",
+            b"HTTP/1.10 200 OK",
+        ] {
+            assert!(
+                Reply::parse(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(Reply::parse(b"HTTP/1.0 204").map(|r| r.status), Some(204));
         let code = |head: &[u8]| {
             let (e, failover) = refusal("p", &Reply::parse(head).unwrap());
             match e {

@@ -133,7 +133,7 @@ impl Users {
 }
 
 /// `Basic base64(user:password)`, bounded.
-fn parse_basic(v: &HeaderValue) -> Option<(String, String)> {
+pub(crate) fn parse_basic(v: &HeaderValue) -> Option<(String, String)> {
     let v = v.to_str().ok()?;
     if v.len() > 1024 {
         return None;

@@ -15,12 +15,12 @@
 //! The proxy keeps no state between requests, so any number of instances can sit behind one TCP
 //! load balancer.
 
-mod auth;
+pub(crate) mod auth;
 mod config;
 mod metrics;
-mod policy;
+pub(crate) mod policy;
 mod relay;
-mod server;
+pub(crate) mod server;
 mod tls;
 
 pub use auth::PasswordHash;

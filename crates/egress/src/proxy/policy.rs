@@ -267,7 +267,16 @@ impl Policy {
                 refused: true,
             };
         }
-        let refusal = if self.global_deny.matches(host) || rule.deny.matches(host) {
+        // `global_deny` is denied for every client whatever its action: `report` only relaxes
+        // the client's own rule.
+        if self.global_deny.matches(host) {
+            return Decision {
+                action,
+                refusal: Some(HostRefusal::Denied),
+                refused: true,
+            };
+        }
+        let refusal = if rule.deny.matches(host) {
             Some(HostRefusal::Denied)
         } else if self.global_allow.matches(host)
             || rule.allow.matches(host)
@@ -308,8 +317,9 @@ pub fn normalize_host(raw: &str) -> Option<String> {
         return None;
     }
     let last = h.rsplit('.').next().unwrap_or(&h);
-    let numeric_last =
-        last.bytes().all(|b| b.is_ascii_digit()) || (last.len() > 2 && last.starts_with("0x"));
+    // WHATWG reads a last label of digits, or `0x` followed by anything (even nothing: `0x` is
+    // the number 0), as an IPv4 number.
+    let numeric_last = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
     if numeric_last {
         // Only the one unambiguous spelling of an IPv4 address: four decimal parts, no leading
         // zeros (so `0177.0.0.1` is not read as 177.0.0.1 here and 127.0.0.1 elsewhere).
@@ -351,6 +361,10 @@ mod tests {
             "127.1",
             "0177.0.0.1",
             "127.000.0.1",
+            // WHATWG reads an empty hex number as 0: `0x` is 0.0.0.0 (found by fuzzing).
+            "0x",
+            "a.0x",
+            "0X.",
             "1.2.3.4.5",
             "host:80",
             "é.example",
@@ -428,6 +442,12 @@ allowed_ports = [8443]
         );
         assert_eq!(r.action, "report");
         assert!(d(Some("reporter"), "other.test", 25).refused);
+        // `global_deny` is denied for every client, `report` ones included; the client's own
+        // deny list is only reported.
+        let r = d(Some("reporter"), "db.internal.test", 443);
+        assert_eq!((r.refused, r.refusal), (true, Some(HostRefusal::Denied)));
+        assert_eq!(r.action, "report");
+        assert!(!d(Some("reporter"), "evil.example.com", 443).refused);
         // Open: everything but deny lists (its own and the global one).
         assert!(!d(Some("opener"), "other.test", 8443).refused);
         assert!(d(Some("opener"), "other.test", 443).refused);

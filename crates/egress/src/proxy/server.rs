@@ -343,9 +343,9 @@ async fn serve_conn<I>(
 }
 
 /// A refusal: status, stable code and message.
-struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
-    code: &'static str,
+    pub(crate) code: &'static str,
     message: String,
 }
 
@@ -404,15 +404,16 @@ impl Refusal {
 }
 
 /// What the request asks for.
-struct Target {
-    host: String,
-    port: u16,
+pub(crate) struct Target {
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
-fn target_of(req: &Request<Incoming>) -> Result<Target, Refusal> {
+/// The destination of a request with this method and request target: `CONNECT host:port`, or an
+/// absolute `http://` URL.
+pub(crate) fn target_of(method: &Method, uri: &Uri) -> Result<Target, Refusal> {
     let invalid = |why: &str| Refusal::new(StatusCode::FORBIDDEN, "HOST_INVALID", why.to_owned());
-    let uri = req.uri();
-    if req.method() != Method::CONNECT {
+    if method != Method::CONNECT {
         match uri.scheme_str() {
             Some("http") => {}
             Some(_) => {
@@ -454,7 +455,7 @@ fn target_of(req: &Request<Incoming>) -> Result<Target, Refusal> {
         None => normalize_host(authority.host())
             .ok_or_else(|| invalid("the host is malformed (numeric spellings are refused)"))?,
     };
-    let port = match (authority.port_u16(), req.method() == Method::CONNECT) {
+    let port = match (authority.port_u16(), method == Method::CONNECT) {
         (Some(0), _) => return Err(invalid("port 0 is not a destination")),
         (Some(p), _) => p,
         (None, true) => return Err(invalid("CONNECT needs host:port")),
@@ -550,7 +551,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
             return r.response();
         }
     };
-    let target = match target_of(&req) {
+    let target = match target_of(req.method(), req.uri()) {
         Ok(t) => t,
         Err(r) => {
             let log = Log {

@@ -1,0 +1,10 @@
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/fuzz_props/input.rs"]
+mod input;
+#[path = "../../tests/fuzz_props/cidr.rs"]
+mod props;
+
+fuzz_target!(|data: &[u8]| props::check(data));

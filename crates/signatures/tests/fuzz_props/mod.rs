@@ -1,0 +1,6 @@
+//! The properties the fuzz targets in `fuzz/` check, shared with the stable replay test
+//! (`tests/fuzz_corpus.rs`). Each fuzz target includes its module with `#[path]`.
+
+pub mod inbound;
+pub mod input;
+pub mod outbound;
