@@ -4,5 +4,6 @@
 pub mod cidr;
 pub mod classify;
 pub mod client_ip;
+#[path = "../../../../fuzz-support/input.rs"]
 pub mod input;
 pub mod url_policy;

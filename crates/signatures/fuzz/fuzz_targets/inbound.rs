@@ -2,7 +2,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/fuzz_props/input.rs"]
+#[path = "../../../../fuzz-support/input.rs"]
 mod input;
 #[path = "../../tests/fuzz_props/inbound.rs"]
 mod props;

@@ -2,5 +2,6 @@
 //! (`tests/fuzz_corpus.rs`). Each fuzz target includes its module with `#[path]`.
 
 pub mod inbound;
+#[path = "../../../../fuzz-support/input.rs"]
 pub mod input;
 pub mod outbound;
