@@ -9,25 +9,11 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn keys_cli(
-    dir: &std::path::Path,
-    config: &std::path::Path,
-    args: &[&str],
-) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("keys")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn keys_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let args: Vec<&str> = std::iter::once("keys")
+        .chain(args.iter().copied())
+        .collect();
+    cli_in(dir, &args)
 }
 
 /// Polls `GET /api/v1/endpoints` with `key` until it answers `want`; returns how long it took.
@@ -137,7 +123,6 @@ async fn keys_are_named_listed_expired_and_revoked() {
     // The CLI: create with a name and lifetime (the key alone on stdout), list, revoke.
     let (ok, out, err) = keys_cli(
         dir.path(),
-        &s.config,
         &["create", "--name", "laptop", "--expires-in", "90d"],
     );
     assert!(ok, "{err}");
@@ -148,14 +133,14 @@ async fn keys_are_named_listed_expired_and_revoked() {
     );
     let (st, _) = api.with_key(&cli_key).get("/api/v1/endpoints").await;
     assert_eq!(st, StatusCode::OK);
-    let (ok, table, err) = keys_cli(dir.path(), &s.config, &["list"]);
+    let (ok, table, err) = keys_cli(dir.path(), &["list"]);
     assert!(ok, "{err}");
     assert!(
         table.contains("laptop") && table.contains("revoked") && table.contains("expired"),
         "{table}"
     );
     assert!(!table.contains(&cli_key), "{table}");
-    let (ok, lines, _) = keys_cli(dir.path(), &s.config, &["list", "--json"]);
+    let (ok, lines, _) = keys_cli(dir.path(), &["list", "--json"]);
     assert!(ok);
     let laptop: Value = lines
         .lines()
@@ -164,7 +149,7 @@ async fn keys_are_named_listed_expired_and_revoked() {
         .unwrap();
     let laptop_id = laptop["id"].as_str().unwrap();
     assert_eq!(laptop["status"], "active");
-    let (ok, _, err) = keys_cli(dir.path(), &s.config, &["revoke", laptop_id]);
+    let (ok, _, err) = keys_cli(dir.path(), &["revoke", laptop_id]);
     assert!(ok, "{err}");
     // Revoked by another process on the same database: refused within a second.
     let took = until_status(
@@ -175,7 +160,7 @@ async fn keys_are_named_listed_expired_and_revoked() {
     )
     .await;
     assert!(took < Duration::from_secs(1), "{took:?}");
-    let (ok, _, err) = keys_cli(dir.path(), &s.config, &["revoke", "key_nope"]);
+    let (ok, _, err) = keys_cli(dir.path(), &["revoke", "key_nope"]);
     assert!(!ok && err.contains("no API key"), "{err}");
 }
 

@@ -11,7 +11,6 @@ use hyper::StatusCode;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -42,20 +41,10 @@ async fn make_secrets(api: &Api, rx: &Receiver) -> String {
 }
 
 fn secrets_cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("secrets")
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("hookwarden.toml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args: Vec<&str> = std::iter::once("secrets")
+        .chain(args.iter().copied())
+        .collect();
+    cli_in(dir, &args)
 }
 
 /// One delivery, verified with `secret` by the receiver's side of Standard Webhooks, carrying
@@ -166,16 +155,7 @@ async fn sqlite_default_seals_everything_and_rotates() {
 
     // A lost key file is never silently replaced: the start is refused.
     std::fs::rename(&key_file, data.join("master.key.bak")).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.path().join("hookwarden.toml"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refuses(dir.path(), &dir.path().join("hookwarden.toml"));
     assert!(
         err.contains("is missing") && err.contains("restore"),
         "{err}"
@@ -187,16 +167,7 @@ async fn sqlite_default_seals_everything_and_rotates() {
         hookwarden_server::crypto::new_master_key()
     ));
     std::fs::write(dir.path().join("wrong.toml"), wrong).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.path().join("wrong.toml"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refuses(dir.path(), &dir.path().join("wrong.toml"));
     assert!(err.contains("master key"), "{err}");
 }
 
@@ -271,14 +242,7 @@ async fn postgres_needs_a_configured_key_and_rotates_with_configured_keys() {
     let storage = format!("[storage]\nurl = \"{}\"\nmax_connections = 4\n", db.url);
     let plain = test_config(&storage).replace("[storage]\nsqlite_synchronous = \"normal\"\n", "");
     std::fs::write(dir.path().join("hookwarden.toml"), &plain).unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.path().join("hookwarden.toml"))
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refuses(dir.path(), &dir.path().join("hookwarden.toml"));
     assert!(err.contains("hookwarden secrets new-key"), "{err}");
 
     let old = hookwarden_server::crypto::new_master_key();
@@ -317,11 +281,5 @@ async fn postgres_needs_a_configured_key_and_rotates_with_configured_keys() {
         with(&format!("master_key = \"{old}\"")),
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(dir.path().join("hookwarden.toml"))
-        .args(["--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    serve_refuses(dir.path(), &dir.path().join("hookwarden.toml"));
 }

@@ -542,6 +542,39 @@ impl Receiver {
     }
 }
 
+/// Runs `hookwarden <args…> --config <dir>/hookwarden.toml --data-dir <dir>/data` (the files a
+/// [`Server`] started in `dir` uses): (success, stdout, stderr).
+pub fn cli_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("hookwarden.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `serve` with `config` (a file path) and the data of `dir`, expecting it to refuse to
+/// start; returns what it said on stderr.
+pub fn serve_refuses(dir: &Path, config: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A plain-HTTP client whose connections leave from `local` (any 127.0.0.0/8 address).
 pub async fn post_from(local: &str, url: &str, headers: &[(&str, &str)], body: &str) -> StatusCode {
     let mut c = HttpConnector::new();
