@@ -285,10 +285,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// Request extension: the id of the admin API key that opened the request.
-#[derive(Debug, Clone)]
-pub struct ApiKeyId(pub String);
-
 /// `Authorization: Bearer <admin API key>` on every protected route.
 async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
@@ -319,7 +315,6 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
         Ok(Some((id, record_use))) => {
             if record_use {
                 let keys = state.keys.clone();
-                let id = id.clone();
                 tokio::spawn(async move {
                     if let Err(e) = keys
                         .touch_api_key(&id, hookwarden_store::now_millis())
@@ -329,8 +324,6 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
                     }
                 });
             }
-            let mut req = req;
-            req.extensions_mut().insert(ApiKeyId(id));
             next.run(req).await
         }
         Ok(None) => {
