@@ -719,3 +719,101 @@ async fn tls_listener_identifies_clients_by_certificate() {
         "{log}"
     );
 }
+
+/// The proxy's listener bounds what one address holds (so a client that keeps opening tunnels
+/// cannot take every slot) and cuts a client that stops reading a forwarded response.
+#[tokio::test]
+async fn one_address_cannot_hold_every_slot_and_a_client_that_stops_reading_is_cut() {
+    use tokio::net::TcpSocket;
+    let dir = tempfile::tempdir().unwrap();
+    // An upstream answering every request with 32 MiB.
+    let up = Receiver::start().await;
+    up.set_default(Reply {
+        body: "x".repeat(32 << 20),
+        ..Reply::status(200)
+    });
+    let port = up.addr.port();
+    let limits =
+        "max_connections_per_peer = 2\nwrite_timeout_secs = 1\nheader_read_timeout_secs = 30";
+    let p = ProxyProc::start(dir.path(), "proxy", &config(port, "", limits));
+    let hw = basic("hw", PASSWORD);
+    let from = |local: &'static str, rcvbuf: Option<u32>| {
+        let addr = p.addr;
+        async move {
+            let s = TcpSocket::new_v4().unwrap();
+            if let Some(b) = rcvbuf {
+                s.set_recv_buffer_size(b).unwrap();
+            }
+            s.bind(format!("{local}:0").parse().unwrap()).unwrap();
+            s.connect(addr).await.unwrap()
+        }
+    };
+    let connect_from = |local: &'static str| {
+        let hw = hw.clone();
+        async move {
+            let mut s = from(local, None).await;
+            s.write_all(
+                format!("CONNECT api.example.com:{port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {hw}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut buf = vec![0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .map(|r| r.unwrap_or(0))
+                .unwrap_or(0);
+            (String::from_utf8_lossy(&buf[..n]).into_owned(), s)
+        }
+    };
+    // 127.0.0.2 holds two tunnels; its third connection is closed at once.
+    let (a, _ta) = connect_from("127.0.0.2").await;
+    let (b, _tb) = connect_from("127.0.0.2").await;
+    assert!(
+        a.starts_with("HTTP/1.1 200") && b.starts_with("HTTP/1.1 200"),
+        "{a} {b}"
+    );
+    let (c, _) = connect_from("127.0.0.2").await;
+    assert_eq!(c, "", "the third connection of one address was served");
+    // Another address is served.
+    let (d, _td) = connect_from("127.0.0.3").await;
+    assert!(d.starts_with("HTTP/1.1 200"), "{d}");
+
+    // A forwarded 32 MiB answer to a client that never reads: cut after the write timeout.
+    let mut s = from("127.0.0.4", Some(4096)).await;
+    s.write_all(
+        format!("GET http://api.example.com:{port}/big HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {hw}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled client was never cut");
+    assert!(
+        total < 32 << 20,
+        "the whole answer went out ({total} bytes)"
+    );
+    // Refusals are counted by reason.
+    let metrics = p.metrics.unwrap();
+    let text = raw(
+        metrics,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .body;
+    assert!(
+        text.contains("hookwarden_proxy_connections_rejected_total{reason=\"per_peer\"}"),
+        "{text}"
+    );
+}
