@@ -103,7 +103,9 @@ async fn try_post(
 async fn three_instances_share_a_stream_and_survive_a_sigkill() {
     const TOTAL: usize = 20_000;
     const KILL_AT: usize = 7_000;
-    let db = Db::create("hw_scale").await;
+    let Some(db) = Db::create("hw_scale").await else {
+        return;
+    };
     let rx = Receiver::start().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut servers = start_instances(&dirs, &pg_config(&db.url));
@@ -264,7 +266,9 @@ async fn three_instances_share_a_stream_and_survive_a_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn endpoint_changes_reach_every_instance_within_a_second() {
-    let db = Db::create("hw_scale").await;
+    let Some(db) = Db::create("hw_scale").await else {
+        return;
+    };
     let rx = Receiver::start().await;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let servers = start_instances(&dirs, &pg_config(&db.url));
@@ -303,7 +307,9 @@ async fn endpoint_changes_reach_every_instance_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_source_is_refused_by_every_instance_within_a_second() {
-    let db = Db::create("hw_scale").await;
+    let Some(db) = Db::create("hw_scale").await else {
+        return;
+    };
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let servers = start_instances(&dirs, &pg_config(&db.url));
     let api0 = servers[0].api();
