@@ -311,10 +311,15 @@ async fn loopback_is_refused_without_operator_allow_ranges() {
         let (st, v) = api.post("/api/v1/endpoints", json!({"url": url})).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {v}");
         assert_eq!(v["error"]["code"], "URL_ADDRESS_DENIED", "{url}: {v}");
+        // The refusal says what to change when such a receiver is wanted on purpose.
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("egress.allow_ranges"), "{url}: {msg}");
     }
     let (st, v) = api
         .post("/api/v1/endpoints", json!({"url": "http://example.com/x"}))
         .await;
+    let msg = v["error"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("egress.allow_http = true"), "{msg}");
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (

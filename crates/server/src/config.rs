@@ -334,6 +334,57 @@ impl MetricsConfig {
 #[error("configuration error: {0}")]
 pub struct ConfigError(pub String);
 
+/// A configuration error as an operator reads it: the key as written in the file (dotted, no
+/// internal profile prefix), where it came from (the file, or the environment variable), and
+/// what is wrong in plain words.
+fn describe(e: figment::Error) -> String {
+    use figment::error::Kind;
+    let plain = |expected: &str| -> String {
+        match expected {
+            "usize" | "u64" | "u32" | "u16" | "u8" | "i64" | "i32" => "a whole number".into(),
+            "f64" | "f32" => "a number".into(),
+            other => other.to_owned(),
+        }
+    };
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_ascii_lowercase();
+            let from = match &e.metadata {
+                Some(m) if m.name.contains("environment") => format!(
+                    " (environment variable HOOKWARDEN_{})",
+                    key.to_ascii_uppercase().replace('.', "__")
+                ),
+                Some(m) => match &m.source {
+                    Some(figment::Source::File(p)) => format!(" (in {})", p.display()),
+                    _ => String::new(),
+                },
+                None => String::new(),
+            };
+            let what = match &e.kind {
+                Kind::UnknownField(_, expected) => format!(
+                    "unknown key {key}; the keys here are: {}",
+                    expected.join(", ")
+                ),
+                Kind::UnknownVariant(v, expected) => {
+                    format!("{key}: {v:?} is not one of: {}", expected.join(", "))
+                }
+                Kind::InvalidType(actual, expected) => {
+                    format!("{key} must be {}, not {actual}", plain(expected))
+                }
+                Kind::InvalidValue(actual, expected) => {
+                    format!("{key}: {actual} is not {}", plain(expected))
+                }
+                Kind::MissingField(f) if key.is_empty() => format!("{f} is required"),
+                Kind::MissingField(f) => format!("{key}.{f} is required"),
+                other if key.is_empty() => other.to_string(),
+                other => format!("{key}: {other}"),
+            };
+            format!("{what}{from}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl Config {
     /// Defaults, then the TOML file (if any), then `HOOKWARDEN_*` variables.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -355,7 +406,7 @@ impl Config {
         if let Ok(url) = std::env::var("HOOKWARDEN_DATABASE_URL") {
             fig = fig.merge(Serialized::default("storage.url", url));
         }
-        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let cfg: Config = fig.extract().map_err(|e| ConfigError(describe(e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -724,6 +775,27 @@ mod tests {
             std::fs::write(&path, format!("[server]\nmax_page_bytes = {bad}\n")).unwrap();
             assert!(Config::load(Some(&path)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn configuration_errors_name_the_key_as_written_and_where_it_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nmax_connections = \"lots\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            e.contains("server.max_connections must be a whole number, not string \"lots\"")
+                && e.contains(&path.display().to_string())
+                && !e.contains("default."),
+            "{e}"
+        );
+        std::fs::write(&path, "[serverr]\nx = 1\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown key serverr; the keys here are: server, storage")
+                && !e.contains("``"),
+            "{e}"
+        );
     }
 
     #[test]

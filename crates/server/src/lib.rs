@@ -41,7 +41,7 @@ use tracing::info;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("cannot use data directory {dir}: {source}")]
+    #[error("cannot use data directory {dir}")]
     DataDir { dir: String, source: std::io::Error },
     #[error(
         "another hookwarden process is using {0} (only one `serve` may own an embedded database)"
@@ -57,7 +57,7 @@ pub enum StartError {
     Inbound(String),
     #[error("server.tls: {0}")]
     Tls(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: String,
         source: std::io::Error,
@@ -425,7 +425,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let server = tokio::spawn(http_server::serve(listener, app, limits, tls, async move {
         let _ = stopped.changed().await;
     }));
-    info!(%local_addr, metrics = ?metrics_addr, storage = state.store.backend(), %owner, "hookwarden started");
+    info!(
+        %local_addr,
+        metrics = metrics_addr.map(|a| a.to_string()),
+        storage = state.store.backend(),
+        %owner,
+        "hookwarden started"
+    );
     Ok(Running {
         local_addr,
         metrics_addr,

@@ -39,18 +39,37 @@ impl AppState {
     /// delivery time; a name that does not resolve yet is accepted and checked at every
     /// connection). Returns the normalised URL.
     pub async fn check_endpoint_url(&self, url: &str) -> ApiResult<String> {
-        let target = self
-            .guard
-            .check_url(url, &self.url_policy)
-            .map_err(|e| ApiError::invalid(e.code(), e.to_string()))?;
+        let target = self.guard.check_url(url, &self.url_policy).map_err(|e| {
+            let hint = match &e {
+                hookwarden_netguard::UrlError::AddressDenied(d) => allow_hint(d),
+                hookwarden_netguard::UrlError::SchemeNotAllowed { scheme, .. }
+                    if scheme == "http" =>
+                {
+                    " (plain http:// is allowed with egress.allow_http = true)"
+                }
+                _ => "",
+            };
+            ApiError::invalid(e.code(), format!("{e}{hint}"))
+        })?;
         if let Err(e) = self.guard.resolve_checked(&target.host).await
-            && e.denied().is_some()
+            && let Some(d) = e.denied()
         {
             return Err(ApiError::invalid(
                 "URL_ADDRESS_DENIED",
-                format!("endpoint URL is not allowed: {e}"),
+                format!("endpoint URL is not allowed: {e}{}", allow_hint(d)),
             ));
         }
         Ok(target.url.to_string())
+    }
+}
+
+/// What to change when an internal address is refused on purpose (a local receiver, a lab
+/// network): nothing to say for an operator's own deny range.
+fn allow_hint(d: &hookwarden_netguard::Denied) -> &'static str {
+    match d.reason {
+        hookwarden_netguard::DenyReason::Category(_) => {
+            " (to deliver to such addresses on purpose, add their range to egress.allow_ranges)"
+        }
+        hookwarden_netguard::DenyReason::DenyRange(_) => "",
     }
 }

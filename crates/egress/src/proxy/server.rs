@@ -48,7 +48,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -214,8 +214,8 @@ pub async fn start(
     }
     info!(
         listen = %listen_addr,
-        tls = ?tls_addr,
-        metrics = ?metrics_addr,
+        tls = tls_addr.map(|a| a.to_string()),
+        metrics = metrics_addr.map(|a| a.to_string()),
         "egress proxy started"
     );
     Ok(RunningProxy {
