@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use hookwarden_netguard::{CidrList, IpNet};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{PasswordHash, Users};
 use super::policy::{Policy, PolicyConfig};
@@ -24,7 +24,7 @@ fn err(msg: impl Into<String>) -> ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
     /// The plain-TCP listener (HTTP/1.1 proxy requests). Default `127.0.0.1:4750`.
@@ -60,7 +60,7 @@ impl Default for ProxyConfig {
 }
 
 /// `[tls]`: a TLS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsListenerConfig {
     /// Where to listen.
@@ -79,7 +79,7 @@ pub struct TlsListenerConfig {
 }
 
 /// `[egress]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EgressSection {
     /// Local addresses outgoing connections leave from (used in turn). Empty: the OS chooses.
@@ -93,7 +93,7 @@ pub struct EgressSection {
 }
 
 /// `[limits]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Client connections at once; more are closed at once. Default 4096.
@@ -147,7 +147,7 @@ impl Default for Limits {
 }
 
 /// `[[users]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// The user name (also the client name that `[[policy.clients]]` rules match).

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Most patterns in one list; most client rules.
 const MAX_PATTERNS: usize = 10_000;
 const MAX_CLIENTS: usize = 10_000;
 
 /// What a rule does with hosts that no list names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Only hosts on an allow list pass; everything else is refused (the default).
@@ -34,7 +34,7 @@ impl Action {
 }
 
 /// `[policy]`: the default rule, the global lists, and per-client rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     /// The default rule's action.
@@ -68,7 +68,7 @@ impl Default for PolicyConfig {
 }
 
 /// `[[policy.clients]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRuleConfig {
     /// The client name.
