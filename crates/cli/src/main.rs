@@ -56,7 +56,8 @@ enum Command {
 
 #[derive(Args)]
 struct EgressProxyArgs {
-    /// Proxy configuration file (TOML): listeners, users, policy, egress addresses, limits.
+    /// Proxy configuration file (TOML, or YAML when named .yaml/.yml): listeners, users, policy,
+    /// egress addresses, limits.
     #[arg(
         long,
         env = "HOOKWARDEN_EGRESS_PROXY_CONFIG",
@@ -509,7 +510,8 @@ async fn keys_list(store: StoreArgs, json: bool) -> Result<()> {
     db.close().await;
     listed?;
     let now = hookwarden_store::now_millis();
-    let time = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), hookwarden_server::api::rfc3339);
+    let time =
+        |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), hookwarden_server::times::rfc3339);
     if !json {
         println!(
             "{:<32} {:<9} {:<8} {:<24} {:<24} {:<24} NAME",

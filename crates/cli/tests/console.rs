@@ -7,8 +7,8 @@
 //!
 //! Chromium and playwright-core come from `.ci/setup-interop`; like every interop test, the
 //! browser test fails (never skips) when they are missing.
-//! `HOOKWARDEN_SCREENSHOTS=<dir>` saves screenshots of the main pages there (the README's come
-//! from `HOOKWARDEN_SCREENSHOTS=$PWD/docs/screenshots cargo test -p hookwarden --test console`).
+//! `HOOKWARDEN_SCREENSHOTS=<dir>` saves screenshots of the main pages there (those in
+//! `docs/console.md` come from `HOOKWARDEN_SCREENSHOTS=$PWD/docs/screenshots cargo test -p hookwarden --test console`).
 
 mod common;
 

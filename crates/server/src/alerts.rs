@@ -131,45 +131,65 @@ impl Default for EndpointFailingConfig {
 }
 
 impl AlertsConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         let window = |name: &str, secs: u64| {
             if (1..=7 * 86_400).contains(&secs) {
                 Ok(())
             } else {
-                Err(format!("alerts.{name}.window_secs must be 1..=604800"))
+                Err(crate::config::ConfigError(format!(
+                    "alerts.{name}.window_secs must be 1..=604800"
+                )))
             }
         };
         window("ip_not_allowed", self.ip_not_allowed.window_secs)?;
         window("spike", self.spike.window_secs)?;
         window("endpoint_failing", self.endpoint_failing.window_secs)?;
         if self.rate_limit_secs > 7 * 86_400 {
-            return Err("alerts.rate_limit_secs must be at most 604800".into());
+            return Err(crate::config::ConfigError(
+                "alerts.rate_limit_secs must be at most 604800".into(),
+            ));
         }
         if !(1..=1_000_000).contains(&self.max_tracked) {
-            return Err("alerts.max_tracked must be 1..=1000000".into());
+            return Err(crate::config::ConfigError(
+                "alerts.max_tracked must be 1..=1000000".into(),
+            ));
         }
         if !(1..=1_000_000).contains(&self.ip_not_allowed.threshold) {
-            return Err("alerts.ip_not_allowed.threshold must be 1..=1000000".into());
+            return Err(crate::config::ConfigError(
+                "alerts.ip_not_allowed.threshold must be 1..=1000000".into(),
+            ));
         }
         let s = &self.spike;
         if !(s.factor.is_finite() && (1.0..=1000.0).contains(&s.factor)) {
-            return Err("alerts.spike.factor must be 1..=1000".into());
+            return Err(crate::config::ConfigError(
+                "alerts.spike.factor must be 1..=1000".into(),
+            ));
         }
         if s.min_requests == 0 {
-            return Err("alerts.spike.min_requests must be at least 1".into());
+            return Err(crate::config::ConfigError(
+                "alerts.spike.min_requests must be at least 1".into(),
+            ));
         }
         if !(1..=10_000).contains(&s.baseline_windows) {
-            return Err("alerts.spike.baseline_windows must be 1..=10000".into());
+            return Err(crate::config::ConfigError(
+                "alerts.spike.baseline_windows must be 1..=10000".into(),
+            ));
         }
         if s.warmup_windows > 10_000 {
-            return Err("alerts.spike.warmup_windows must be at most 10000".into());
+            return Err(crate::config::ConfigError(
+                "alerts.spike.warmup_windows must be at most 10000".into(),
+            ));
         }
         let f = &self.endpoint_failing;
         if !(f.failure_rate.is_finite() && f.failure_rate > 0.0 && f.failure_rate <= 1.0) {
-            return Err("alerts.endpoint_failing.failure_rate must be in (0, 1]".into());
+            return Err(crate::config::ConfigError(
+                "alerts.endpoint_failing.failure_rate must be in (0, 1]".into(),
+            ));
         }
         if f.min_attempts == 0 {
-            return Err("alerts.endpoint_failing.min_attempts must be at least 1".into());
+            return Err(crate::config::ConfigError(
+                "alerts.endpoint_failing.min_attempts must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -423,7 +443,7 @@ impl Detectors {
                         "threshold": c.threshold,
                         "window_secs": c.window_secs,
                         "sample_client_ips": s.samples,
-                        "detected_at": crate::api::rfc3339(now),
+                        "detected_at": crate::times::rfc3339(now),
                     }),
                 });
             }
@@ -473,7 +493,7 @@ impl Detectors {
                         "baseline": baseline,
                         "factor": c.factor,
                         "min_requests": c.min_requests,
-                        "detected_at": crate::api::rfc3339(now),
+                        "detected_at": crate::times::rfc3339(now),
                     }),
                 });
             }
@@ -513,7 +533,7 @@ impl Detectors {
                     "threshold": c.failure_rate,
                     "min_attempts": c.min_attempts,
                     "window_secs": c.window_secs,
-                    "detected_at": crate::api::rfc3339(now),
+                    "detected_at": crate::times::rfc3339(now),
                 }),
             });
         }

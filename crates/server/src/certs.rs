@@ -209,11 +209,26 @@ pub fn generate(req: &GenerateRequest, now: Millis) -> Result<(String, String), 
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// A stored client certificate whose private key cannot be unsealed (a master key that is not
+/// the one it was sealed with, or a damaged row).
+#[derive(Debug, thiserror::Error)]
+#[error("client certificate {id}: {error}")]
+pub struct IdentityError {
+    pub id: String,
+    pub error: crate::crypto::SecretBoxError,
+}
+
 /// The identity the guarded client presents for this certificate (the key unsealed).
-pub fn identity(cert: &ClientCertificate, secrets: &SecretBox) -> Result<ClientIdentity, String> {
+pub fn identity(
+    cert: &ClientCertificate,
+    secrets: &SecretBox,
+) -> Result<ClientIdentity, IdentityError> {
     let key = secrets
         .open(&cert.private_key)
-        .map_err(|e| format!("client certificate {}: {e}", cert.id))?;
+        .map_err(|error| IdentityError {
+            id: cert.id.clone(),
+            error,
+        })?;
     Ok(ClientIdentity {
         id: cert.id.clone(),
         cert_chain_pem: cert.certificate_pem.clone(),

@@ -523,10 +523,10 @@ impl Config {
             ("egress.deny_ranges", &self.egress.deny_ranges),
             ("egress.published_ranges", &self.egress.published_ranges),
         ] {
-            parse_ranges(list).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+            parse_ranges(list).map_err(|e| ConfigError(format!("{name}: {}", e.0)))?;
         }
         if let Some(tls) = &self.server.tls {
-            tls.validate().map_err(ConfigError)?;
+            tls.validate().map_err(|e| ConfigError(e.to_string()))?;
         }
         if let Some(u) = &self.server.public_url
             && !(u.starts_with("https://") || u.starts_with("http://"))
@@ -535,8 +535,8 @@ impl Config {
                 "server.public_url must start with https:// (or http://)".into(),
             ));
         }
-        self.inbound.validate().map_err(ConfigError)?;
-        self.alerts.validate().map_err(ConfigError)?;
+        self.inbound.validate()?;
+        self.alerts.validate()?;
         let m = &self.metrics;
         if m.max_endpoint_series > 10_000 {
             return Err(ConfigError(
@@ -622,14 +622,14 @@ impl Config {
 }
 
 /// Parses CIDR ranges and single addresses (`10.0.0.0/8`, `203.0.113.7`, `2001:db8::/32`).
-pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+pub fn parse_ranges(list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     list.iter()
         .map(|s| {
             let s = s.trim();
             s.parse::<ipnet::IpNet>()
                 .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
                 .map(|n| n.trunc())
-                .map_err(|_| format!("{s:?} is not an IP address or CIDR range"))
+                .map_err(|_| ConfigError(format!("{s:?} is not an IP address or CIDR range")))
         })
         .collect()
 }

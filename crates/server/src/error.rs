@@ -74,7 +74,15 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy or shutting down: a client that honours Retry-After comes back in a second.
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }
 
@@ -91,6 +99,11 @@ impl From<hookwarden_store::StoreError> for ApiError {
                 "INVALID_TEXT",
                 format!("{field} must not contain a NUL character"),
             ),
+            // A busy or briefly unreachable database: the client may try again.
+            other if other.is_retryable() => {
+                tracing::warn!(error = %other, "store busy");
+                ApiError::unavailable("The database is busy; try again")
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()
@@ -148,3 +161,25 @@ impl From<QueryRejection> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hookwarden_store::StoreError;
+
+    #[test]
+    fn a_busy_store_says_try_again_and_a_broken_one_does_not() {
+        let busy = ApiError::from(StoreError::database("database is locked", true)).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.headers()[axum::http::header::RETRY_AFTER], "1");
+        let broken =
+            ApiError::from(StoreError::database("no such table: x", false)).into_response();
+        assert_eq!(broken.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            broken
+                .headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .is_none()
+        );
+    }
+}

@@ -20,6 +20,7 @@ pub mod secrets;
 pub mod security;
 pub mod state;
 pub mod storage;
+pub mod times;
 pub mod tls;
 
 use config::Config;
@@ -53,10 +54,10 @@ pub enum StartError {
     Secrets(#[from] secrets::SecretsError),
     #[error("egress: {0}")]
     Egress(String),
-    #[error("inbound: {0}")]
-    Inbound(String),
+    #[error("{0}")]
+    Inbound(config::ConfigError),
     #[error("server.tls: {0}")]
-    Tls(String),
+    Tls(tls::TlsError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: String,
@@ -164,8 +165,8 @@ fn make_private(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
 
 /// Builds the SSRF guard from the egress configuration.
 pub fn build_guard(config: &Config) -> Result<Arc<Guard>, StartError> {
-    let allow = config::parse_ranges(&config.egress.allow_ranges).map_err(StartError::Egress)?;
-    let deny = config::parse_ranges(&config.egress.deny_ranges).map_err(StartError::Egress)?;
+    let allow = config::parse_ranges(&config.egress.allow_ranges)?;
+    let deny = config::parse_ranges(&config.egress.deny_ranges)?;
     let mut overrides = StaticResolver::new();
     for (host, ips) in &config.egress.resolve_overrides {
         overrides.insert(host, ips.iter().copied());
@@ -212,7 +213,7 @@ pub fn build_client(config: &Config, guard: Arc<Guard>) -> Result<GuardedClient,
         extra_root_certs_pem: extra_roots,
         url_policy: url_policy(config),
         user_agent: d.user_agent.clone(),
-        proxies: security::proxy_endpoints(&config.egress).map_err(StartError::Egress)?,
+        proxies: security::proxy_endpoints(&config.egress)?,
         proxy_health_interval: security::proxy_health_interval(&config.egress),
     };
     GuardedClient::new(cfg, guard).map_err(|e| StartError::Egress(e.to_string()))

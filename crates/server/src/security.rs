@@ -1,7 +1,7 @@
 //! Egress security settings the server applies: egress proxies for the guarded client, and the
 //! published egress ranges (stored with the time they last changed; a change is an event).
 
-use crate::config::{Config, EgressConfig};
+use crate::config::{Config, ConfigError, EgressConfig};
 use crate::dispatch::Dispatcher;
 use hookwarden_egress::client::ProxyEndpoint;
 use hookwarden_store::{CertificateStore, NewEvent, PublishedRanges, StoreError, now_millis};
@@ -40,7 +40,7 @@ impl fmt::Debug for EgressProxyConfig {
 
 /// The guarded client's proxies, passwords taken from the environment where configured.
 /// Malformed entries are refused here (so `serve` does not start) and again by the client.
-pub fn proxy_endpoints(egress: &EgressConfig) -> Result<Vec<ProxyEndpoint>, String> {
+pub fn proxy_endpoints(egress: &EgressConfig) -> Result<Vec<ProxyEndpoint>, ConfigError> {
     egress
         .proxies
         .iter()
@@ -48,20 +48,24 @@ pub fn proxy_endpoints(egress: &EgressConfig) -> Result<Vec<ProxyEndpoint>, Stri
         .map(|(i, p)| {
             let what = format!("egress.proxies[{i}]");
             if p.url.trim().is_empty() {
-                return Err(format!("{what}.url is required"));
+                return Err(ConfigError(format!("{what}.url is required")));
             }
             let password = match (&p.password, &p.password_env) {
                 (Some(_), Some(_)) => {
-                    return Err(format!("{what}: set password or password_env, not both"));
+                    return Err(ConfigError(format!(
+                        "{what}: set password or password_env, not both"
+                    )));
                 }
                 (Some(pw), None) => Some(pw.clone()),
                 (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                    format!("{what}.password_env: environment variable {var} is not set")
+                    ConfigError(format!(
+                        "{what}.password_env: environment variable {var} is not set"
+                    ))
                 })?),
                 (None, None) => None,
             };
             if password.is_some() && p.username.is_none() {
-                return Err(format!("{what}: a password needs a username"));
+                return Err(ConfigError(format!("{what}: a password needs a username")));
             }
             Ok(ProxyEndpoint {
                 url: p.url.trim().to_owned(),
@@ -83,7 +87,7 @@ pub fn proxy_health_interval(egress: &EgressConfig) -> Duration {
 
 /// `egress.published_ranges` in canonical form (host bits cleared, single addresses as /32 or
 /// /128), duplicates removed, order kept.
-pub fn normalized_published_ranges(config: &Config) -> Result<Vec<String>, String> {
+pub fn normalized_published_ranges(config: &Config) -> Result<Vec<String>, ConfigError> {
     let mut out: Vec<String> = Vec::new();
     for net in crate::config::parse_ranges(&config.egress.published_ranges)? {
         let s = net.to_string();
@@ -102,7 +106,7 @@ pub async fn sync_published_ranges(
     dispatcher: &Dispatcher,
     config: &Config,
 ) -> Result<PublishedRanges, StoreError> {
-    let ranges = normalized_published_ranges(config).map_err(StoreError::Conflict)?;
+    let ranges = normalized_published_ranges(config).map_err(|e| StoreError::Conflict(e.0))?;
     let sync = certs.sync_published_ranges(ranges, now_millis()).await?;
     if let Some(previous) = sync.previous {
         info!(
@@ -113,7 +117,7 @@ pub async fn sync_published_ranges(
         let payload = serde_json::json!({
             "ranges": sync.current.ranges,
             "previous_ranges": previous,
-            "updated_at": crate::api::rfc3339(sync.current.updated_at),
+            "updated_at": crate::times::rfc3339(sync.current.updated_at),
         });
         let ev = NewEvent {
             id: crate::crypto::new_id("evt"),
@@ -148,6 +152,7 @@ mod tests {
         assert!(
             proxy_endpoints(&e)
                 .unwrap_err()
+                .0
                 .contains("HOOKWARDEN_TEST_SURELY_UNSET_VAR")
         );
         e.proxies[0].password_env = None;

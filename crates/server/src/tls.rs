@@ -58,15 +58,47 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TlsError> {
         if !(1..=3600).contains(&self.reload_interval_secs) {
-            return Err("server.tls.reload_interval_secs must be 1..=3600".into());
+            return Err(TlsError::Setting(
+                "server.tls.reload_interval_secs must be 1..=3600",
+            ));
         }
         if !(1..=300).contains(&self.handshake_timeout_secs) {
-            return Err("server.tls.handshake_timeout_secs must be 1..=300".into());
+            return Err(TlsError::Setting(
+                "server.tls.handshake_timeout_secs must be 1..=300",
+            ));
         }
         Ok(())
     }
+}
+
+/// Why a certificate and key cannot be served. Each says the file or the setting at fault,
+/// once (the underlying error's text is part of the message, not repeated as a source).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A `[server.tls]` setting out of its range.
+    #[error("{0}")]
+    Setting(&'static str),
+    #[error("{path}: {error}")]
+    Unreadable {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{0}: larger than 1 MiB")]
+    TooLarge(std::path::PathBuf),
+    #[error("certificate file: {0}")]
+    CertificatePem(rustls_pki_types::pem::Error),
+    #[error("certificate file: more than {MAX_CHAIN} certificates")]
+    ChainTooLong,
+    #[error("certificate file: no PEM certificate found")]
+    NoCertificate,
+    #[error("key file: {0}")]
+    KeyPem(rustls_pki_types::pem::Error),
+    #[error("certificate and key do not match: {0}")]
+    Mismatch(String),
+    #[error("certificate and key: {0}")]
+    Unusable(rustls::Error),
 }
 
 /// Request extension: whether the request arrived over a TLS connection terminated here.
@@ -77,42 +109,44 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+fn read_bounded(path: &Path) -> Result<Vec<u8>, TlsError> {
     use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let unreadable = |error| TlsError::Unreadable {
+        path: path.to_owned(),
+        error,
+    };
+    let f = std::fs::File::open(path).map_err(unreadable)?;
     let mut buf = Vec::new();
     f.take(MAX_PEM_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(unreadable)?;
     if buf.len() as u64 > MAX_PEM_BYTES {
-        return Err(format!("{}: larger than 1 MiB", path.display()));
+        return Err(TlsError::TooLarge(path.to_owned()));
     }
     Ok(buf)
 }
 
 /// Parses a certificate chain and its key and checks that they belong together.
-pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
     let mut chain = Vec::new();
     for cert in CertificateDer::pem_slice_iter(cert_pem) {
-        let cert = cert.map_err(|e| format!("certificate file: {e}"))?;
+        let cert = cert.map_err(TlsError::CertificatePem)?;
         if chain.len() >= MAX_CHAIN {
-            return Err(format!(
-                "certificate file: more than {MAX_CHAIN} certificates"
-            ));
+            return Err(TlsError::ChainTooLong);
         }
         chain.push(cert);
     }
     if chain.is_empty() {
-        return Err("certificate file: no PEM certificate found".into());
+        return Err(TlsError::NoCertificate);
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("key file: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(TlsError::KeyPem)?;
     let ck = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(e) => format!("certificate and key do not match: {e:?}"),
-        e => format!("certificate and key: {e}"),
+        rustls::Error::InconsistentKeys(e) => TlsError::Mismatch(format!("{e:?}")),
+        e => TlsError::Unusable(e),
     })?;
     // `from_der` tolerates keys whose consistency it cannot tell; be strict.
     ck.keys_match()
-        .map_err(|e| format!("certificate and key do not match: {e}"))?;
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     Ok(ck)
 }
 
@@ -148,7 +182,7 @@ impl std::fmt::Debug for TlsTerminator {
 
 impl TlsTerminator {
     /// Loads the files (failing when they are unusable: TLS never silently falls back).
-    pub fn new(cfg: &TlsConfig) -> Result<Arc<TlsTerminator>, String> {
+    pub fn new(cfg: &TlsConfig) -> Result<Arc<TlsTerminator>, TlsError> {
         cfg.validate()?;
         let cert = read_bounded(&cfg.cert_file)?;
         let key = read_bounded(&cfg.key_file)?;
@@ -158,7 +192,7 @@ impl TlsTerminator {
         });
         let mut server = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
+            .map_err(TlsError::Unusable)?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -174,7 +208,7 @@ impl TlsTerminator {
     /// Checks the files once; swaps the certificate when they changed and are valid. Returns
     /// `Some(Ok(()))` after a reload, `Some(Err(_))` when a change was refused, `None` when
     /// nothing changed.
-    pub fn reload_if_changed(&self) -> Option<Result<(), String>> {
+    pub fn reload_if_changed(&self) -> Option<Result<(), TlsError>> {
         let (cert, key) = match (
             read_bounded(&self.files.cert_file),
             read_bounded(&self.files.key_file),
@@ -349,10 +383,20 @@ mod tests {
         let (c2, k2) = pair("b.test");
         assert!(certified_key(c1.as_bytes(), k1.as_bytes()).is_ok());
         let e = certified_key(c1.as_bytes(), k2.as_bytes()).unwrap_err();
-        assert!(e.contains("do not match"), "{e}");
-        assert!(certified_key(b"", k1.as_bytes()).is_err());
-        assert!(certified_key(c2.as_bytes(), b"garbage").is_err());
-        assert!(certified_key(b"-----BEGIN CERTIFICATE-----\n!!\n", k2.as_bytes()).is_err());
+        assert!(matches!(e, TlsError::Mismatch(_)), "{e}");
+        assert!(e.to_string().contains("do not match"), "{e}");
+        assert!(matches!(
+            certified_key(b"", k1.as_bytes()),
+            Err(TlsError::NoCertificate)
+        ));
+        assert!(matches!(
+            certified_key(c2.as_bytes(), b"garbage"),
+            Err(TlsError::KeyPem(_))
+        ));
+        assert!(matches!(
+            certified_key(b"-----BEGIN CERTIFICATE-----\n!!\n", k2.as_bytes()),
+            Err(TlsError::CertificatePem(_) | TlsError::NoCertificate)
+        ));
     }
 
     #[tokio::test]
@@ -366,24 +410,27 @@ mod tests {
             handshake_timeout_secs: 1,
         };
         std::fs::write(&cfg.cert_file, &c1).unwrap();
-        assert!(TlsTerminator::new(&cfg).is_err(), "missing key refused");
+        assert!(
+            matches!(TlsTerminator::new(&cfg), Err(TlsError::Unreadable { .. })),
+            "missing key refused"
+        );
         std::fs::write(&cfg.key_file, &k1).unwrap();
         let t = TlsTerminator::new(&cfg).unwrap();
         let serial = |t: &TlsTerminator| t.resolver.current.read().unwrap().cert[0].to_vec();
         let first = serial(&t);
-        assert_eq!(t.reload_if_changed(), None);
+        assert!(t.reload_if_changed().is_none());
         // A new key without its certificate: refused, old one kept, not retried until changed.
         let (c2, k2) = pair("b.test");
         std::fs::write(&cfg.key_file, &k2).unwrap();
         assert!(matches!(t.reload_if_changed(), Some(Err(_))));
-        assert_eq!(t.reload_if_changed(), None);
+        assert!(t.reload_if_changed().is_none());
         assert_eq!(serial(&t), first);
         std::fs::write(&cfg.cert_file, &c2).unwrap();
-        assert_eq!(t.reload_if_changed(), Some(Ok(())));
+        assert!(matches!(t.reload_if_changed(), Some(Ok(()))));
         assert_ne!(serial(&t), first);
         // Files gone for a moment: nothing changes.
         std::fs::remove_file(&cfg.cert_file).unwrap();
-        assert_eq!(t.reload_if_changed(), None);
+        assert!(t.reload_if_changed().is_none());
         let bad = TlsConfig {
             handshake_timeout_secs: 0,
             ..cfg

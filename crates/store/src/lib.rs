@@ -24,7 +24,7 @@ mod types;
 
 pub use api_keys::*;
 pub use certs::*;
-pub use error::StoreError;
+pub use error::{DbError, StoreError};
 pub use listing::Listed;
 pub use sealed::*;
 pub use sources::*;

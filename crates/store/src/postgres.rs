@@ -21,7 +21,7 @@
 use crate::listing::{self, cut};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
-use crate::{Listed, Result, Store, StoreError};
+use crate::{DbError, Listed, Result, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Row};
@@ -184,6 +184,23 @@ impl TxError {
     }
 }
 
+/// Whether a PostgreSQL failure may pass on a second try: the connection was lost or could not
+/// be made (an I/O error, TLS, a pool that timed out), or the server says so by its SQLSTATE
+/// class: 08 connection exception, 40 transaction rollback (serialization failure, deadlock),
+/// 53 insufficient resources, 57P01-57P03 (the server is shutting down or starting).
+fn pg_retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08")
+                || c.starts_with("40")
+                || c.starts_with("53")
+                || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
@@ -197,9 +214,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::ColumnNotFound(_)
             | sqlx::Error::ColumnIndexOutOfBounds { .. } => StoreError::Corrupt(e.to_string()),
             sqlx::Error::PoolTimedOut => {
-                StoreError::Database("timed out waiting for a database connection".into())
+                StoreError::database("timed out waiting for a database connection", true)
             }
-            _ => StoreError::Database(e.to_string()),
+            _ => {
+                let retryable = pg_retryable(&e);
+                StoreError::Database(DbError::from_cause(e, retryable))
+            }
         }
     }
 }
@@ -262,12 +282,15 @@ impl PgStore {
             let recorded = store.recorded_migrations().await?;
             let pending = pending_migrations(&recorded)?;
             if !pending.is_empty() {
-                return Err(StoreError::Database(format!(
-                    "the database lacks {} schema migration(s) (newest known: {}): run \
+                return Err(StoreError::database(
+                    format!(
+                        "the database lacks {} schema migration(s) (newest known: {}): run \
                      `hookwarden migrate`",
-                    pending.len(),
-                    latest_version()
-                )));
+                        pending.len(),
+                        latest_version()
+                    ),
+                    false,
+                ));
             }
         }
         Ok(store)
@@ -277,7 +300,7 @@ impl PgStore {
     /// [`PgStore::migrate`] and reports what it applied).
     pub async fn connect_unchecked(url: &str, opts: PgOptions) -> Result<PgStore> {
         let mut conn = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?
+            .map_err(|e| StoreError::database(format!("invalid PostgreSQL URL: {e}"), false))?
             .application_name(&opts.application_name);
         if let Some(ms) = opts.statement_timeout_ms {
             conn = conn.options([("statement_timeout", ms.to_string())]);
@@ -437,11 +460,14 @@ fn pending_migrations(recorded: &[i32]) -> Result<Vec<(i32, &'static str, &'stat
         .iter()
         .find(|v| !MIGRATIONS.iter().any(|m| m.0 == **v))
     {
-        return Err(StoreError::Database(format!(
-            "database has schema migration {unknown}, unknown to this binary (it knows up to {}); \
+        return Err(StoreError::database(
+            format!(
+                "database has schema migration {unknown}, unknown to this binary (it knows up to {}); \
              run a newer hookwarden",
-            latest_version()
-        )));
+                latest_version()
+            ),
+            false,
+        ));
     }
     let mut pending: Vec<_> = MIGRATIONS
         .iter()
@@ -1165,7 +1191,7 @@ async fn create_event_tx(
             break;
         }
         if !claimed {
-            return Err(StoreError::Database("idempotency key kept changing".into()).into());
+            return Err(StoreError::database("idempotency key kept changing", true).into());
         }
     }
 

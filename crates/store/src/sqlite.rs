@@ -133,7 +133,10 @@ where
         };
         let done: Completion = Box::new(move |commit_err: Option<&StoreError>| {
             let out = match (result, commit_err) {
-                (Ok(_), Some(e)) => Err(StoreError::Database(format!("commit failed: {e}"))),
+                (Ok(_), Some(e)) => Err(match e {
+                    StoreError::Database(d) => StoreError::Database(d.context("commit failed")),
+                    other => StoreError::database(format!("commit failed: {other}"), false),
+                }),
                 (r, _) => r,
             };
             let _ = reply.send(out);
@@ -454,10 +457,13 @@ fn migrate_to(conn: &mut Connection, upto: i64) -> Result<()> {
         .iter()
         .find(|v| !MIGRATIONS.iter().any(|(k, _, _)| k == *v))
     {
-        return Err(StoreError::Database(format!(
-            "database has schema migration {newer}, unknown to this binary (it knows up to {known_max}); \
+        return Err(StoreError::database(
+            format!(
+                "database has schema migration {newer}, unknown to this binary (it knows up to {known_max}); \
              run a newer hookwarden"
-        )));
+            ),
+            false,
+        ));
     }
     let mut pending: Vec<&(i64, &str, &str)> = MIGRATIONS
         .iter()
@@ -629,7 +635,7 @@ impl SqliteStore {
             r
         })
         .await
-        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+        .map_err(|e| StoreError::database(format!("reader task failed: {e}"), false))?
     }
 
     /// Stops the writer after the queued writes; later writes fail with `Closed`.
@@ -666,9 +672,12 @@ fn writer_loop(
         let mut queue = jobs.drain(..);
         'batch: loop {
             if let Err(e) = run_statement(&conn, "BEGIN IMMEDIATE") {
-                let msg = e.to_string();
+                let e = match StoreError::from(e) {
+                    StoreError::Database(d) => d,
+                    other => crate::DbError::new(other.to_string(), false),
+                };
                 for job in queue.by_ref() {
-                    job.fail(StoreError::Database(msg.clone()));
+                    job.fail(StoreError::Database(e.clone()));
                 }
                 break 'batch;
             }
@@ -681,8 +690,9 @@ fn writer_loop(
                 // transaction commits. The rest of the batch goes on in a new one.
                 if poisoned || conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
-                    let err = StoreError::Database(
-                        "rolled back: a job of the same batch failed after writing".into(),
+                    let err = StoreError::database(
+                        "rolled back: a job of the same batch failed after writing",
+                        true,
                     );
                     for done in completions.drain(..) {
                         done(Some(&err));
@@ -2023,7 +2033,7 @@ mod tests {
             s.write(|c| put(c, "ra")),
             s.write_unguarded(|c| {
                 c.execute_batch("ROLLBACK")?;
-                Err::<(), _>(StoreError::Database("gone".into()))
+                Err::<(), _>(StoreError::database("gone", false))
             }),
             s.write(|c| put(c, "rc")),
             s.write_unguarded(|c| put(c, "rd")),

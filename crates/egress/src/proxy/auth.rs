@@ -37,6 +37,12 @@ fn digest(salt: &[u8], password: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A `password_hash` that is not `sha256$<salt hex>$<digest hex>` (as printed by
+/// `hookwarden egress-proxy --hash-password`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("password_hash must be sha256$<salt hex>$<digest hex>")]
+pub struct InvalidPasswordHash;
+
 impl PasswordHash {
     /// Hash `password` with a new random salt.
     pub fn new(password: &str) -> PasswordHash {
@@ -50,13 +56,13 @@ impl PasswordHash {
     }
 
     /// Parse the stored form.
-    pub fn parse(s: &str) -> Result<PasswordHash, String> {
-        let bad = || "password_hash must be sha256$<salt hex>$<digest hex>".to_owned();
+    pub fn parse(s: &str) -> Result<PasswordHash, InvalidPasswordHash> {
+        let bad = || InvalidPasswordHash;
         let mut parts = s.trim().split('$');
         let (Some("sha256"), Some(salt), Some(dig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(bad());
+            return Err(InvalidPasswordHash);
         };
         let salt: [u8; SALT_LEN] = hex::decode(salt)
             .ok()

@@ -1,5 +1,5 @@
-//! The egress proxy's configuration file (TOML). See the crate README section "Egress proxy" for
-//! the documented format; every key has a safe default except what names the operator's network.
+//! The egress proxy's configuration file (TOML or YAML). See `docs/egress-proxy.md` for the
+//! documented format; every key has a safe default except what names the operator's network.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

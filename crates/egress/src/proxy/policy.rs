@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 const MAX_PATTERNS: usize = 10_000;
 const MAX_CLIENTS: usize = 10_000;
 
+/// A `[policy]` section that cannot be used: what is wrong and where (`clients.ci.allow: …`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
 /// What a rule does with hosts that no list names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,7 +102,7 @@ enum Pattern {
 }
 
 impl Pattern {
-    fn parse(p: &str) -> Result<Pattern, String> {
+    fn parse(p: &str) -> Result<Pattern, PolicyError> {
         let s = p.trim();
         let s = s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase();
         if s == "*" {
@@ -108,16 +113,20 @@ impl Pattern {
             None => (false, s.clone()),
         };
         if rest.is_empty() || rest.contains('*') {
-            return Err(format!(
+            return Err(PolicyError(format!(
                 "{p:?}: `*` is allowed only as `*` or as the whole first label (`*.example.com`)"
-            ));
+            )));
         }
         if !wild && rest.parse::<IpAddr>().is_ok() {
             return Ok(Pattern::Exact(rest));
         }
         match normalize_host(&rest) {
             Some(h) if h == rest => {}
-            _ => return Err(format!("{p:?} is not a valid host name pattern")),
+            _ => {
+                return Err(PolicyError(format!(
+                    "{p:?} is not a valid host name pattern"
+                )));
+            }
         }
         Ok(if wild {
             Pattern::Suffix(format!(".{rest}"))
@@ -139,12 +148,14 @@ impl Pattern {
 struct Patterns(Vec<Pattern>);
 
 impl Patterns {
-    fn parse(what: &str, list: &[String]) -> Result<Patterns, String> {
+    fn parse(what: &str, list: &[String]) -> Result<Patterns, PolicyError> {
         if list.len() > MAX_PATTERNS {
-            return Err(format!("{what}: at most {MAX_PATTERNS} patterns"));
+            return Err(PolicyError(format!(
+                "{what}: at most {MAX_PATTERNS} patterns"
+            )));
         }
         list.iter()
-            .map(|p| Pattern::parse(p).map_err(|e| format!("{what}: {e}")))
+            .map(|p| Pattern::parse(p).map_err(|e| PolicyError(format!("{what}: {e}"))))
             .collect::<Result<Vec<_>, _>>()
             .map(Patterns)
     }
@@ -204,16 +215,18 @@ pub struct Decision {
     pub refused: bool,
 }
 
-fn check_ports(what: &str, ports: &[u16]) -> Result<(), String> {
+fn check_ports(what: &str, ports: &[u16]) -> Result<(), PolicyError> {
     if ports.is_empty() || ports.contains(&0) {
-        return Err(format!("{what}: list at least one port, none of them 0"));
+        return Err(PolicyError(format!(
+            "{what}: list at least one port, none of them 0"
+        )));
     }
     Ok(())
 }
 
 impl Policy {
     /// Compile and check a policy.
-    pub fn from_config(c: &PolicyConfig) -> Result<Policy, String> {
+    pub fn from_config(c: &PolicyConfig) -> Result<Policy, PolicyError> {
         check_ports("allowed_ports", &c.allowed_ports)?;
         let default = Rule {
             action: c.action,
@@ -222,12 +235,12 @@ impl Policy {
             deny: Patterns::parse("deny", &c.deny)?,
         };
         if c.clients.len() > MAX_CLIENTS {
-            return Err(format!("clients: at most {MAX_CLIENTS}"));
+            return Err(PolicyError(format!("clients: at most {MAX_CLIENTS}")));
         }
         let mut clients = HashMap::new();
         for r in &c.clients {
             if r.name.is_empty() || r.name.len() > 256 {
-                return Err("clients: a name is 1 to 256 bytes".into());
+                return Err(PolicyError("clients: a name is 1 to 256 bytes".into()));
             }
             let what = format!("clients.{}", r.name);
             let ports = r
@@ -242,7 +255,10 @@ impl Policy {
                 deny: Patterns::parse(&format!("{what}.deny"), &r.deny)?,
             };
             if clients.insert(r.name.clone(), rule).is_some() {
-                return Err(format!("clients: {:?} is listed twice", r.name));
+                return Err(PolicyError(format!(
+                    "clients: {:?} is listed twice",
+                    r.name
+                )));
             }
         }
         Ok(Policy {

@@ -2,10 +2,11 @@
 //! afterwards only its id, name, prefix and times.
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Id};
-use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use super::{PageQuery, Paged, paged};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::keys::{self, KeyError, KeySpec};
 use crate::state::AppState;
+use crate::times::{rfc3339, rfc3339_opt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -120,7 +121,7 @@ pub async fn create(
             ));
         }
         (Some(t), None) => Some(
-            crate::inbound::api::parse_time("expires_at", t)
+            crate::times::parse_time("expires_at", t)
                 .map_err(|e| ApiError::invalid("VALIDATION_FAILED", e.message))?,
         ),
         (None, Some(secs)) if (1..=MAX_LIFETIME_SECS).contains(&secs) => {

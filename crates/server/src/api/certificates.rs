@@ -2,11 +2,12 @@
 //! keys are accepted (or generated) here and never returned.
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Id};
-use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use super::{PageQuery, Paged, paged};
 use crate::certs::{self, GenerateRequest};
 use crate::crypto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
+use crate::times::{rfc3339, rfc3339_opt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

@@ -1,10 +1,11 @@
 //! `/api/v1/endpoints`: receivers of outbound webhooks.
 
 use super::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Id};
-use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use super::{PageQuery, Paged, paged};
 use crate::crypto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
+use crate::times::{rfc3339, rfc3339_opt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;

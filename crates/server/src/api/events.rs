@@ -2,10 +2,11 @@
 
 use super::endpoints::validate_event_type;
 use super::extract::{ApiJson, ApiPath, ApiQuery, Id};
-use super::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use super::{PageQuery, Paged, paged};
 use crate::crypto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
+use crate::times::{rfc3339, rfc3339_opt};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;

@@ -2,9 +2,9 @@
 //! client certificates they pin.
 
 use super::extract::ApiQuery;
-use super::rfc3339;
 use crate::error::ApiResult;
 use crate::state::AppState;
+use crate::times::rfc3339;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -4,10 +4,10 @@
 //! [`MAX_RANGE_DAYS`] days per query; every bucket of the range is returned, empty ones as 0.
 
 use super::extract::{ApiPath, ApiQuery, Id};
-use super::rfc3339;
 use crate::error::{ApiError, ApiResult};
-use crate::inbound::api::parse_time;
 use crate::state::AppState;
+use crate::times::parse_time;
+use crate::times::rfc3339;
 use axum::Json;
 use axum::extract::State;
 use hookwarden_store::{Millis, StatsRange, now_millis};

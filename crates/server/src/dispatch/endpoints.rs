@@ -218,7 +218,7 @@ impl EndpointCache {
             LoadError::Unusable(id.into(), format!("client certificate {cert_id} not found"))
         })?;
         let identity = crate::certs::identity(&cert, &self.secrets)
-            .map_err(|e| LoadError::Unusable(id.into(), e))?;
+            .map_err(|e| LoadError::Unusable(id.into(), e.to_string()))?;
         Ok(Some(Arc::new(identity)))
     }
 

@@ -368,7 +368,7 @@ async fn outcome_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     "endpoint_id": t.endpoint_id,
                     "reason": "circuit_breaker",
                     "consecutive_failures": t.consecutive_failures,
-                    "failing_since": crate::api::rfc3339(t.failing_since),
+                    "failing_since": crate::times::rfc3339(t.failing_since),
                 });
                 let ev = NewEvent {
                     id: crate::crypto::new_id("evt"),
@@ -478,7 +478,7 @@ pub fn delivery_body(job: &Claimed, developer_payload: Option<&str>) -> Vec<u8> 
     body.extend_from_slice(b",\"type\":");
     let _ = serde_json::to_writer(&mut body, &job.event_type);
     body.extend_from_slice(b",\"timestamp\":\"");
-    body.extend_from_slice(crate::api::rfc3339(job.event_created_at).as_bytes());
+    body.extend_from_slice(crate::times::rfc3339(job.event_created_at).as_bytes());
     body.extend_from_slice(b"\",\"data\":");
     body.extend_from_slice(job.payload.as_bytes());
     if let Some(p) = developer_payload {
@@ -489,6 +489,22 @@ pub fn delivery_body(job: &Claimed, developer_payload: Option<&str>) -> Vec<u8> 
     body
 }
 
+/// Why an attempt's headers could not be built (the attempt fails as `internal`: the event or
+/// the endpoint holds something no request can carry).
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// A value Hookwarden puts in a header (event type, delivery id) is not a valid header
+    /// value.
+    #[error("invalid value for {0}")]
+    InvalidValue(&'static str),
+    /// The endpoint's secrets cannot sign.
+    #[error("{0}")]
+    Sign(#[from] hookwarden_signatures::SignError),
+    /// A signature scheme produced a header value that is not valid (never expected).
+    #[error("invalid signature header {0}")]
+    InvalidSignature(&'static str),
+}
+
 /// Builds the signed request headers for one attempt.
 pub fn delivery_headers(
     endpoint: &EndpointRuntime,
@@ -497,15 +513,15 @@ pub fn delivery_headers(
     body: &[u8],
     timestamp: i64,
     user_agent: &HeaderValue,
-) -> Result<HeaderMap, String> {
+) -> Result<HeaderMap, HeaderError> {
     let mut headers = endpoint.headers.clone();
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     headers.insert(http::header::USER_AGENT, user_agent.clone());
-    let put = |h: &mut HeaderMap, name: &'static str, value: &str| -> Result<(), String> {
-        let v = HeaderValue::from_str(value).map_err(|_| format!("invalid value for {name}"))?;
+    let put = |h: &mut HeaderMap, name: &'static str, value: &str| -> Result<(), HeaderError> {
+        let v = HeaderValue::from_str(value).map_err(|_| HeaderError::InvalidValue(name))?;
         h.insert(HeaderName::from_static(name), v);
         Ok(())
     };
@@ -523,11 +539,10 @@ pub fn delivery_headers(
         body,
     };
     for scheme in &endpoint.schemes {
-        let signed =
-            hookwarden_signatures::sign(*scheme, &secrets, &msg).map_err(|e| e.to_string())?;
+        let signed = hookwarden_signatures::sign(*scheme, &secrets, &msg)?;
         for (name, value) in signed {
-            let v = HeaderValue::from_str(&value)
-                .map_err(|_| format!("invalid signature header {name}"))?;
+            let v =
+                HeaderValue::from_str(&value).map_err(|_| HeaderError::InvalidSignature(name))?;
             headers.insert(HeaderName::from_static(name), v);
         }
     }
@@ -583,7 +598,7 @@ async fn attempt_once(
         Ok(h) => h,
         Err(e) => {
             attempt.error_class = Some("internal".into());
-            attempt.error_message = Some(e);
+            attempt.error_message = Some(e.to_string());
             return (attempt, Next::Failed);
         }
     };

@@ -48,32 +48,40 @@ impl Default for InboundConfig {
 }
 
 impl InboundConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         self.client_ip()?;
         if !(1..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err("inbound.max_body_bytes must be 1..=67108864".into());
+            return Err(crate::config::ConfigError(
+                "inbound.max_body_bytes must be 1..=67108864".into(),
+            ));
         }
         if !(1..=3650).contains(&self.audit_retention_days) {
-            return Err("inbound.audit_retention_days must be 1..=3650".into());
+            return Err(crate::config::ConfigError(
+                "inbound.audit_retention_days must be 1..=3650".into(),
+            ));
         }
         if !(1..=10_000).contains(&self.audit_refusals_per_second) {
-            return Err("inbound.audit_refusals_per_second must be 1..=10000".into());
+            return Err(crate::config::ConfigError(
+                "inbound.audit_refusals_per_second must be 1..=10000".into(),
+            ));
         }
         if !(1..=86_400).contains(&self.purge_interval_secs) {
-            return Err("inbound.purge_interval_secs must be 1..=86400".into());
+            return Err(crate::config::ConfigError(
+                "inbound.purge_interval_secs must be 1..=86400".into(),
+            ));
         }
         Ok(())
     }
 
     /// The client-address rules (trusted proxies and their headers).
-    pub fn client_ip(&self) -> Result<ClientIpConfig, String> {
+    pub fn client_ip(&self) -> Result<ClientIpConfig, crate::config::ConfigError> {
         let trusted = CidrList::parse_entries(&self.trusted_proxies)
-            .map_err(|e| format!("inbound.trusted_proxies: {e}"))?;
+            .map_err(|e| crate::config::ConfigError(format!("inbound.trusted_proxies: {e}")))?;
         let mut headers = Vec::new();
         for h in &self.forwarded_headers {
-            let h: ForwardedHeader = h
-                .parse()
-                .map_err(|e| format!("inbound.forwarded_headers: {e}"))?;
+            let h: ForwardedHeader = h.parse().map_err(|e| {
+                crate::config::ConfigError(format!("inbound.forwarded_headers: {e}"))
+            })?;
             if !headers.contains(&h) {
                 headers.push(h);
             }

@@ -29,7 +29,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use hookwarden_signatures::inbound::{handshake_response, verify_inbound};
+use hookwarden_signatures::inbound::{InboundErrorKind, handshake_response, verify_inbound};
 use hookwarden_store::{
     AcceptOutcome, InboundAccept, NewAuditEntry, NewEvent, SeenKey, now_millis,
 };
@@ -351,18 +351,18 @@ async fn check_and_accept(
     ) {
         Ok(info) => info,
         Err(e) => {
-            return Err(match e.code() {
-                "CONFIG_INVALID" => {
+            return Err(match e.kind() {
+                InboundErrorKind::Config => {
                     warn!(source = %rt.source_id, error = %e, "inbound source cannot verify");
                     misconfigured().because(e.reason())
                 }
-                "TIMESTAMP_OUT_OF_TOLERANCE" => refusal(
+                InboundErrorKind::TimestampOutOfTolerance => refusal(
                     StatusCode::UNAUTHORIZED,
                     "TIMESTAMP_OUT_OF_TOLERANCE",
                     "Timestamp is outside the tolerance window",
                 )
                 .because(e.reason()),
-                _ => refusal(
+                InboundErrorKind::SignatureInvalid => refusal(
                     StatusCode::UNAUTHORIZED,
                     "SIGNATURE_INVALID",
                     "Signature missing or invalid",

@@ -1,5 +1,5 @@
-//! Receiving webhooks: secret source URLs (`POST /in/{token}`), their admin API
-//! (`/api/v1/sources`), replay protection and the inbound audit log.
+//! Receiving webhooks: secret source URLs (`POST /in/{token}`), replay protection and the
+//! inbound audit log (the sources admin API, `/api/v1/sources`, is `crate::api::sources`).
 //!
 //! The ingest checks run in a fixed order, each refusal with its own stable code (see
 //! [`ingest`]): unknown token (404 `WEBHOOK_NOT_FOUND`), revoked (410 `WEBHOOK_REVOKED`), plain
@@ -8,7 +8,6 @@
 //! `SIGNATURE_INVALID`), timestamp (401 `TIMESTAMP_OUT_OF_TOLERANCE`), replay (409 `REPLAYED`),
 //! then the event is stored with its audit entry and routed, and the answer is 202.
 
-pub mod api;
 pub mod audit;
 pub mod cache;
 pub mod config;
@@ -55,7 +54,7 @@ impl Inbound {
         tls_configured: bool,
         public_url: Option<String>,
         alerts: Option<Arc<crate::alerts::Alerts>>,
-    ) -> Result<Arc<Inbound>, String> {
+    ) -> Result<Arc<Inbound>, crate::config::ConfigError> {
         config.validate()?;
         let client_ip = config.client_ip()?;
         let trusted = client_ip.trusted_list();

@@ -71,20 +71,47 @@ pub enum InboundError {
     Rejected(#[from] VerifyError),
 }
 
+/// What kind of refusal an [`InboundError`] is: match on this, not on the code strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboundErrorKind {
+    /// The preset or its secrets are unusable: the operator's fault, not the sender's.
+    Config,
+    /// A valid signature over a timestamp outside the tolerance window.
+    TimestampOutOfTolerance,
+    /// Missing, malformed or wrong signature or credentials.
+    SignatureInvalid,
+}
+
+impl InboundErrorKind {
+    /// Stable coarse code: `CONFIG_INVALID`, `TIMESTAMP_OUT_OF_TOLERANCE` or `SIGNATURE_INVALID`.
+    pub fn code(self) -> &'static str {
+        match self {
+            InboundErrorKind::Config => "CONFIG_INVALID",
+            InboundErrorKind::TimestampOutOfTolerance => "TIMESTAMP_OUT_OF_TOLERANCE",
+            InboundErrorKind::SignatureInvalid => "SIGNATURE_INVALID",
+        }
+    }
+}
+
 impl InboundError {
+    /// The kind of refusal.
+    pub fn kind(&self) -> InboundErrorKind {
+        match self {
+            InboundError::Config(_)
+            | InboundError::Rejected(VerifyError::NoSecrets | VerifyError::InvalidSecret) => {
+                InboundErrorKind::Config
+            }
+            InboundError::Rejected(VerifyError::TimestampOutOfTolerance { .. }) => {
+                InboundErrorKind::TimestampOutOfTolerance
+            }
+            InboundError::Rejected(_) => InboundErrorKind::SignatureInvalid,
+        }
+    }
+
     /// Stable coarse code: `CONFIG_INVALID`, `TIMESTAMP_OUT_OF_TOLERANCE` or
     /// `SIGNATURE_INVALID` (missing, malformed or wrong signature/credentials).
     pub fn code(&self) -> &'static str {
-        match self {
-            InboundError::Config(_) => "CONFIG_INVALID",
-            InboundError::Rejected(VerifyError::NoSecrets | VerifyError::InvalidSecret) => {
-                "CONFIG_INVALID"
-            }
-            InboundError::Rejected(VerifyError::TimestampOutOfTolerance { .. }) => {
-                "TIMESTAMP_OUT_OF_TOLERANCE"
-            }
-            InboundError::Rejected(_) => "SIGNATURE_INVALID",
-        }
+        self.kind().code()
     }
 
     /// Stable fine-grained reason for logs and audit entries, e.g. `SIGNATURE_MISSING`,
@@ -98,7 +125,7 @@ impl InboundError {
 
     /// Whether the fault is the operator's configuration rather than the request.
     pub fn is_config_error(&self) -> bool {
-        self.code() == "CONFIG_INVALID"
+        self.kind() == InboundErrorKind::Config
     }
 }
 

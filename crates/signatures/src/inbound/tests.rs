@@ -114,7 +114,7 @@ fn config_shapes_and_defaults() {
     }
 }
 
-/// One example of every preset type (the README shows these).
+/// One example of every preset type (`docs/inbound.md#verification-presets` shows these).
 fn all_examples() -> Vec<serde_json::Value> {
     vec![
         json!({"type": "standard-webhooks", "tolerance_secs": 300}),

@@ -93,7 +93,7 @@ impl SealedStore for SqliteStore {
             Ok(())
         })
         .await
-        .map_err(|e| crate::StoreError::Database(format!("compaction task failed: {e}")))?
+        .map_err(|e| crate::StoreError::database(format!("compaction task failed: {e}"), false))?
     }
 
     async fn meta_replace(&self, key: &str, old: &str, new: &str) -> Result<bool> {

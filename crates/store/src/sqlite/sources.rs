@@ -12,7 +12,7 @@ use super::replay::{self, Admit};
 
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock()
-        .map_err(|_| StoreError::Database("the replay index lock is poisoned".into()))
+        .map_err(|_| StoreError::database("the replay index lock is poisoned", false))
 }
 
 /// The transaction of one accepted inbound request (see [`SourceStore::accept_inbound`]).

@@ -1,11 +1,12 @@
 //! `/api/v1/sources`: inbound sources (secret webhook URLs) and their audit log.
 
-use super::token;
 use crate::api::extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, Id};
-use crate::api::{PageQuery, Paged, paged, rfc3339, rfc3339_opt};
+use crate::api::{PageQuery, Paged, paged};
 use crate::crypto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::inbound::token;
 use crate::state::AppState;
+use crate::times::{parse_time, rfc3339, rfc3339_opt};
 use crate::tls::ConnectionTls;
 use axum::Json;
 use axum::extract::State;
@@ -824,22 +825,6 @@ fn audit_view(a: AuditEntry) -> AuditView {
         payload,
         payload_base64,
     }
-}
-
-pub(crate) fn parse_time(name: &str, v: &str) -> ApiResult<Millis> {
-    let v = v.trim();
-    if let Ok(ms) = v.parse::<i64>() {
-        return Ok(ms);
-    }
-    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "INVALID_QUERY",
-                format!("{name} must be an RFC 3339 time or unix milliseconds"),
-            )
-        })
 }
 
 fn audit_filter(q: &AuditQuery, source_id: Option<String>) -> ApiResult<AuditFilter> {
