@@ -4,23 +4,23 @@
 #![allow(dead_code)]
 
 /// A cursor over the fuzzer's bytes.
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     data: &'a [u8],
 }
 
 impl<'a> Input<'a> {
     /// A cursor at the start of `data`.
-    pub fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         Self { data }
     }
 
     /// Whether every byte has been read.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
 
     /// The next `n` bytes (fewer at the end).
-    pub fn take(&mut self, n: usize) -> &'a [u8] {
+    pub(crate) fn take(&mut self, n: usize) -> &'a [u8] {
         let n = n.min(self.data.len());
         let (head, tail) = self.data.split_at(n);
         self.data = tail;
@@ -28,12 +28,12 @@ impl<'a> Input<'a> {
     }
 
     /// One byte (0 at the end).
-    pub fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         self.take(1).first().copied().unwrap_or(0)
     }
 
     /// Little-endian `u16`.
-    pub fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         let mut b = [0u8; 2];
         let t = self.take(2);
         b[..t.len()].copy_from_slice(t);
@@ -41,7 +41,7 @@ impl<'a> Input<'a> {
     }
 
     /// Little-endian `u32`.
-    pub fn u32(&mut self) -> u32 {
+    pub(crate) fn u32(&mut self) -> u32 {
         let mut b = [0u8; 4];
         let t = self.take(4);
         b[..t.len()].copy_from_slice(t);
@@ -49,7 +49,7 @@ impl<'a> Input<'a> {
     }
 
     /// Little-endian `u64`.
-    pub fn u64(&mut self) -> u64 {
+    pub(crate) fn u64(&mut self) -> u64 {
         let mut b = [0u8; 8];
         let t = self.take(8);
         b[..t.len()].copy_from_slice(t);
@@ -57,28 +57,28 @@ impl<'a> Input<'a> {
     }
 
     /// Little-endian `i64`.
-    pub fn i64(&mut self) -> i64 {
+    pub(crate) fn i64(&mut self) -> i64 {
         self.u64() as i64
     }
 
     /// One bit.
-    pub fn bool(&mut self) -> bool {
+    pub(crate) fn bool(&mut self) -> bool {
         self.u8() & 1 == 1
     }
 
     /// A length byte (at most `max`), then that many bytes.
-    pub fn bytes(&mut self, max: usize) -> &'a [u8] {
+    pub(crate) fn bytes(&mut self, max: usize) -> &'a [u8] {
         let n = usize::from(self.u8()) % (max + 1);
         self.take(n)
     }
 
     /// [`Input::bytes`] as text (invalid UTF-8 replaced).
-    pub fn str(&mut self, max: usize) -> String {
+    pub(crate) fn str(&mut self, max: usize) -> String {
         String::from_utf8_lossy(self.bytes(max)).into_owned()
     }
 
     /// Everything not read yet.
-    pub fn rest(&mut self) -> &'a [u8] {
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
         self.take(self.data.len())
     }
 }

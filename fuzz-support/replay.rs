@@ -5,7 +5,7 @@
 use std::path::Path;
 
 /// Feed every file of the target's corpus and regressions to `check`; a failure names the file.
-pub fn replay(target: &str, check: fn(&[u8])) {
+pub(crate) fn replay(target: &str, check: fn(&[u8])) {
     // The including crate's manifest directory: each crate replays its own corpora.
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut files = 0usize;

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Endpoints each event fans out to.
     #[arg(long, default_value_t = 10)]
     endpoints: usize,
@@ -56,7 +56,7 @@ pub struct Args {
     prefill_finished: u64,
 }
 
-pub async fn run(mut args: Args) -> Result<()> {
+pub(crate) async fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.endpoints = args.endpoints.min(5);
         args.events = args.events.min(1000);

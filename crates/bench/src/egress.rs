@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 const HOST: &str = "bench.example";
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Concurrent keep-alive connections (tunnels), one measurement per level (e.g. `1,16`).
     #[arg(long, default_value = "1,16")]
     concurrency: String,
@@ -109,7 +109,7 @@ impl Tally {
     }
 }
 
-pub async fn run(mut args: Args) -> Result<()> {
+pub(crate) async fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.requests = args.requests.min(6_000);
         args.rounds = args.rounds.min(2);

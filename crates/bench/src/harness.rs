@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The `hookwarden` binary: `--bin`, else next to this executable (built if missing).
-pub fn hookwarden_bin(explicit: Option<&Path>) -> Result<PathBuf> {
+pub(crate) fn hookwarden_bin(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
@@ -42,7 +42,7 @@ pub fn hookwarden_bin(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// A `hookwarden serve` child process.
-pub struct Serve {
+pub(crate) struct Serve {
     pub child: Child,
     pub addr: SocketAddr,
     pub key: String,
@@ -50,13 +50,13 @@ pub struct Serve {
 }
 
 impl Serve {
-    pub fn start(bin: &Path, config: &str, log_level: &str) -> Result<Serve> {
+    pub(crate) fn start(bin: &Path, config: &str, log_level: &str) -> Result<Serve> {
         Self::start_with_key(bin, config, log_level, None)
     }
 
     /// Starts `serve`; `key` is the admin key when the database already has one (another
     /// instance on the same PostgreSQL database printed it on the first start).
-    pub fn start_with_key(
+    pub(crate) fn start_with_key(
         bin: &Path,
         config: &str,
         log_level: &str,
@@ -106,7 +106,7 @@ impl Serve {
     }
 
     /// Peak resident set size in MiB (VmHWM).
-    pub fn peak_rss_mb(&self) -> f64 {
+    pub(crate) fn peak_rss_mb(&self) -> f64 {
         peak_rss_mb(self.child.id())
     }
 }
@@ -120,7 +120,7 @@ impl Drop for Serve {
 
 /// CPU time (user + system, every thread, live or exited) process `pid` has used so far, in
 /// seconds; `None` if it cannot be read.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: fields count from its end.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -132,12 +132,12 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// CPU microseconds per request of process `pid` over a phase that began at `before`.
-pub fn cpu_us_per_request(pid: u32, before: Option<f64>, requests: usize) -> Option<f64> {
+pub(crate) fn cpu_us_per_request(pid: u32, before: Option<f64>, requests: usize) -> Option<f64> {
     let spent = cpu_seconds(pid)? - before?;
     (requests > 0).then(|| round2(spent * 1e6 / requests as f64))
 }
 
-pub fn peak_rss_mb(pid: u32) -> f64 {
+pub(crate) fn peak_rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -150,14 +150,14 @@ pub fn peak_rss_mb(pid: u32) -> f64 {
 /// A minimal receiver: answers 200 to everything, counts requests, and when a body carries
 /// `"sent_at_us":N` records the latency from that moment (µs since `epoch`).
 #[derive(Clone)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub addr: SocketAddr,
     pub count: Arc<AtomicU64>,
     pub latencies_us: Arc<Mutex<Vec<u64>>>,
     pub epoch: Instant,
 }
 
-pub fn extract_sent_at(body: &[u8]) -> Option<u64> {
+pub(crate) fn extract_sent_at(body: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"sent_at_us\":";
     let pos = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
     let digits: Vec<u8> = body[pos..]
@@ -169,7 +169,7 @@ pub fn extract_sent_at(body: &[u8]) -> Option<u64> {
 }
 
 impl Receiver {
-    pub async fn start(epoch: Instant) -> Result<Receiver> {
+    pub(crate) async fn start(epoch: Instant) -> Result<Receiver> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let r = Receiver {
             addr: listener.local_addr()?,
@@ -213,7 +213,7 @@ impl Receiver {
         Ok(r)
     }
 
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.count.store(0, Ordering::Relaxed);
         if let Ok(mut l) = self.latencies_us.lock() {
             l.clear();
@@ -221,9 +221,9 @@ impl Receiver {
     }
 }
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-pub fn http_client(max_idle: usize) -> HttpClient {
+pub(crate) fn http_client(max_idle: usize) -> HttpClient {
     let mut conn = HttpConnector::new();
     conn.set_nodelay(true);
     Client::builder(TokioExecutor::new())
@@ -231,7 +231,7 @@ pub fn http_client(max_idle: usize) -> HttpClient {
         .build(conn)
 }
 
-pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
+pub(crate) async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16, Bytes)> {
     let resp = client.request(req).await?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
@@ -239,7 +239,7 @@ pub async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<(u16
 }
 
 /// The p-th percentile (0..=100) of `v` in milliseconds from microseconds.
-pub fn percentile_ms(v: &mut [u64], p: f64) -> f64 {
+pub(crate) fn percentile_ms(v: &mut [u64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -248,20 +248,20 @@ pub fn percentile_ms(v: &mut [u64], p: f64) -> f64 {
     v[idx.min(v.len() - 1)] as f64 / 1000.0
 }
 
-pub fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
 /// A hidden subcommand of this same binary (`bare-relay`, `bare-ingest`), run as a child
 /// process: a reference server with a process of its own, like `serve`. It prints
 /// `<subcommand>: listening on <address>` once it listens.
-pub struct ChildServer {
+pub(crate) struct ChildServer {
     pub child: Child,
     pub addr: SocketAddr,
 }
 
 impl ChildServer {
-    pub fn start(subcommand: &str) -> Result<ChildServer> {
+    pub(crate) fn start(subcommand: &str) -> Result<ChildServer> {
         let exe = std::env::current_exe().context("locating hookwarden-bench")?;
         let mut child = Command::new(exe)
             .arg(subcommand)

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Concurrent keep-alive clients.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -184,7 +184,7 @@ async fn bare_axum() -> Result<std::net::SocketAddr> {
 }
 
 #[derive(clap::Args)]
-pub struct BareArgs {
+pub(crate) struct BareArgs {
     /// Where to listen (loopback only).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
@@ -192,7 +192,7 @@ pub struct BareArgs {
 
 /// `hookwarden-bench bare-ingest`: the bare handler in a process of its own, as `serve` is
 /// (the second baseline: the load generator and the server no longer share one runtime).
-pub async fn serve_bare(args: BareArgs) -> Result<()> {
+pub(crate) async fn serve_bare(args: BareArgs) -> Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("the bare handler listens on loopback only");
     }
@@ -264,7 +264,7 @@ async fn durable_floor(dir: &std::path::Path, synchronous: &str) -> Result<std::
     serve_on_loopback(app).await
 }
 
-pub async fn run(mut args: Args) -> Result<()> {
+pub(crate) async fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.duration_secs = args.duration_secs.min(4);
         args.concurrency = args.concurrency.min(32);

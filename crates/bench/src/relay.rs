@@ -9,13 +9,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to listen (loopback only).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
 }
 
-pub async fn run(args: Args) -> Result<()> {
+pub(crate) async fn run(args: Args) -> Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("the bare relay listens on loopback only");
     }

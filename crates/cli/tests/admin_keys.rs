@@ -1,5 +1,10 @@
 //! Admin API keys: named, listed, expiring and revoked (API and CLI), refused by every instance
 //! within a second of a revocation; the bootstrap key is never lost to a failed first start.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

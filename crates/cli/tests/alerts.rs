@@ -4,6 +4,11 @@
 //! a subscribed local receiver and counted in `hookwarden_alerts_total`; the same condition again
 //! within the rate limit raises nothing more. Thresholds are configured small so that the tests
 //! run in seconds. Loopback only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

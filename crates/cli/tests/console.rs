@@ -9,6 +9,11 @@
 //! browser test fails (never skips) when they are missing.
 //! `HOOKWARDEN_SCREENSHOTS=<dir>` saves screenshots of the main pages there (those in
 //! `docs/console.md` come from `HOOKWARDEN_SCREENSHOTS=$PWD/docs/screenshots cargo test -p hookwarden --test console`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -2,6 +2,11 @@
 //! Python `requests`. Names are answered by `egress.resolve_overrides`, so no test touches the
 //! network: every destination is on 127.0.0.0/8, and internal answers are refused before any
 //! connection is made.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 mod egress_common;

@@ -1,6 +1,11 @@
 //! Egress security of `serve` against real peers on 127.0.0.1: source-address binding, delivery
 //! through real `hookwarden egress-proxy` instances (failover, fail closed), the published egress
 //! ranges and their change event, and mTLS with a TLS server that requires a client certificate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 mod egress_common;

@@ -1,6 +1,11 @@
 //! What a new user reads when the first start goes wrong, from the real binary: each message
 //! says what is wrong once, names configuration keys as they are written in the file (and the
 //! environment variable when one was used), and carries no Rust debug values.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! Listener hardening, over real sockets against the real binary: clients that never read
 //! their answers, idle keep-alive connections and clients that keep reconnecting cannot hold
 //! the connection slots; with `[server.tls]`, plain HTTP gets no admin API.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

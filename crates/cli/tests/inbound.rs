@@ -2,6 +2,11 @@
 //! every refusal code in order, allowlists and trusted proxies, rotation and revocation, replay
 //! protection across restarts, TLS termination, provider handshakes, routing to endpoints and
 //! the audit log.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

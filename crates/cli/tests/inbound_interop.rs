@@ -4,6 +4,11 @@
 //! accepted (202); the same request with a tampered body must be refused (401), and the same
 //! request again is a replay (409). The libraries come from `.ci/setup-interop`; when they are
 //! missing these tests fail, they never skip.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

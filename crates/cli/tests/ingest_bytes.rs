@@ -13,6 +13,11 @@
 //!
 //! The admin API refuses NUL in every string field with a 4xx and a stable code, on both
 //! backends alike.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -9,6 +9,11 @@
 //! ```sh
 //! HOOKWARDEN_UPDATE_INTERFACES=1 cargo test -p hookwarden --test interfaces
 //! ```
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

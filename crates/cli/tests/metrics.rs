@@ -3,6 +3,11 @@
 //! deliveries, a circuit-breaker trip, a due queue and inbound requests accepted and refused, on
 //! its separate metrics listener; and `egress-proxy` after allowed and denied requests. Besides
 //! the linter, the required series must be there with sensible values. Loopback only.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 mod egress_common;

@@ -1,6 +1,11 @@
 //! The OpenAPI document served at `/api/v1/openapi.json` by the real `hookwarden serve`: valid
 //! OpenAPI 3.1 in shape, listing exactly the expected operations, each of which is really routed
 //! (not the 404 fallback, not 405), with the bearer requirement on exactly the admin routes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -10,6 +10,11 @@
 //! (`egress.deny_ranges = ["0.0.0.0/0", "::/0"]`) and no DNS query is sent
 //! (`egress.system_resolver = false`: only the (empty) overrides answer). The test checks that
 //! no delivery attempt ever reached a remote address.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

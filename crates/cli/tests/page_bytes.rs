@@ -3,6 +3,11 @@
 //! default, 4 MiB), returns every event exactly once, lists an event larger than the bound alone
 //! on its page, and the server's resident memory stays bounded while a client pages through
 //! (before the bound, one such page was 100 MB and took the server from 60 MB to 400 MB).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -4,6 +4,11 @@
 //!
 //! `HOOKWARDEN_TEST_DATABASE_URL` names a PostgreSQL server and an administration database (as
 //! for the store's PostgreSQL tests; `.ci/run` sets it). Every test creates its own database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -3,6 +3,11 @@
 //! 0600 file beside an embedded database and required for PostgreSQL, the data directory and
 //! database files readable by their owner only, plaintext rows of earlier releases sealed at
 //! start, a wrong or lost key refused, and a rotation that re-seals everything.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

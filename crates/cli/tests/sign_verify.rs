@@ -1,4 +1,9 @@
 //! `hookwarden sign` and `hookwarden verify` round trips and refusals (exit codes are API).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

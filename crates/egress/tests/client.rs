@@ -1,6 +1,11 @@
 //! The guarded client against real HTTP and HTTPS servers on 127.0.0.0/8. Nothing here dials any
 //! other address: names resolve through static resolvers, and denied addresses are refused before
 //! any packet is sent.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};

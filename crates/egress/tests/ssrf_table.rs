@@ -7,6 +7,11 @@
 //! The internal twin of the public test server listens on 127.0.0.1 with the same port: any
 //! spelling, redirect or rebinding that slipped through would land there, and it must see
 //! nothing. Refused non-loopback addresses are refused before any packet is sent.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

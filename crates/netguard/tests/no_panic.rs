@@ -1,6 +1,11 @@
 //! Every parser takes arbitrary input without panicking. A small deterministic generator
 //! (bounded: a fixed number of inputs) mixes the characters that matter to URL, address and
 //! header parsing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 use std::net::IpAddr;
 

@@ -9,7 +9,10 @@ use sha2::{Digest, Sha256};
 /// Bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
-    // The OS CSPRNG failing is not recoverable: refusing to run beats a weak secret.
+    #[expect(
+        clippy::expect_used,
+        reason = "the OS CSPRNG failing is not recoverable: refusing to run beats a weak secret"
+    )]
     getrandom::fill(&mut b).expect("the operating system's random number generator failed");
     b
 }

@@ -8,6 +8,11 @@
 //! What the design still allows, and the test bounds: a push that read the tail before a drain
 //! detached it, and claims its slot after the drain read that block, loses that one sample — at
 //! most one per drain and recording thread.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 use metrics_util::storage::AtomicBucket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,11 @@
 //! The metrics recorder folds histogram samples into their buckets on its own, not only when
 //! `/metrics` is scraped: a server nobody scrapes must not keep every latency sample it ever
 //! recorded. A test binary of its own, so that the resident memory it reads is its own.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 use metrics::{Key, Metadata, Recorder};
 use metrics_exporter_prometheus::PrometheusBuilder;

@@ -25,9 +25,9 @@ pub(crate) struct HeaderNames {
 }
 
 /// Most `v1a` (ed25519) signatures read from one header; more is a malformed header.
-pub const MAX_ASYMMETRIC_SIGNATURES: usize = 4;
+pub(crate) const MAX_ASYMMETRIC_SIGNATURES: usize = 4;
 /// Most ed25519 public keys one inbound preset may hold.
-pub const MAX_PUBLIC_KEYS: usize = 5;
+pub(crate) const MAX_PUBLIC_KEYS: usize = 5;
 
 pub(crate) const STANDARD_HEADERS: HeaderNames = HeaderNames {
     id: "webhook-id",

@@ -4,6 +4,11 @@
 //! `@octokit/webhooks-methods` (GitHub), and verified by this crate; tampered requests
 //! must be rejected. Versions are pinned in `interop/requirements.txt` and
 //! `interop/package.json`; `.ci/setup-interop` installs them. Missing = failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! The behaviour every [`Store`] backend must have, as one suite of checks that each backend's
-//! tests run against a fresh, empty store. Public (but hidden) so that every backend — and
-//! backends in other crates — are held to the same contract.
+//! tests run against a fresh, empty store. Compiled for this crate's tests and, with the
+//! `conformance` feature, for other test crates (tests/postgres.rs, backends elsewhere); never
+//! part of the library otherwise.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed check panics with what it expected"
+)]
 
 use crate::*;
 use std::collections::BTreeMap;

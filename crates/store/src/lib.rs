@@ -11,6 +11,7 @@
 mod api_keys;
 mod certs;
 #[doc(hidden)]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
 mod listing;

@@ -6,6 +6,11 @@
 //! databases from there and drops them at the end. Without it, each test says it is skipped (on
 //! stderr) and returns; `.ci/run` sets it, and `HOOKWARDEN_REQUIRE_POSTGRES=1` (which `.ci/run`
 //! sets too) makes a missing URL a failure instead.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports a failure by panicking, its helpers included"
+)]
 #![cfg(feature = "postgres")]
 
 use hookwarden_store::postgres::{PgOptions, PgStore};

@@ -18,19 +18,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub mod pg;
+pub(crate) mod pg;
 #[allow(unused_imports)]
-pub use pg::Db;
+pub(crate) use pg::Db;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hookwarden");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_hookwarden");
 
 /// Config for tests: loopback endpoints allowed, plain HTTP allowed, fast retries.
-pub fn test_config(extra: &str) -> String {
+pub(crate) fn test_config(extra: &str) -> String {
     test_config_with(extra, "")
 }
 
 /// `test_config` with extra keys inside its `[delivery]` section.
-pub fn test_config_with(extra: &str, delivery: &str) -> String {
+pub(crate) fn test_config_with(extra: &str, delivery: &str) -> String {
     format!(
         r#"
 [egress]
@@ -55,7 +55,7 @@ sqlite_synchronous = "normal"
     )
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub key: String,
@@ -66,12 +66,12 @@ pub struct Server {
 
 impl Server {
     /// Starts `serve` with `config_toml` in `dir` and waits until it listens.
-    pub fn start_in(dir: &Path, config_toml: &str, key: Option<String>) -> Server {
+    pub(crate) fn start_in(dir: &Path, config_toml: &str, key: Option<String>) -> Server {
         Self::start_listening(dir, config_toml, key, "127.0.0.1:0")
     }
 
     /// `start_in` with another listen address (e.g. `[::1]:0`).
-    pub fn start_listening(
+    pub(crate) fn start_listening(
         dir: &Path,
         config_toml: &str,
         key: Option<String>,
@@ -159,21 +159,21 @@ impl Server {
         }
     }
 
-    pub fn api(&self) -> Api {
+    pub(crate) fn api(&self) -> Api {
         Api::new(self.addr, &self.key)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
     }
 
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// SIGTERM and wait; returns the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    pub(crate) fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(40);
@@ -196,7 +196,7 @@ impl Drop for Server {
 }
 
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     base: String,
     key: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -206,7 +206,7 @@ pub struct Api {
 }
 
 /// A rustls client configuration that trusts only `ca_pem`.
-pub fn tls_client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     roots
@@ -224,7 +224,7 @@ pub fn tls_client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
 }
 
 impl Api {
-    pub fn new(addr: SocketAddr, key: &str) -> Api {
+    pub(crate) fn new(addr: SocketAddr, key: &str) -> Api {
         Api {
             base: format!("http://{addr}"),
             key: key.to_string(),
@@ -234,21 +234,21 @@ impl Api {
     }
 
     /// The API over HTTPS (the server's certificate names `localhost`).
-    pub fn new_tls(addr: SocketAddr, key: &str, ca_pem: &str) -> Api {
+    pub(crate) fn new_tls(addr: SocketAddr, key: &str, ca_pem: &str) -> Api {
         Api {
             tls: Some((addr, tls_client_config(ca_pem))),
             ..Api::new(addr, key)
         }
     }
 
-    pub fn with_key(&self, key: &str) -> Api {
+    pub(crate) fn with_key(&self, key: &str) -> Api {
         Api {
             key: key.to_string(),
             ..self.clone()
         }
     }
 
-    pub async fn raw(
+    pub(crate) async fn raw(
         &self,
         method: &str,
         path: &str,
@@ -275,7 +275,12 @@ impl Api {
         (status, headers, body)
     }
 
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let auth = format!("Bearer {}", self.key);
         let mut headers = vec![("authorization", auth.as_str())];
         let bytes = match &body {
@@ -295,15 +300,15 @@ impl Api {
         (status, v)
     }
 
-    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.call("GET", path, None).await
     }
-    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.call("POST", path, Some(body)).await
     }
 
     /// Creates an endpoint and returns (id, secret).
-    pub async fn endpoint(&self, body: Value) -> (String, String) {
+    pub(crate) async fn endpoint(&self, body: Value) -> (String, String) {
         let (s, v) = self.post("/api/v1/endpoints", body).await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         (
@@ -312,7 +317,7 @@ impl Api {
         )
     }
 
-    pub async fn event(&self, ty: &str, payload: Value) -> String {
+    pub(crate) async fn event(&self, ty: &str, payload: Value) -> String {
         let (s, v) = self
             .post(
                 "/api/v1/events",
@@ -324,7 +329,12 @@ impl Api {
     }
 
     /// Polls until `f` is true for the JSON at `path` (or panics after `secs`).
-    pub async fn wait_for(&self, path: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(
+        &self,
+        path: &str,
+        secs: u64,
+        f: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let (_, v) = self.get(path).await;
@@ -340,7 +350,7 @@ impl Api {
 }
 
 /// One request over a new TLS connection to `addr` (server name `localhost`).
-pub async fn tls_request(
+pub(crate) async fn tls_request(
     addr: SocketAddr,
     cfg: Arc<rustls::ClientConfig>,
     method: &str,
@@ -380,7 +390,7 @@ pub async fn tls_request(
 }
 
 /// Whether any file under `dir` contains `needle`.
-pub fn files_contain(dir: &Path, needle: &str) -> bool {
+pub(crate) fn files_contain(dir: &Path, needle: &str) -> bool {
     let mut stack = vec![dir.to_path_buf()];
     let mut n = 0;
     while let Some(d) = stack.pop() {
@@ -401,7 +411,7 @@ pub fn files_contain(dir: &Path, needle: &str) -> bool {
 }
 
 #[derive(Clone, Debug)]
-pub struct Captured {
+pub(crate) struct Captured {
     pub at: Instant,
     pub peer: SocketAddr,
     pub headers: hyper::HeaderMap,
@@ -409,7 +419,7 @@ pub struct Captured {
 }
 
 #[derive(Clone, Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -417,7 +427,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn status(status: u16) -> Reply {
+    pub(crate) fn status(status: u16) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
@@ -429,7 +439,7 @@ impl Reply {
 
 /// A local webhook receiver that records every request and answers from a script (then 200).
 #[derive(Clone)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub addr: SocketAddr,
     pub got: Arc<Mutex<Vec<Captured>>>,
     /// Requests answered (the response was produced, after any delay).
@@ -439,11 +449,11 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub async fn start() -> Receiver {
+    pub(crate) async fn start() -> Receiver {
         Self::start_on("127.0.0.1:0").await
     }
 
-    pub async fn start_on(bind: &str) -> Receiver {
+    pub(crate) async fn start_on(bind: &str) -> Receiver {
         let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let r = Receiver {
@@ -510,27 +520,27 @@ impl Receiver {
         r
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn push(&self, reply: Reply) {
+    pub(crate) fn push(&self, reply: Reply) {
         self.script.lock().unwrap().push_back(reply);
     }
 
-    pub fn set_default(&self, reply: Reply) {
+    pub(crate) fn set_default(&self, reply: Reply) {
         *self.default.lock().unwrap() = reply;
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.got.lock().unwrap().len()
     }
 
-    pub fn all(&self) -> Vec<Captured> {
+    pub(crate) fn all(&self) -> Vec<Captured> {
         self.got.lock().unwrap().clone()
     }
 
-    pub async fn wait_count(&self, n: usize, secs: u64) -> Vec<Captured> {
+    pub(crate) async fn wait_count(&self, n: usize, secs: u64) -> Vec<Captured> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while self.count() < n {
             if Instant::now() > deadline {
@@ -544,7 +554,7 @@ impl Receiver {
 
 /// Runs `hookwarden <args…> --config <dir>/hookwarden.toml --data-dir <dir>/data` (the files a
 /// [`Server`] started in `dir` uses): (success, stdout, stderr).
-pub fn cli_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn cli_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .arg("--config")
@@ -562,7 +572,7 @@ pub fn cli_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
 
 /// Runs `serve` with `config` (a file path) and the data of `dir`, expecting it to refuse to
 /// start; returns what it said on stderr.
-pub fn serve_refuses(dir: &Path, config: &Path) -> String {
+pub(crate) fn serve_refuses(dir: &Path, config: &Path) -> String {
     let out = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
@@ -576,7 +586,12 @@ pub fn serve_refuses(dir: &Path, config: &Path) -> String {
 }
 
 /// A plain-HTTP client whose connections leave from `local` (any 127.0.0.0/8 address).
-pub async fn post_from(local: &str, url: &str, headers: &[(&str, &str)], body: &str) -> StatusCode {
+pub(crate) async fn post_from(
+    local: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> StatusCode {
     let mut c = HttpConnector::new();
     c.set_local_address(Some(local.parse::<std::net::IpAddr>().unwrap()));
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(c);
@@ -595,7 +610,7 @@ pub async fn post_from(local: &str, url: &str, headers: &[(&str, &str)], body: &
 }
 
 /// The interop Python interpreter (see .ci/setup-interop).
-pub fn interop_python() -> PathBuf {
+pub(crate) fn interop_python() -> PathBuf {
     if let Ok(p) = std::env::var("HOOKWARDEN_INTEROP_PYTHON") {
         return PathBuf::from(p);
     }

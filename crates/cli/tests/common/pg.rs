@@ -7,15 +7,15 @@ const URL_VAR: &str = "HOOKWARDEN_TEST_DATABASE_URL";
 
 /// The master key PostgreSQL tests give every instance (PostgreSQL needs one configured: the
 /// instances share it). Base64 of 32 bytes.
-pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// The `[security]` section with [`TEST_MASTER_KEY`].
-pub fn security_section() -> String {
+pub(crate) fn security_section() -> String {
     format!("\n[security]\nmaster_key = \"{TEST_MASTER_KEY}\"\n")
 }
 
 /// A fresh database on the test server, dropped at the end.
-pub struct Db {
+pub(crate) struct Db {
     admin: String,
     name: String,
     pub url: String,
@@ -25,7 +25,7 @@ impl Db {
     /// A new database named `<prefix>_<ulid>` on the server `HOOKWARDEN_TEST_DATABASE_URL`
     /// names (which `.ci/run` sets). `None` without it: the test says it is skipped and returns
     /// (a failure instead when `HOOKWARDEN_REQUIRE_POSTGRES` is set, as `.ci/run` does).
-    pub async fn create(prefix: &str) -> Option<Db> {
+    pub(crate) async fn create(prefix: &str) -> Option<Db> {
         let admin = match std::env::var(URL_VAR) {
             Ok(u) if !u.trim().is_empty() => u,
             _ if std::env::var_os("HOOKWARDEN_REQUIRE_POSTGRES").is_some() => panic!(
@@ -56,7 +56,7 @@ impl Db {
     }
 
     /// A connection to this database.
-    pub async fn connect(&self) -> PgConnection {
+    pub(crate) async fn connect(&self) -> PgConnection {
         PgConnection::connect(&self.url).await.expect("connect")
     }
 }

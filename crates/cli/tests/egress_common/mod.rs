@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_hookwarden");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_hookwarden");
 
 /// A running `hookwarden egress-proxy`.
-pub struct ProxyProc {
+pub(crate) struct ProxyProc {
     pub child: Child,
     pub addr: SocketAddr,
     pub metrics: Option<SocketAddr>,
@@ -31,12 +31,12 @@ pub struct ProxyProc {
 impl ProxyProc {
     /// Writes `config` to `dir/<name>.toml`, starts the proxy on 127.0.0.1:0 and waits until it
     /// reports its address.
-    pub fn start(dir: &Path, name: &str, config: &str) -> ProxyProc {
+    pub(crate) fn start(dir: &Path, name: &str, config: &str) -> ProxyProc {
         Self::start_on(dir, name, config, "127.0.0.1:0")
     }
 
     /// [`ProxyProc::start`] on a given listen address.
-    pub fn start_on(dir: &Path, name: &str, config: &str, listen: &str) -> ProxyProc {
+    pub(crate) fn start_on(dir: &Path, name: &str, config: &str, listen: &str) -> ProxyProc {
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
@@ -115,11 +115,11 @@ impl ProxyProc {
         }
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -133,14 +133,14 @@ impl Drop for ProxyProc {
 
 /// A proxy reply read off a raw connection: status, headers (lowercase names), body so far.
 #[derive(Debug)]
-pub struct RawReply {
+pub(crate) struct RawReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl RawReply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -149,7 +149,7 @@ impl RawReply {
 }
 
 /// Reads one response head (and the body when it has a Content-Length), within 10 s.
-pub async fn read_reply(s: &mut TcpStream) -> RawReply {
+pub(crate) async fn read_reply(s: &mut TcpStream) -> RawReply {
     let mut buf = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let head_end = loop {
@@ -206,7 +206,7 @@ pub async fn read_reply(s: &mut TcpStream) -> RawReply {
 }
 
 /// `Proxy-Authorization` value for Basic credentials.
-pub fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(
         "Basic {}",
@@ -216,7 +216,11 @@ pub fn basic(user: &str, password: &str) -> String {
 
 /// Sends `CONNECT target` (with `auth` if any) on a new connection and reads the reply. The
 /// connection is returned so that a tunnel can be used.
-pub async fn connect(proxy: SocketAddr, target: &str, auth: Option<&str>) -> (RawReply, TcpStream) {
+pub(crate) async fn connect(
+    proxy: SocketAddr,
+    target: &str,
+    auth: Option<&str>,
+) -> (RawReply, TcpStream) {
     let mut s = TcpStream::connect(proxy).await.unwrap();
     let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(a) = auth {
@@ -229,21 +233,21 @@ pub async fn connect(proxy: SocketAddr, target: &str, auth: Option<&str>) -> (Ra
 }
 
 /// Sends a raw request (already formatted) to the proxy and reads the reply.
-pub async fn raw(proxy: SocketAddr, request: &str) -> RawReply {
+pub(crate) async fn raw(proxy: SocketAddr, request: &str) -> RawReply {
     let mut s = TcpStream::connect(proxy).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     read_reply(&mut s).await
 }
 
 /// A certificate authority for tests, and leaf certificates it signs.
-pub struct TestCa {
+pub(crate) struct TestCa {
     pub cert: rcgen::Certificate,
     pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pub pem: String,
 }
 
 impl TestCa {
-    pub fn new(name: &str) -> TestCa {
+    pub(crate) fn new(name: &str) -> TestCa {
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, name.to_string());
@@ -263,7 +267,7 @@ impl TestCa {
     }
 
     /// A client certificate with common name `cn` (PEM cert, PEM key).
-    pub fn client(&self, cn: &str) -> (String, String) {
+    pub(crate) fn client(&self, cn: &str) -> (String, String) {
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, cn.to_string());
@@ -274,7 +278,7 @@ impl TestCa {
     }
 
     /// A server certificate for `names` (PEM cert, PEM key).
-    pub fn server(&self, names: &[&str]) -> (String, String) {
+    pub(crate) fn server(&self, names: &[&str]) -> (String, String) {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut p = rcgen::CertificateParams::new(names).unwrap();
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
@@ -298,7 +302,7 @@ fn key_of(pem: &str) -> rustls::pki_types::PrivateKeyDer<'static> {
 
 /// What a TLS test server saw of one request.
 #[derive(Debug, Clone)]
-pub struct TlsSeen {
+pub(crate) struct TlsSeen {
     pub path: String,
     /// SHA-256 (hex) of the client certificate presented, if any.
     pub client_cert_sha256: Option<String>,
@@ -307,14 +311,14 @@ pub struct TlsSeen {
 /// An HTTPS server on 127.0.0.1. With `client_roots`, it requires a client certificate that
 /// chains to one of them (handshakes without one, or with another, fail).
 #[derive(Clone)]
-pub struct TlsServer {
+pub(crate) struct TlsServer {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<TlsSeen>>>,
     pub handshake_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TlsServer {
-    pub async fn start(
+    pub(crate) async fn start(
         cert_pem: &str,
         key_pem: &str,
         client_roots: Option<&[String]>,
@@ -397,13 +401,13 @@ impl TlsServer {
         server
     }
 
-    pub fn seen(&self) -> Vec<TlsSeen> {
+    pub(crate) fn seen(&self) -> Vec<TlsSeen> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 /// Runs a command with a time limit; returns (exit code, stdout, stderr).
-pub fn run(cmd: &mut Command, secs: u64) -> (Option<i32>, String, String) {
+pub(crate) fn run(cmd: &mut Command, secs: u64) -> (Option<i32>, String, String) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -430,7 +434,7 @@ pub fn run(cmd: &mut Command, secs: u64) -> (Option<i32>, String, String) {
 
 /// Runs curl with `args` (bounded to 10 s, no proxy from the environment, body discarded) and
 /// returns (exit code, response heads, stderr).
-pub fn curl_head(args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) fn curl_head(args: &[&str]) -> (Option<i32>, String, String) {
     let mut c = Command::new("curl");
     c.args([
         "-sS",

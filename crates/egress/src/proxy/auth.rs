@@ -47,7 +47,10 @@ impl PasswordHash {
     /// Hash `password` with a new random salt.
     pub fn new(password: &str) -> PasswordHash {
         let mut salt = [0u8; SALT_LEN];
-        // The OS CSPRNG failing is not recoverable.
+        #[expect(
+            clippy::expect_used,
+            reason = "the OS CSPRNG failing is not recoverable: refusing to run beats a weak salt"
+        )]
         getrandom::fill(&mut salt).expect("the operating system's random number generator failed");
         PasswordHash {
             digest: digest(&salt, password.as_bytes()),
@@ -96,7 +99,7 @@ impl fmt::Display for PasswordHash {
 
 /// The configured users.
 #[derive(Debug, Clone, Default)]
-pub struct Users {
+pub(crate) struct Users {
     map: HashMap<String, PasswordHash>,
 }
 
@@ -110,7 +113,7 @@ fn dummy() -> PasswordHash {
 
 impl Users {
     /// Add a user; false when the name exists.
-    pub fn insert(&mut self, name: String, hash: PasswordHash) -> bool {
+    pub(crate) fn insert(&mut self, name: String, hash: PasswordHash) -> bool {
         if self.map.contains_key(&name) {
             return false;
         }
@@ -119,13 +122,13 @@ impl Users {
     }
 
     /// No users configured.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
     /// The user name when `header` (a `Proxy-Authorization` value) carries valid Basic
     /// credentials.
-    pub fn check(&self, header: Option<&HeaderValue>) -> Option<String> {
+    pub(crate) fn check(&self, header: Option<&HeaderValue>) -> Option<String> {
         let (user, password) = parse_basic(header?)?;
         let ok = match self.map.get(&user) {
             Some(hash) => hash.verify(&password),

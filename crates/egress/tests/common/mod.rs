@@ -20,21 +20,21 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-pub fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().expect("test ip")
 }
 
 /// A test HTTP server: `/` answers `ok from <name>`, `/redirect?to=URL` answers 302 to URL,
 /// `/headers` echoes the request headers (one `name: value` per line). Records peers.
 #[derive(Clone)]
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub peers: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl TestServer {
-    pub async fn start(bind: SocketAddr, name: &'static str) -> std::io::Result<TestServer> {
+    pub(crate) async fn start(bind: SocketAddr, name: &'static str) -> std::io::Result<TestServer> {
         let listener = TcpListener::bind(bind).await?;
         let s = TestServer {
             addr: listener.local_addr()?,
@@ -60,11 +60,11 @@ impl TestServer {
         Ok(s)
     }
 
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 
-    pub fn peers(&self) -> Vec<SocketAddr> {
+    pub(crate) fn peers(&self) -> Vec<SocketAddr> {
         self.peers.lock().expect("lock").clone()
     }
 }
@@ -95,7 +95,7 @@ fn answer(name: &str, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// A "public" server on 127.0.0.2 and its internal twin on 127.0.0.1 with the same port (what a
 /// rebinding or redirect attack would reach instead). Retries until both binds succeed.
-pub async fn twin_servers() -> (TestServer, TestServer) {
+pub(crate) async fn twin_servers() -> (TestServer, TestServer) {
     for _ in 0..50 {
         let public = TestServer::start("127.0.0.2:0".parse().expect("addr"), "public")
             .await
@@ -110,14 +110,14 @@ pub async fn twin_servers() -> (TestServer, TestServer) {
 
 /// A proxy reply: status, headers (lowercase names), and the body read so far.
 #[derive(Debug)]
-pub struct RawReply {
+pub(crate) struct RawReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl RawReply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -139,7 +139,7 @@ fn parse_head(head: &[u8]) -> Option<(u16, Vec<(String, String)>)> {
 }
 
 /// Read one response head (and, without `head_only`, everything until the peer closes).
-pub async fn read_reply(stream: &mut TcpStream, head_only: bool) -> Option<RawReply> {
+pub(crate) async fn read_reply(stream: &mut TcpStream, head_only: bool) -> Option<RawReply> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let fut = async {
@@ -171,7 +171,7 @@ pub async fn read_reply(stream: &mut TcpStream, head_only: bool) -> Option<RawRe
 
 /// Send `raw` (a request head, `\r\n\r\n` included) to the proxy; read the reply head. For a
 /// CONNECT answered 200, the stream is returned to use the tunnel.
-pub async fn raw_request(proxy: SocketAddr, raw: &str) -> (Option<RawReply>, TcpStream) {
+pub(crate) async fn raw_request(proxy: SocketAddr, raw: &str) -> (Option<RawReply>, TcpStream) {
     let mut s = TcpStream::connect(proxy).await.expect("connect to proxy");
     s.write_all(raw.as_bytes()).await.expect("write");
     let reply = read_reply(&mut s, raw.starts_with("CONNECT")).await;
@@ -180,7 +180,7 @@ pub async fn raw_request(proxy: SocketAddr, raw: &str) -> (Option<RawReply>, Tcp
 
 /// `CONNECT authority`, then (when 200) `GET /` through the tunnel; returns the CONNECT reply
 /// and the tunnelled response.
-pub async fn connect_and_get(
+pub(crate) async fn connect_and_get(
     proxy: SocketAddr,
     authority: &str,
     auth: Option<&str>,
@@ -206,7 +206,11 @@ pub async fn connect_and_get(
 }
 
 /// An absolute-form request through the proxy.
-pub async fn absolute_get(proxy: SocketAddr, url: &str, auth: Option<&str>) -> Option<RawReply> {
+pub(crate) async fn absolute_get(
+    proxy: SocketAddr,
+    url: &str,
+    auth: Option<&str>,
+) -> Option<RawReply> {
     let auth = auth
         .map(|a| format!("Proxy-Authorization: {a}\r\n"))
         .unwrap_or_default();
@@ -224,7 +228,7 @@ pub async fn absolute_get(proxy: SocketAddr, url: &str, auth: Option<&str>) -> O
 }
 
 /// Start an in-process proxy from TOML (listen defaults to 127.0.0.1:0).
-pub async fn start_proxy(toml: &str, resolver: Option<Arc<dyn Resolve>>) -> RunningProxy {
+pub(crate) async fn start_proxy(toml: &str, resolver: Option<Arc<dyn Resolve>>) -> RunningProxy {
     let mut cfg = ProxyConfig::parse(toml).expect("proxy config");
     cfg.listen = "127.0.0.1:0".into();
     proxy::start(cfg, resolver).await.expect("start proxy")

@@ -54,7 +54,7 @@ impl AsyncRead for Chunks<'_> {
 }
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let sizes: Vec<usize> = (0..input.u8() % 6)
         .map(|_| match input.u8() {

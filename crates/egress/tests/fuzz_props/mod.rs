@@ -1,8 +1,8 @@
 //! The properties the fuzz targets in `fuzz/` check, shared with the stable replay test
 //! (`tests/fuzz_corpus.rs`). Each fuzz target includes its module with `#[path]`.
 
-pub mod connect_reply;
+pub(crate) mod connect_reply;
 #[path = "../../../../fuzz-support/input.rs"]
-pub mod input;
-pub mod proxy_config;
-pub mod proxy_request;
+pub(crate) mod input;
+pub(crate) mod proxy_config;
+pub(crate) mod proxy_request;

@@ -18,7 +18,7 @@ use super::input::Input;
 const MAX_PATTERNS: usize = 10_000;
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     if input.u8().is_multiple_of(3) {
         let text = String::from_utf8_lossy(input.rest()).into_owned();

@@ -26,7 +26,7 @@ use http::{HeaderValue, Method, Uri};
 use super::input::Input;
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     match input.u8() % 4 {
         0 => host(&mut input),

@@ -19,7 +19,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use super::input::Input;
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let probe_bytes = input.take(16);
     let text = String::from_utf8_lossy(input.rest()).into_owned();

@@ -27,7 +27,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use super::input::Input;
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let a = Ipv4Addr::from(input.u32());
     let b = Ipv4Addr::from(input.u32());

@@ -66,7 +66,7 @@ fn all_headers() -> Vec<ForwardedHeader> {
 }
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let all = all_headers();
     let trusted: Vec<IpNet> = (0..input.u8() % 4)

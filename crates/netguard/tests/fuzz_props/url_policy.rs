@@ -27,7 +27,7 @@ use ipnet::Ipv4Net;
 use super::input::Input;
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     match input.u8() % 3 {
         0 => raw(&mut input),

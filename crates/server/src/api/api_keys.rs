@@ -20,7 +20,7 @@ const MAX_LIFETIME_SECS: u64 = 10 * 366 * 86_400;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateApiKey {
+pub(super) struct CreateApiKey {
     /// What the key is for, shown in listings (1 to 200 bytes).
     #[schema(min_length = 1, max_length = 200)]
     name: String,
@@ -38,7 +38,7 @@ pub struct CreateApiKey {
 /// An admin API key as listed (never the key).
 #[derive(Serialize, ToSchema)]
 #[schema(as = ApiKey)]
-pub struct ApiKeyView {
+pub(super) struct ApiKeyView {
     id: String,
     name: String,
     /// The first characters of the key (`hwk_abcd`).
@@ -80,7 +80,7 @@ impl From<ApiKey> for ApiKeyView {
 
 /// A new key: the record, and the key itself (shown this once).
 #[derive(Serialize, ToSchema)]
-pub struct CreatedApiKey {
+pub(super) struct CreatedApiKey {
     #[serde(flatten)]
     key: ApiKeyView,
     /// The key (`hwk_…`): store it now, it is never shown again.
@@ -108,7 +108,7 @@ impl From<KeyError> for ApiError {
         (status = 422, description = "Invalid request (`VALIDATION_FAILED`)", body = ErrorBody),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<impl IntoResponse> {
@@ -164,7 +164,7 @@ pub async fn create(
     params(PageQuery),
     responses((status = 200, description = "A page of admin API keys, newest first (revoked and expired ones too)", body = Paged<ApiKeyView>))
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<ApiKeyView>>> {
@@ -191,7 +191,7 @@ async fn load(state: &AppState, id: &str) -> ApiResult<ApiKey> {
         (status = 404, description = "No such key (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn get_one(
+pub(super) async fn get_one(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<ApiKeyView>> {
@@ -210,7 +210,7 @@ pub async fn get_one(
         (status = 404, description = "No such key (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<ApiKeyView>> {

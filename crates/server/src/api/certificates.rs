@@ -21,7 +21,7 @@ const MAX_NAME: usize = 200;
 /// Either `certificate_pem` and `private_key_pem`, or `generate`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateCertificate {
+pub(super) struct CreateCertificate {
     #[serde(default)]
     name: Option<String>,
     /// Upload: the chain in PEM, leaf first…
@@ -38,7 +38,7 @@ pub struct CreateCertificate {
 /// What the admin API shows (never the private key).
 #[derive(Serialize, ToSchema)]
 #[schema(as = ClientCertificate)]
-pub struct CertificateView {
+pub(super) struct CertificateView {
     id: String,
     name: String,
     /// `active` or `retiring`.
@@ -91,7 +91,7 @@ impl From<ClientCertificate> for CertificateView {
         (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateCertificate>,
 ) -> ApiResult<impl IntoResponse> {
@@ -148,7 +148,7 @@ pub async fn create(
     params(PageQuery),
     responses((status = 200, description = "A page of client certificates", body = Paged<CertificateView>))
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<CertificateView>>> {
@@ -179,7 +179,7 @@ async fn load(state: &AppState, id: &str) -> ApiResult<ClientCertificate> {
         (status = 404, description = "No such certificate (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn get_one(
+pub(super) async fn get_one(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<CertificateView>> {
@@ -198,7 +198,7 @@ pub async fn get_one(
         (status = 404, description = "No such certificate (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn retire(
+pub(super) async fn retire(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<CertificateView>> {
@@ -225,7 +225,7 @@ pub async fn retire(
         (status = 409, description = "Attached to endpoints (`CERTIFICATE_IN_USE`)", body = ErrorBody),
     )
 )]
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
@@ -247,7 +247,7 @@ pub async fn delete(
 }
 
 /// For `PATCH /endpoints/{id}`: the certificate must exist and be active.
-pub async fn check_attachable(state: &AppState, id: &str) -> ApiResult<String> {
+pub(super) async fn check_attachable(state: &AppState, id: &str) -> ApiResult<String> {
     if id.len() > 64 {
         return Err(ApiError::invalid(
             "CERTIFICATE_NOT_FOUND",

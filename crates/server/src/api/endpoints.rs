@@ -22,7 +22,7 @@ const MAX_HEADERS: usize = 20;
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 const MAX_DEVELOPER_PAYLOAD: usize = 1024;
 const MAX_DESCRIPTION: usize = 512;
-pub const MAX_GRACE_SECS: u64 = 30 * 86_400;
+pub(crate) const MAX_GRACE_SECS: u64 = 30 * 86_400;
 const DEFAULT_GRACE_SECS: u64 = 86_400;
 
 /// Headers Hookwarden sets itself (or that would break HTTP framing); never configurable.
@@ -88,7 +88,7 @@ where
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateEndpoint {
+pub(crate) struct CreateEndpoint {
     /// `https://…` (or `http://…` with `egress.allow_http`); checked against the egress policy.
     #[schema(max_length = 2048)]
     url: String,
@@ -117,7 +117,7 @@ pub struct CreateEndpoint {
 /// Only the fields given change.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateEndpoint {
+pub(crate) struct UpdateEndpoint {
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
@@ -146,7 +146,7 @@ pub struct UpdateEndpoint {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Endpoint)]
-pub struct EndpointView {
+pub(crate) struct EndpointView {
     id: String,
     url: String,
     description: String,
@@ -230,7 +230,7 @@ fn keep_masked(
         .collect()
 }
 
-pub fn validate_event_type(t: &str) -> ApiResult<()> {
+pub(crate) fn validate_event_type(t: &str) -> ApiResult<()> {
     if t.is_empty() || t.len() > 128 {
         return Err(ApiError::invalid(
             "INVALID_EVENT_TYPE",
@@ -379,7 +379,7 @@ fn validate_rate(r: Option<u32>) -> ApiResult<Option<u32>> {
     }
 }
 
-pub fn validate_custom_secret(s: &str) -> ApiResult<()> {
+pub(crate) fn validate_custom_secret(s: &str) -> ApiResult<()> {
     use base64::Engine;
     let raw = s
         .strip_prefix("whsec_")
@@ -407,7 +407,7 @@ pub fn validate_custom_secret(s: &str) -> ApiResult<()> {
         (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
     )
 )]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateEndpoint>,
 ) -> ApiResult<impl IntoResponse> {
@@ -478,7 +478,7 @@ pub async fn create(
     params(PageQuery),
     responses((status = 200, description = "A page of endpoints", body = Paged<EndpointView>))
 )]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<axum::Json<Paged<EndpointView>>> {
@@ -526,7 +526,7 @@ async fn load(state: &AppState, id: &str) -> ApiResult<Endpoint> {
         (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EndpointView>> {
@@ -546,7 +546,7 @@ pub async fn get_one(
         (status = 422, description = "Invalid field (as on create)", body = ErrorBody),
     )
 )]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiJson(req): ApiJson<UpdateEndpoint>,
@@ -623,7 +623,7 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> ApiResult<()>
         (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn enable(
+pub(crate) async fn enable(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EndpointView>> {
@@ -642,7 +642,7 @@ pub async fn enable(
         (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn disable(
+pub(crate) async fn disable(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EndpointView>> {
@@ -661,7 +661,7 @@ pub async fn disable(
         (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
@@ -675,7 +675,7 @@ pub async fn delete(
 /// Optional body of a secret rotation (empty: the defaults).
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct RotateRequest {
+pub(crate) struct RotateRequest {
     /// How long the previous secrets keep signing too (default 86400, at most 2592000).
     #[schema(maximum = 2_592_000)]
     grace_period_seconds: Option<u64>,
@@ -686,7 +686,7 @@ pub struct RotateRequest {
 /// The answer to `POST /endpoints`: the endpoint, with its signing secret (shown only here and
 /// on rotation) and its developer payload.
 #[derive(Serialize, ToSchema)]
-pub struct CreatedEndpoint {
+pub(crate) struct CreatedEndpoint {
     #[serde(flatten)]
     endpoint: EndpointView,
     /// The signing secret (`whsec_…`).
@@ -696,7 +696,7 @@ pub struct CreatedEndpoint {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RotatedSecret {
+pub(crate) struct RotatedSecret {
     endpoint_id: String,
     /// The new signing secret (`whsec_…`).
     secret: String,
@@ -718,7 +718,7 @@ pub struct RotatedSecret {
         (status = 422, description = "Invalid request (`VALIDATION_FAILED`, `INVALID_SECRET`)", body = ErrorBody),
     )
 )]
-pub async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiBytes(body): ApiBytes,

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateEvent {
+pub(super) struct CreateEvent {
     /// 1 to 128 letters, digits and `. _ - : /`; endpoints subscribe by type.
     #[serde(rename = "type")]
     #[schema(min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9._:/-]+$")]
@@ -38,7 +38,7 @@ pub struct CreateEvent {
 
 /// The answer to `POST /events`.
 #[derive(Serialize, ToSchema)]
-pub struct EventCreated {
+pub(super) struct EventCreated {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
@@ -52,7 +52,7 @@ pub struct EventCreated {
 /// A delivery's attempts, oldest first. A page holds at most `limit` attempts and at most
 /// `server.max_page_bytes` of stored data (a single larger attempt comes alone).
 #[derive(Serialize, ToSchema)]
-pub struct AttemptList {
+pub(super) struct AttemptList {
     data: Vec<AttemptView>,
     /// More attempts follow: pass `next_after` as `after` for them.
     has_more: bool,
@@ -64,7 +64,7 @@ pub struct AttemptList {
 #[derive(Deserialize, Default, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct AttemptQuery {
+pub(super) struct AttemptQuery {
     /// Attempts per page, 1 to 1000 (default 1000).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
@@ -75,13 +75,13 @@ pub struct AttemptQuery {
 
 /// `GET /stats`.
 #[derive(Serialize, ToSchema)]
-pub struct Stats {
+pub(super) struct Stats {
     deliveries: hookwarden_store::DeliveryCounts,
 }
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Event)]
-pub struct EventView {
+pub(super) struct EventView {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
@@ -108,7 +108,7 @@ impl TryFrom<Event> for EventView {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Delivery)]
-pub struct DeliveryView {
+pub(super) struct DeliveryView {
     id: String,
     event_id: String,
     endpoint_id: String,
@@ -145,7 +145,7 @@ impl From<Delivery> for DeliveryView {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Attempt)]
-pub struct AttemptView {
+pub(super) struct AttemptView {
     attempt: i64,
     started_at: String,
     duration_ms: i64,
@@ -209,7 +209,7 @@ fn validate_idempotency_key(k: &str) -> ApiResult<()> {
         (status = 422, description = "Invalid event (`INVALID_EVENT_TYPE`, `INVALID_IDEMPOTENCY_KEY`, `VALIDATION_FAILED`)", body = ErrorBody),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreateEvent>,
@@ -303,7 +303,7 @@ const MAX_LISTED_TYPES: usize = 10;
 #[derive(Deserialize, Default, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EventQuery {
+pub(super) struct EventQuery {
     /// Items per page, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
     pub limit: Option<usize>,
@@ -351,7 +351,7 @@ impl EventQuery {
     params(EventQuery),
     responses((status = 200, description = "A page of events", body = Paged<EventView>))
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> ApiResult<axum::Json<Paged<EventView>>> {
@@ -385,7 +385,7 @@ pub async fn list(
         (status = 404, description = "No such event (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn get_one(
+pub(super) async fn get_one(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<EventView>> {
@@ -400,7 +400,7 @@ pub async fn get_one(
 #[derive(Deserialize, Default, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct DeliveryQuery {
+pub(super) struct DeliveryQuery {
     /// Items per page, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
@@ -456,7 +456,7 @@ async fn deliveries(
     params(DeliveryQuery),
     responses((status = 200, description = "A page of deliveries", body = Paged<DeliveryView>))
 )]
-pub async fn list_deliveries(
+pub(super) async fn list_deliveries(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<axum::Json<Paged<DeliveryView>>> {
@@ -474,7 +474,7 @@ pub async fn list_deliveries(
         (status = 404, description = "No such event (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn event_deliveries(
+pub(super) async fn event_deliveries(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
@@ -497,7 +497,7 @@ pub async fn event_deliveries(
     params(("id" = String, Path, description = "Endpoint id (`ep_…`)"), DeliveryQuery),
     responses((status = 200, description = "A page of deliveries", body = Paged<DeliveryView>))
 )]
-pub async fn endpoint_deliveries(
+pub(super) async fn endpoint_deliveries(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
@@ -519,7 +519,7 @@ pub async fn endpoint_deliveries(
         (status = 404, description = "No such delivery (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn get_delivery(
+pub(super) async fn get_delivery(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<DeliveryView>> {
@@ -543,7 +543,7 @@ pub async fn get_delivery(
         (status = 404, description = "No such delivery (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn attempts(
+pub(super) async fn attempts(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<AttemptQuery>,
@@ -605,7 +605,7 @@ pub async fn attempts(
         (status = 409, description = "Its endpoint is disabled (`ENDPOINT_DISABLED`): enable it, and paused deliveries resume", body = ErrorBody),
     )
 )]
-pub async fn retry(
+pub(super) async fn retry(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<impl IntoResponse> {
@@ -648,7 +648,7 @@ pub async fn retry(
     tag = "events",
     responses((status = 200, description = "Counts", body = Stats))
 )]
-pub async fn stats(State(state): State<Arc<AppState>>) -> ApiResult<axum::Json<Stats>> {
+pub(super) async fn stats(State(state): State<Arc<AppState>>) -> ApiResult<axum::Json<Stats>> {
     let c = state.store.delivery_counts(now_millis()).await?;
     Ok(axum::Json(Stats { deliveries: c }))
 }

@@ -32,7 +32,7 @@ pub struct PublishedCache {
 }
 
 /// Public routes: no API key (and no security requirement in the OpenAPI document).
-pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+pub(crate) fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::default()
         .routes(routes!(egress_ips))
         .routes(routes!(client_certificates))
@@ -40,14 +40,14 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 
 #[derive(Deserialize, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct FormatQuery {
+pub(crate) struct FormatQuery {
     /// `text`: one range per line (`text/plain`); anything else: JSON.
     format: Option<String>,
 }
 
 /// `{"ranges": [...], "updated_at": "..."}`.
 #[derive(Serialize, ToSchema)]
-pub struct EgressIps {
+pub(crate) struct EgressIps {
     /// CIDR ranges deliveries leave from.
     ranges: Vec<String>,
     /// RFC 3339.
@@ -55,7 +55,7 @@ pub struct EgressIps {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PublishedCertificates {
+pub(crate) struct PublishedCertificates {
     certificates: Vec<PublishedCertificate>,
 }
 
@@ -112,7 +112,7 @@ fn last_modified(ms: i64) -> Option<HeaderValue> {
             )),
     )
 )]
-pub async fn egress_ips(
+pub(crate) async fn egress_ips(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<FormatQuery>,
     headers: HeaderMap,
@@ -142,7 +142,7 @@ pub async fn egress_ips(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PublishedCertificate {
+pub(crate) struct PublishedCertificate {
     id: String,
     subject: String,
     issuer: String,
@@ -165,7 +165,7 @@ pub struct PublishedCertificate {
     responses((status = 200, description = "Certificates receivers may pin (at most 1000)",
         body = PublishedCertificates))
 )]
-pub async fn client_certificates(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+pub(crate) async fn client_certificates(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
     let published = state.published_certs.get(&state).await?;
     Ok(axum::Json(&*published).into_response())
 }

@@ -37,7 +37,7 @@ fn d_window() -> i64 {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateSource {
+pub(super) struct CreateSource {
     /// 1 to 200 printable characters.
     #[schema(min_length = 1, max_length = 200)]
     name: String,
@@ -69,7 +69,7 @@ pub struct CreateSource {
 /// secrets keeps the stored secrets.
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct PatchSource {
+pub(super) struct PatchSource {
     name: Option<String>,
     allowed_cidrs: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
@@ -83,7 +83,7 @@ pub struct PatchSource {
 /// Optional body of a token rotation (empty: no grace period).
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
-pub struct RotateSource {
+pub(super) struct RotateSource {
     /// How long the previous URL keeps working, 0 to 2592000 seconds (default 0).
     #[schema(minimum = 0, maximum = 2_592_000)]
     grace_period_seconds: i64,
@@ -91,7 +91,7 @@ pub struct RotateSource {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = SourceToken)]
-pub struct TokenView {
+pub(super) struct TokenView {
     prefix: String,
     /// `active`, `grace` (rotated out, still working until `expires_at`), `expired` or
     /// `revoked`.
@@ -123,7 +123,7 @@ fn token_view(t: SourceToken, now: Millis) -> TokenView {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Source)]
-pub struct SourceView {
+pub(super) struct SourceView {
     id: String,
     name: String,
     /// `active` or `revoked` (the current token's state).
@@ -447,7 +447,7 @@ fn new_token(now: Millis) -> (String, NewSourceToken) {
         (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
     )
 )]
-pub async fn create(
+pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -503,7 +503,7 @@ pub async fn create(
     params(PageQuery),
     responses((status = 200, description = "A page of sources", body = Paged<SourceView>))
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -538,7 +538,7 @@ async fn load(state: &AppState, id: &str) -> ApiResult<SourceRecord> {
         (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn get_one(
+pub(super) async fn get_one(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -560,7 +560,7 @@ pub async fn get_one(
         (status = 422, description = "Invalid field (as on create)", body = ErrorBody),
     )
 )]
-pub async fn update(
+pub(super) async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -639,7 +639,7 @@ pub async fn update(
         (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn delete(
+pub(super) async fn delete(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
@@ -665,7 +665,7 @@ pub async fn delete(
         (status = 422, description = "Invalid grace period (`INVALID_GRACE_PERIOD`)", body = ErrorBody),
     )
 )]
-pub async fn rotate(
+pub(super) async fn rotate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -716,7 +716,7 @@ pub async fn rotate(
         (status = 404, description = "No such source (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub async fn revoke(
+pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     ext: Extensions,
@@ -734,7 +734,7 @@ pub async fn revoke(
 #[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields, default)]
 #[into_params(parameter_in = Query)]
-pub struct AuditQuery {
+pub(super) struct AuditQuery {
     /// Items per page, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
     limit: Option<usize>,
@@ -758,7 +758,7 @@ pub struct AuditQuery {
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = AuditEntry)]
-pub struct AuditView {
+pub(super) struct AuditView {
     id: String,
     source_id: Option<String>,
     token_prefix: String,
@@ -894,7 +894,7 @@ async fn audit_page(
     params(("id" = String, Path, description = "Source id (`src_…`)"), AuditQuery),
     responses((status = 200, description = "A page of audit entries", body = Paged<AuditView>))
 )]
-pub async fn source_audit(
+pub(super) async fn source_audit(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<AuditQuery>,
@@ -917,7 +917,7 @@ pub async fn source_audit(
     params(AuditQuery),
     responses((status = 200, description = "A page of audit entries", body = Paged<AuditView>))
 )]
-pub async fn all_audit(
+pub(super) async fn all_audit(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Paged<AuditView>>> {

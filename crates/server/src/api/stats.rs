@@ -17,13 +17,13 @@ use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 /// The longest range one query may cover.
-pub const MAX_RANGE_DAYS: i64 = 90;
+pub(super) const MAX_RANGE_DAYS: i64 = 90;
 const DAY_MS: i64 = 86_400_000;
 
 #[derive(Deserialize, Default, IntoParams)]
 #[serde(default, deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct StatsQuery {
+pub(super) struct StatsQuery {
     /// RFC 3339 or unix milliseconds; default: 24 buckets before `until`.
     since: Option<String>,
     /// RFC 3339 or unix milliseconds (exclusive); default: now.
@@ -41,7 +41,7 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 /// Parses a bucket width into milliseconds (1 second to 1 day).
-pub fn parse_bucket(v: &str) -> ApiResult<i64> {
+pub(super) fn parse_bucket(v: &str) -> ApiResult<i64> {
     let v = v.trim();
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => v.split_at(i),
@@ -79,7 +79,7 @@ fn valid_id(name: &str, v: &Option<String>) -> ApiResult<()> {
 
 /// The range a query asks for: buckets aligned to multiples of their width (so charts of
 /// different queries line up), bounded in length and in bucket count.
-pub fn stats_range(q: &StatsQuery, now: Millis) -> ApiResult<StatsRange> {
+pub(super) fn stats_range(q: &StatsQuery, now: Millis) -> ApiResult<StatsRange> {
     let bucket_ms = match &q.bucket {
         Some(b) => parse_bucket(b)?,
         None => 3_600_000,
@@ -124,14 +124,14 @@ fn bucket_starts(r: &StatsRange) -> impl Iterator<Item = Millis> + '_ {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeliveryBucket {
+pub(super) struct DeliveryBucket {
     start: String,
     succeeded: i64,
     failed: i64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeliveryStats {
+pub(super) struct DeliveryStats {
     since: String,
     until: String,
     bucket_secs: i64,
@@ -150,7 +150,7 @@ pub struct DeliveryStats {
     params(StatsQuery),
     responses((status = 200, description = "Finished deliveries per time bucket", body = DeliveryStats))
 )]
-pub async fn deliveries(
+pub(super) async fn deliveries(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<Json<DeliveryStats>> {
@@ -189,7 +189,7 @@ pub async fn deliveries(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct IngestBucket {
+pub(super) struct IngestBucket {
     start: String,
     accepted: i64,
     refused: i64,
@@ -198,7 +198,7 @@ pub struct IngestBucket {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct IngestStats {
+pub(super) struct IngestStats {
     since: String,
     until: String,
     bucket_secs: i64,
@@ -283,7 +283,7 @@ async fn ingest(
     params(StatsQuery),
     responses((status = 200, description = "Inbound requests per time bucket by outcome", body = IngestStats))
 )]
-pub async fn ingest_all(
+pub(super) async fn ingest_all(
     State(state): State<Arc<AppState>>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<Json<IngestStats>> {
@@ -300,7 +300,7 @@ pub async fn ingest_all(
     params(("id" = String, Path, description = "Source id (`src_…`)"), StatsQuery),
     responses((status = 200, description = "The source's requests per time bucket by outcome", body = IngestStats))
 )]
-pub async fn source(
+pub(super) async fn source(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<StatsQuery>,

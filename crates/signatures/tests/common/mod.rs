@@ -10,20 +10,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-pub const SETUP_HINT: &str = "run .ci/setup-interop first";
+pub(crate) const SETUP_HINT: &str = "run .ci/setup-interop first";
 
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn script(name: &str) -> PathBuf {
+pub(crate) fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/interop")
         .join(name)
 }
 
 /// `$HOOKWARDEN_INTEROP_PYTHON`, else `<workspace>/.interop/venv/bin/python`.
-pub fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let p = std::env::var_os("HOOKWARDEN_INTEROP_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join(".interop/venv/bin/python"));
@@ -36,7 +36,7 @@ pub fn python() -> PathBuf {
 }
 
 /// `<workspace>/.interop/node_modules`, which must exist.
-pub fn node_modules_dir() -> PathBuf {
+pub(crate) fn node_modules_dir() -> PathBuf {
     let dir = workspace_root().join(".interop/node_modules");
     assert!(
         dir.join("@octokit/webhooks-methods/package.json").exists(),
@@ -46,7 +46,7 @@ pub fn node_modules_dir() -> PathBuf {
     dir
 }
 
-pub fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -54,7 +54,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// Run `cmd` with `input` as JSON on stdin; parse stdout as JSON.
-pub fn run_json(mut cmd: Command, what: &str, input: &Value) -> Value {
+pub(crate) fn run_json(mut cmd: Command, what: &str, input: &Value) -> Value {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -88,7 +88,7 @@ pub fn run_json(mut cmd: Command, what: &str, input: &Value) -> Value {
 }
 
 /// Run a Python script from `tests/interop/` in the interop venv.
-pub fn run_python(script_name: &str, input: &Value) -> Vec<Value> {
+pub(crate) fn run_python(script_name: &str, input: &Value) -> Vec<Value> {
     let mut cmd = Command::new(python());
     cmd.arg(script(script_name));
     match run_json(cmd, script_name, input) {
@@ -100,7 +100,7 @@ pub fn run_python(script_name: &str, input: &Value) -> Vec<Value> {
 /// Run an ES module from `tests/interop/` with node, resolving bare imports from
 /// `<workspace>/.interop/node_modules` (the module source is evaluated with the
 /// `.interop` directory as working directory).
-pub fn run_node(script_name: &str, input: &Value) -> Vec<Value> {
+pub(crate) fn run_node(script_name: &str, input: &Value) -> Vec<Value> {
     let modules = node_modules_dir();
     let node = std::env::var_os("HOOKWARDEN_INTEROP_NODE")
         .map(PathBuf::from)

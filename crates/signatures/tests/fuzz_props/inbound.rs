@@ -83,7 +83,7 @@ struct Signed {
 }
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let which = usize::from(input.u8()) % PRESETS;
     if input.u8().is_multiple_of(4) {

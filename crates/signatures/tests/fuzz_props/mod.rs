@@ -1,7 +1,7 @@
 //! The properties the fuzz targets in `fuzz/` check, shared with the stable replay test
 //! (`tests/fuzz_corpus.rs`). Each fuzz target includes its module with `#[path]`.
 
-pub mod inbound;
+pub(crate) mod inbound;
 #[path = "../../../../fuzz-support/input.rs"]
-pub mod input;
-pub mod outbound;
+pub(crate) mod input;
+pub(crate) mod outbound;

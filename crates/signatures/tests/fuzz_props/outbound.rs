@@ -31,7 +31,7 @@ const NAMES: [&str; 7] = [
 ];
 
 /// The fuzz entry point.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut input = Input::new(data);
     let scheme = Scheme::ALL[usize::from(input.u8()) % Scheme::ALL.len()];
     let mode = input.u8();
