@@ -102,6 +102,7 @@ where
     claiming_and_leases(&fresh().await).await;
     outcomes_and_breaker(&fresh().await).await;
     failure_count_follows_the_order_of_a_batch(&fresh().await).await;
+    late_reports_change_nothing(&fresh().await).await;
     secret_rotation(&fresh().await).await;
     disable_pauses_and_enable_resumes(&fresh().await).await;
     delete_cancels(&fresh().await).await;
@@ -359,6 +360,130 @@ async fn claimed_on_one_endpoint<S: Store>(s: &S, n: usize) -> Vec<Claimed> {
     c
 }
 
+/// A worker whose lease expired (and passed to another worker, or to itself again under a new
+/// lease) or was released reports late: the delivery and the breaker stay as they are, and the
+/// attempt is logged as `superseded`. The report of the current lease holder applies.
+pub async fn late_reports_change_nothing<S: Store>(s: &S) {
+    let trip_at_once = BreakerPolicy {
+        enabled: true,
+        failure_threshold: 1,
+        min_failing_ms: 0,
+    };
+    let first = claimed_on_one_endpoint(s, 4).await; // "me", lease until 10_000
+    let report = |c: &Claimed, owner: &str, until: Millis, next: Next, code: Option<i64>| Outcome {
+        delivery_id: c.delivery_id.clone(),
+        endpoint_id: c.endpoint_id.clone(),
+        attempt: code.map(|code| attempt(1, 150, Some(code))),
+        next,
+        lease_owner: owner.into(),
+        lease_until: until,
+    };
+    // The lease expires; another worker claims everything and finishes two deliveries.
+    let second = s.claim_due("other", 20_000, 30_000, 10).await.unwrap();
+    assert_eq!(second.len(), 4, "expired leases are claimable");
+    let by_id = |id: &str| second.iter().find(|c| c.delivery_id == id).unwrap().clone();
+    let (d0, d1) = (by_id(&first[0].delivery_id), by_id(&first[1].delivery_id));
+    assert_eq!(d0.lease_until, 30_000);
+    s.record_outcomes(
+        vec![
+            report(&d0, "other", 30_000, Next::Succeeded, Some(200)),
+            report(&d1, "other", 30_000, Next::Failed, Some(400)),
+        ],
+        NO_BREAKER,
+        20_100,
+    )
+    .await
+    .unwrap();
+    let snapshot = || async {
+        let mut out = Vec::new();
+        for c in &first {
+            out.push(s.get_delivery(&c.delivery_id).await.unwrap().unwrap());
+        }
+        let ep = s.get_endpoint("ep_a").await.unwrap().unwrap();
+        (out, ep.enabled, ep.consecutive_failures, ep.failing_since)
+    };
+    let before = snapshot().await;
+
+    // The first worker reports late on all four: a failure that would trip the breaker at
+    // once, a success, a retry and a deferral (two of them held by "other" right now).
+    let tripped = s
+        .record_outcomes(
+            vec![
+                report(&first[0], "me", 10_000, Next::Failed, Some(500)),
+                report(&first[1], "me", 10_000, Next::Succeeded, Some(200)),
+                report(
+                    &first[2],
+                    "me",
+                    10_000,
+                    Next::Retry { at: 99_000 },
+                    Some(503),
+                ),
+                report(&first[3], "me", 10_000, Next::Defer { at: 99_000 }, None),
+            ],
+            trip_at_once,
+            20_200,
+        )
+        .await
+        .unwrap();
+    assert!(tripped.is_empty(), "a late failure tripped the breaker");
+    assert_eq!(snapshot().await, before, "a late report moved something");
+    let outcomes_of = |id: String| async move {
+        s.list_attempts(&id, AttemptPage::default())
+            .await
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|a| a.outcome)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        outcomes_of(first[0].delivery_id.clone()).await,
+        ["succeeded", "superseded"],
+        "the late attempt is logged, marked as such"
+    );
+
+    // The current holder's report applies; the same worker under its new lease too.
+    let d2 = by_id(&first[2].delivery_id);
+    s.record_outcomes(
+        vec![report(
+            &d2,
+            "other",
+            30_000,
+            Next::Retry { at: 40_000 },
+            Some(503),
+        )],
+        NO_BREAKER,
+        20_300,
+    )
+    .await
+    .unwrap();
+    let d = s.get_delivery(&d2.delivery_id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.next_attempt_at, d.attempt_count),
+        (DeliveryStatus::Pending, 40_000, 1)
+    );
+    let again = s.claim_due("other", 40_000, 50_000, 10).await.unwrap();
+    let d2 = again
+        .iter()
+        .find(|c| c.delivery_id == d2.delivery_id)
+        .unwrap()
+        .clone();
+    // Released (a shutdown) before the report: late too.
+    s.release_leases(Some("other"), 40_001).await.unwrap();
+    let before = s.get_delivery(&d2.delivery_id).await.unwrap().unwrap();
+    s.record_outcomes(
+        vec![report(&d2, "other", 50_000, Next::Failed, Some(400))],
+        NO_BREAKER,
+        40_002,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_delivery(&d2.delivery_id).await.unwrap().unwrap(),
+        before
+    );
+}
+
 /// In one batch of outcomes, the endpoint's failure count is that of the failures after its
 /// last success, in the batch's order (several successes, then a failure, count one).
 pub async fn failure_count_follows_the_order_of_a_batch<S: Store>(s: &S) {
@@ -373,6 +498,7 @@ pub async fn failure_count_follows_the_order_of_a_batch<S: Store>(s: &S) {
             Next::Retry { at: 5_000 }
         },
         lease_owner: "me".into(),
+        lease_until: c.lease_until,
     };
     let failures = || async {
         s.get_endpoint("ep_a")
@@ -411,6 +537,7 @@ pub async fn outcomes_and_breaker<S: Store>(s: &S) {
         attempt: Some(attempt(1, 150, Some(code))),
         next,
         lease_owner: "me".into(),
+        lease_until: c.lease_until,
     };
     let tripped = s
         .record_outcomes(
@@ -472,17 +599,27 @@ pub async fn outcomes_and_breaker<S: Store>(s: &S) {
             .next_attempt_at,
         20_000
     );
+    // Nor count towards the breaker: its report is late.
+    assert_eq!(
+        s.get_endpoint("ep_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .consecutive_failures,
+        2
+    );
 
     // The breaker trips once the threshold and minimum duration are both reached.
     let breaker = BreakerPolicy {
         enabled: true,
-        failure_threshold: 4,
+        failure_threshold: 3,
         min_failing_ms: 1_000,
     };
     let mut o = out(&re[0], Next::Retry { at: 30_000 }, 500);
     o.lease_owner = "other".into();
+    o.lease_until = re[0].lease_until;
     let tripped = s.record_outcomes(vec![o], breaker, 5_200).await.unwrap();
-    assert_eq!(tripped.len(), 1, "4 failures since 150 ms, 5 s ago");
+    assert_eq!(tripped.len(), 1, "3 failures since 150 ms, 5 s ago");
     assert_eq!(tripped[0].endpoint_id, "ep_a");
     let ep = s.get_endpoint("ep_a").await.unwrap().unwrap();
     assert!(!ep.enabled);
@@ -545,6 +682,7 @@ pub async fn outcomes_and_breaker<S: Store>(s: &S) {
             attempt: None,
             next: Next::Defer { at: 55_000 },
             lease_owner: "me".into(),
+            lease_until: target.lease_until,
         }],
         NO_BREAKER,
         50_001,
@@ -755,6 +893,7 @@ pub async fn retention<S: Store>(s: &S) {
         attempt: Some(attempt(1, at, Some(code))),
         next,
         lease_owner: "me".into(),
+        lease_until: 10_000,
     };
     s.record_outcomes(
         vec![
@@ -947,6 +1086,7 @@ pub async fn delivery_statistics<S: Store>(s: &S) {
                 attempt: Some(a),
                 next,
                 lease_owner: "me".into(),
+                lease_until: c.lease_until,
             }],
             NO_BREAKER,
             at,

@@ -15,6 +15,7 @@ mod certs;
 pub mod conformance;
 mod error;
 mod listing;
+mod machine;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod sealed;

@@ -19,6 +19,7 @@
 //!   `schema_migrations` (as in the SQLite backend: every known version not recorded is applied).
 
 use crate::listing::{self, cut};
+use crate::machine::{self, DeliveryRow, EndpointRow};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{DbError, Listed, Result, Store, StoreError};
@@ -612,25 +613,13 @@ where
     ))
 }
 
-fn status_i16(s: DeliveryStatus) -> i16 {
+const fn status_i16(s: DeliveryStatus) -> i16 {
     // as_i64 is 0..=4.
-    i16::try_from(s.as_i64()).unwrap_or(4)
+    s.as_i64() as i16
 }
 
-const PENDING: i16 = 0;
-const SUCCEEDED: i16 = 1;
-const FAILED: i16 = 2;
-const PAUSED: i16 = 3;
-const CANCELLED: i16 = 4;
-
-fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
-    a.and_then(|a| match (&a.error_class, &a.error_message) {
-        (Some(c), Some(m)) => Some(format!("{c}: {m}")),
-        (Some(c), None) => Some(c.clone()),
-        (None, Some(m)) => Some(m.clone()),
-        (None, None) => None,
-    })
-}
+const PENDING: i16 = status_i16(DeliveryStatus::Pending);
+const PAUSED: i16 = status_i16(DeliveryStatus::Paused);
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces of write transactions
@@ -718,32 +707,6 @@ async fn set_enabled_tx(
 // ---------------------------------------------------------------------------------------------
 // record_outcomes: lock, replay in memory, write back in bulk
 
-/// An endpoint as `record_outcomes` sees and changes it.
-struct EndpointState {
-    enabled: bool,
-    deleted: bool,
-    consecutive_failures: i64,
-    failing_since: Option<Millis>,
-    disabled_reason: Option<String>,
-    disabled_at: Option<Millis>,
-    updated_at: Millis,
-    dirty: bool,
-}
-
-/// A delivery as `record_outcomes` sees and changes it.
-struct DeliveryState {
-    endpoint_id: String,
-    status: i16,
-    attempt_count: i64,
-    next_attempt_at: Millis,
-    lease_owner: Option<String>,
-    last_status_code: Option<i64>,
-    last_error: Option<String>,
-    completed_at: Option<Millis>,
-    updated_at: Millis,
-    dirty: bool,
-}
-
 /// The whole of `record_outcomes` inside one transaction: about seven statements per batch.
 async fn record_outcomes_tx(
     c: &mut PgConnection,
@@ -776,11 +739,11 @@ async fn record_outcomes_tx(
     .bind(&delivery_ids)
     .fetch_all(&mut *c)
     .await?;
-    let mut endpoints: HashMap<String, EndpointState> = HashMap::with_capacity(rows.len());
+    let mut endpoints: HashMap<String, EndpointRow> = HashMap::with_capacity(rows.len());
     for r in &rows {
         endpoints.insert(
             r.try_get(0)?,
-            EndpointState {
+            EndpointRow {
                 enabled: r.try_get(1)?,
                 deleted: r.try_get(2)?,
                 consecutive_failures: r.try_get(3)?,
@@ -802,132 +765,34 @@ async fn record_outcomes_tx(
     .bind(&delivery_ids)
     .fetch_all(&mut *c)
     .await?;
-    let mut deliveries: HashMap<String, DeliveryState> = HashMap::with_capacity(rows.len());
+    let mut deliveries: HashMap<String, DeliveryRow> = HashMap::with_capacity(rows.len());
     for r in &rows {
         deliveries.insert(
             r.try_get(0)?,
-            DeliveryState {
-                endpoint_id: r.try_get(1)?,
-                status: r.try_get(2)?,
-                attempt_count: r.try_get(3)?,
-                next_attempt_at: r.try_get(4)?,
-                lease_owner: r.try_get(5)?,
-                last_status_code: r.try_get(6)?,
-                last_error: r.try_get(7)?,
-                completed_at: r.try_get(8)?,
-                updated_at: r.try_get(9)?,
-                dirty: false,
-            },
+            DeliveryRow::read(
+                r.try_get(1)?,
+                i64::from(r.try_get::<i16, _>(2)?),
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+                r.try_get(6)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+                r.try_get(9)?,
+            ),
         );
     }
 
-    // 3. Replay SQLite's record_one for every outcome, in order, on the locked rows.
-    let mut tripped = Vec::new();
-    let mut tripped_ids: Vec<&str> = Vec::new();
+    // 3. The state machine, shared with SQLite.
+    let applied = machine::apply(&mut endpoints, &mut deliveries, outcomes, breaker, now);
     let mut attempts = AttemptColumns::default();
-    for o in outcomes {
-        let attempt = o.attempt.as_ref();
-        if let Some(a) = attempt {
-            attempts.push(o, a);
-            if matches!(o.next, Next::Succeeded) {
-                if let Some(ep) = endpoints.get_mut(&o.endpoint_id)
-                    && ep.consecutive_failures != 0
-                {
-                    ep.consecutive_failures = 0;
-                    ep.failing_since = None;
-                    ep.dirty = true;
-                }
-            } else if let Some(ep) = endpoints.get_mut(&o.endpoint_id)
-                && !ep.deleted
-            {
-                ep.consecutive_failures = ep.consecutive_failures.saturating_add(1);
-                let since = *ep.failing_since.get_or_insert(a.started_at);
-                ep.dirty = true;
-                if breaker.enabled
-                    && ep.enabled
-                    && ep.consecutive_failures >= breaker.failure_threshold
-                    && now.saturating_sub(since) >= breaker.min_failing_ms
-                {
-                    // set_enabled_tx(false): the endpoint exists and is not deleted.
-                    ep.enabled = false;
-                    ep.disabled_reason = Some("circuit_breaker".into());
-                    ep.disabled_at = Some(now);
-                    ep.updated_at = now;
-                    tripped.push(TrippedEndpoint {
-                        endpoint_id: o.endpoint_id.clone(),
-                        consecutive_failures: ep.consecutive_failures,
-                        failing_since: since,
-                    });
-                    tripped_ids.push(o.endpoint_id.as_str());
-                    // Its pending deliveries pause; those outside this batch are paused in
-                    // bulk below, those in it here (later outcomes must see them paused).
-                    for d in deliveries.values_mut() {
-                        if d.endpoint_id == o.endpoint_id && d.status == PENDING {
-                            d.status = PAUSED;
-                            d.updated_at = now;
-                            d.dirty = true;
-                        }
-                    }
-                }
-            }
-        }
-        let inc = i64::from(attempt.is_some());
-        let code = attempt.and_then(|a| a.status_code);
-        let Some(d) = deliveries.get_mut(&o.delivery_id) else {
-            continue;
-        };
-        let open = matches!(d.status, PENDING | PAUSED);
-        let holds = d.lease_owner.is_none() || d.lease_owner.as_deref() == Some(&o.lease_owner);
-        match o.next {
-            Next::Succeeded => {
-                d.status = SUCCEEDED;
-                d.attempt_count = d.attempt_count.saturating_add(inc);
-                d.last_status_code = code;
-                d.last_error = None;
-                d.completed_at = Some(now);
-                d.updated_at = now;
-                d.lease_owner = None;
-                d.dirty = true;
-            }
-            Next::Retry { at } if open && holds => {
-                let enabled = endpoints.get(&d.endpoint_id).is_some_and(|e| e.enabled);
-                d.status = if enabled { PENDING } else { PAUSED };
-                d.attempt_count = d.attempt_count.saturating_add(inc);
-                d.next_attempt_at = at;
-                d.last_status_code = code;
-                d.last_error = last_error_of(attempt);
-                d.updated_at = now;
-                d.lease_owner = None;
-                d.dirty = true;
-            }
-            Next::Failed if open && holds => {
-                d.status = FAILED;
-                d.attempt_count = d.attempt_count.saturating_add(inc);
-                d.last_status_code = code;
-                d.last_error = last_error_of(attempt);
-                d.completed_at = Some(now);
-                d.updated_at = now;
-                d.lease_owner = None;
-                d.dirty = true;
-            }
-            Next::Defer { at }
-                if d.status == PENDING && d.lease_owner.as_deref() == Some(&o.lease_owner) =>
-            {
-                d.next_attempt_at = at;
-                d.lease_owner = None;
-                d.updated_at = now;
-                d.dirty = true;
-            }
-            Next::Cancel if open => {
-                d.status = CANCELLED;
-                d.completed_at = Some(now);
-                d.updated_at = now;
-                d.lease_owner = None;
-                d.dirty = true;
-            }
-            _ => {}
+    for &(i, label) in &applied.attempts {
+        if let Some((o, a)) = outcomes.get(i).and_then(|o| Some((o, o.attempt.as_ref()?))) {
+            attempts.push(o, a, label);
         }
     }
+    let tripped = applied.tripped;
+    let tripped_ids: Vec<&str> = tripped.iter().map(|t| t.endpoint_id.as_str()).collect();
 
     // 4. Write it all back: one statement per table.
     attempts.insert(&mut *c).await?;
@@ -963,16 +828,21 @@ async fn record_outcomes_tx(
         d_cols.push(id, d);
     }
     if !d_cols.id.is_empty() {
-        sqlx::query(
+        // Conditional on the state read (under FOR UPDATE it cannot have moved; if it ever did,
+        // the whole batch is refused rather than overwriting it).
+        let changed = sqlx::query(
             "UPDATE deliveries d SET status = u.status, attempt_count = u.attempt_count, \
              next_attempt_at = u.next_attempt_at, lease_owner = u.lease_owner, \
              last_status_code = u.last_status_code, last_error = u.last_error, \
              completed_at = u.completed_at, updated_at = u.updated_at \
              FROM UNNEST($1::text[], $2::int2[], $3::int8[], $4::int8[], $5::text[], $6::int8[], \
-                         $7::text[], $8::int8[], $9::int8[]) \
+                         $7::text[], $8::int8[], $9::int8[], $10::int2[], $11::text[], $12::int8[]) \
                AS u(id, status, attempt_count, next_attempt_at, lease_owner, last_status_code, \
-                    last_error, completed_at, updated_at) \
-             WHERE d.id = u.id",
+                    last_error, completed_at, updated_at, read_status, read_lease_owner, \
+                    read_next_attempt_at) \
+             WHERE d.id = u.id AND d.status = u.read_status \
+               AND d.lease_owner IS NOT DISTINCT FROM u.read_lease_owner \
+               AND d.next_attempt_at = u.read_next_attempt_at",
         )
         .bind(&d_cols.id)
         .bind(&d_cols.status)
@@ -983,8 +853,19 @@ async fn record_outcomes_tx(
         .bind(&d_cols.last_error)
         .bind(&d_cols.completed_at)
         .bind(&d_cols.updated_at)
+        .bind(&d_cols.read_status)
+        .bind(&d_cols.read_lease_owner)
+        .bind(&d_cols.read_next_attempt_at)
         .execute(&mut *c)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed != d_cols.id.len() as u64 {
+            return Err(StoreError::database(
+                "a delivery changed while its outcome was being recorded",
+                true,
+            )
+            .into());
+        }
     }
 
     if !tripped_ids.is_empty() {
@@ -1020,14 +901,7 @@ struct AttemptColumns {
 }
 
 impl AttemptColumns {
-    fn push(&mut self, o: &Outcome, a: &NewAttempt) {
-        let label = match o.next {
-            Next::Succeeded => "succeeded",
-            Next::Retry { .. } => "retrying",
-            Next::Failed => "failed",
-            Next::Defer { .. } => "deferred",
-            Next::Cancel => "cancelled",
-        };
+    fn push(&mut self, o: &Outcome, a: &NewAttempt, label: &'static str) {
         self.delivery_id.push(o.delivery_id.clone());
         self.attempt_no.push(a.attempt_no);
         self.started_at.push(a.started_at);
@@ -1087,7 +961,7 @@ struct EndpointColumns<'a> {
 }
 
 impl<'a> EndpointColumns<'a> {
-    fn push(&mut self, id: &'a str, e: &'a EndpointState) {
+    fn push(&mut self, id: &'a str, e: &'a EndpointRow) {
         self.id.push(id);
         self.enabled.push(e.enabled);
         self.disabled_reason.push(e.disabled_reason.as_deref());
@@ -1101,6 +975,9 @@ impl<'a> EndpointColumns<'a> {
 #[derive(Default)]
 struct DeliveryColumns<'a> {
     id: Vec<&'a str>,
+    read_status: Vec<i16>,
+    read_lease_owner: Vec<Option<&'a str>>,
+    read_next_attempt_at: Vec<i64>,
     status: Vec<i16>,
     attempt_count: Vec<i64>,
     next_attempt_at: Vec<i64>,
@@ -1112,9 +989,14 @@ struct DeliveryColumns<'a> {
 }
 
 impl<'a> DeliveryColumns<'a> {
-    fn push(&mut self, id: &'a str, d: &'a DeliveryState) {
+    fn push(&mut self, id: &'a str, d: &'a DeliveryRow) {
         self.id.push(id);
-        self.status.push(d.status);
+        // Statuses are 0..=4 (machine.rs), always an int2.
+        let status = |s: i64| i16::try_from(s).unwrap_or(i16::MAX);
+        self.read_status.push(status(d.read.status));
+        self.read_lease_owner.push(d.read.lease_owner.as_deref());
+        self.read_next_attempt_at.push(d.read.next_attempt_at);
+        self.status.push(status(d.status));
         self.attempt_count.push(d.attempt_count);
         self.next_attempt_at.push(d.next_attempt_at);
         self.lease_owner.push(d.lease_owner.as_deref());

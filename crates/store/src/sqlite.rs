@@ -11,12 +11,13 @@
 //! only once the checkpointer has nearly caught up (see [`WAL_RESTART_PAGES`]).
 
 use crate::listing::{self, cut};
+use crate::machine::{self, DeliveryRow, EndpointRow};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{Listed, Result, Store, StoreError};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -947,134 +948,138 @@ fn insert_attempt(
     Ok(())
 }
 
-fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
-    a.and_then(|a| match (&a.error_class, &a.error_message) {
-        (Some(c), Some(m)) => Some(format!("{c}: {m}")),
-        (Some(c), None) => Some(c.clone()),
-        (None, Some(m)) => Some(m.clone()),
-        (None, None) => None,
-    })
-}
-
-fn record_one(
+/// A batch of outcomes inside the writer's transaction: the rows they touch are read, the
+/// shared state machine ([`crate::machine`]) decides, and the changed rows are written back,
+/// each conditional on the state read.
+fn record_outcomes_tx(
     conn: &Connection,
-    o: &Outcome,
+    outcomes: &[Outcome],
     breaker: &BreakerPolicy,
     now: Millis,
-    tripped: &mut Vec<TrippedEndpoint>,
-    // Endpoints whose failure count this batch already reset, with no failure since: a
-    // batch of successes to one endpoint resets it once.
-    reset: &mut HashSet<String>,
-) -> Result<()> {
-    let attempt = o.attempt.as_ref();
-    if let Some(a) = attempt {
-        let label = match o.next {
-            Next::Succeeded => "succeeded",
-            Next::Retry { .. } => "retrying",
-            Next::Failed => "failed",
-            Next::Defer { .. } => "deferred",
-            Next::Cancel => "cancelled",
-        };
-        insert_attempt(conn, &o.delivery_id, a, label)?;
-        // Breaker bookkeeping: any successful attempt resets, any failed attempt counts.
-        if matches!(o.next, Next::Succeeded) {
-            if !reset.contains(&o.endpoint_id) {
-                reset.insert(o.endpoint_id.clone());
-                conn.prepare_cached(
-                    "UPDATE endpoints SET consecutive_failures = 0, failing_since = NULL \
-                 WHERE id = ?1 AND consecutive_failures <> 0",
-                )?
-                .execute([&o.endpoint_id])?;
+) -> Result<Vec<TrippedEndpoint>> {
+    let mut deliveries: HashMap<String, DeliveryRow> = HashMap::new();
+    {
+        let mut read = conn.prepare_cached(
+            "SELECT endpoint_id, status, attempt_count, next_attempt_at, lease_owner, \
+             last_status_code, last_error, completed_at, updated_at FROM deliveries WHERE id = ?1",
+        )?;
+        for o in outcomes {
+            if deliveries.contains_key(&o.delivery_id) {
+                continue;
             }
-        } else {
-            reset.remove(&o.endpoint_id);
-            let row: Option<(i64, i64, i64)> = conn
-                .prepare_cached(
-                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + 1, \
-                     failing_since = COALESCE(failing_since, ?2) WHERE id = ?1 AND deleted_at IS NULL \
-                     RETURNING consecutive_failures, failing_since, enabled",
-                )?
-                .query_row(params![o.endpoint_id, a.started_at], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            let row = read
+                .query_row([&o.delivery_id], |r| {
+                    Ok(DeliveryRow::read(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
                 })
                 .optional()?;
-            if let Some((failures, since, enabled)) = row
-                && breaker.enabled
-                && enabled != 0
-                && failures >= breaker.failure_threshold
-                && now.saturating_sub(since) >= breaker.min_failing_ms
-                && set_enabled_tx(conn, &o.endpoint_id, false, Some("circuit_breaker"), now)?
-            {
-                tripped.push(TrippedEndpoint {
-                    endpoint_id: o.endpoint_id.clone(),
-                    consecutive_failures: failures,
-                    failing_since: since,
-                });
+            if let Some(row) = row {
+                deliveries.insert(o.delivery_id.clone(), row);
             }
         }
     }
-    let inc = i64::from(attempt.is_some());
-    let code = attempt.and_then(|a| a.status_code);
-    match o.next {
-        Next::Succeeded => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 1, attempt_count = attempt_count + ?2, \
-                 last_status_code = ?3, last_error = NULL, completed_at = ?4, updated_at = ?4, \
-                 lease_owner = NULL WHERE id = ?1",
-            )?
-            .execute(params![o.delivery_id, inc, code, now])?;
-        }
-        Next::Retry { at } => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET \
-                 status = CASE WHEN (SELECT enabled FROM endpoints WHERE id = deliveries.endpoint_id) = 1 \
-                          THEN 0 ELSE 3 END, \
-                 attempt_count = attempt_count + ?2, next_attempt_at = ?3, last_status_code = ?4, \
-                 last_error = ?5, updated_at = ?6, lease_owner = NULL \
-                 WHERE id = ?1 AND status IN (0, 3) AND (lease_owner = ?7 OR lease_owner IS NULL)",
-            )?
-            .execute(params![
-                o.delivery_id,
-                inc,
-                at,
-                code,
-                last_error_of(attempt),
-                now,
-                o.lease_owner
-            ])?;
-        }
-        Next::Failed => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 2, attempt_count = attempt_count + ?2, \
-                 last_status_code = ?3, last_error = ?4, completed_at = ?5, updated_at = ?5, \
-                 lease_owner = NULL \
-                 WHERE id = ?1 AND status IN (0, 3) AND (lease_owner = ?6 OR lease_owner IS NULL)",
-            )?
-            .execute(params![
-                o.delivery_id,
-                inc,
-                code,
-                last_error_of(attempt),
-                now,
-                o.lease_owner
-            ])?;
-        }
-        Next::Defer { at } => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET next_attempt_at = ?2, lease_owner = NULL, updated_at = ?3 \
-                 WHERE id = ?1 AND status = 0 AND lease_owner = ?4",
-            )?
-            .execute(params![o.delivery_id, at, now, o.lease_owner])?;
-        }
-        Next::Cancel => {
-            conn.prepare_cached(
-                "UPDATE deliveries SET status = 4, completed_at = ?2, updated_at = ?2, lease_owner = NULL \
-                 WHERE id = ?1 AND status IN (0, 3)",
-            )?
-            .execute(params![o.delivery_id, now])?;
+    let mut endpoints: HashMap<String, EndpointRow> = HashMap::new();
+    {
+        let mut read = conn.prepare_cached(
+            "SELECT enabled, deleted_at IS NOT NULL, consecutive_failures, failing_since, \
+             disabled_reason, disabled_at, updated_at FROM endpoints WHERE id = ?1",
+        )?;
+        let ids: BTreeSet<&str> = outcomes
+            .iter()
+            .map(|o| o.endpoint_id.as_str())
+            .chain(deliveries.values().map(|d| d.endpoint_id.as_str()))
+            .collect();
+        for id in ids {
+            let row = read
+                .query_row([id], |r| {
+                    Ok(EndpointRow {
+                        enabled: r.get::<_, i64>(0)? != 0,
+                        deleted: r.get(1)?,
+                        consecutive_failures: r.get(2)?,
+                        failing_since: r.get(3)?,
+                        disabled_reason: r.get(4)?,
+                        disabled_at: r.get(5)?,
+                        updated_at: r.get(6)?,
+                        dirty: false,
+                    })
+                })
+                .optional()?;
+            if let Some(row) = row {
+                endpoints.insert(id.to_owned(), row);
+            }
         }
     }
-    Ok(())
+
+    let applied = machine::apply(&mut endpoints, &mut deliveries, outcomes, breaker, now);
+
+    for &(i, label) in &applied.attempts {
+        if let Some((o, a)) = outcomes.get(i).and_then(|o| Some((o, o.attempt.as_ref()?))) {
+            insert_attempt(conn, &o.delivery_id, a, label)?;
+        }
+    }
+    for (id, ep) in endpoints.iter().filter(|(_, e)| e.dirty) {
+        conn.prepare_cached(
+            "UPDATE endpoints SET enabled = ?2, disabled_reason = ?3, disabled_at = ?4, \
+             consecutive_failures = ?5, failing_since = ?6, updated_at = ?7 WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            i64::from(ep.enabled),
+            ep.disabled_reason,
+            ep.disabled_at,
+            ep.consecutive_failures,
+            ep.failing_since,
+            ep.updated_at
+        ])?;
+    }
+    for (id, d) in deliveries.iter().filter(|(_, d)| d.dirty) {
+        // Conditional on the state read: the only writer cannot have moved it meanwhile, and if
+        // it ever did, the batch is refused rather than overwriting it.
+        let changed = conn
+            .prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempt_count = ?3, next_attempt_at = ?4, \
+                 lease_owner = ?5, last_status_code = ?6, last_error = ?7, completed_at = ?8, \
+                 updated_at = ?9 \
+                 WHERE id = ?1 AND status = ?10 AND lease_owner IS ?11 AND next_attempt_at = ?12",
+            )?
+            .execute(params![
+                id,
+                d.status,
+                d.attempt_count,
+                d.next_attempt_at,
+                d.lease_owner,
+                d.last_status_code,
+                d.last_error,
+                d.completed_at,
+                d.updated_at,
+                d.read.status,
+                d.read.lease_owner,
+                d.read.next_attempt_at
+            ])?;
+        if changed != 1 {
+            return Err(StoreError::database(
+                "a delivery changed while its outcome was being recorded",
+                true,
+            ));
+        }
+    }
+    // The tripped endpoints' other pending deliveries pause (those of the batch already did).
+    for t in &applied.tripped {
+        conn.prepare_cached(
+            "UPDATE deliveries SET status = 3, updated_at = ?2 WHERE endpoint_id = ?1 AND status = 0",
+        )?
+        .execute(params![t.endpoint_id, now])?;
+    }
+    Ok(applied.tripped)
 }
 
 /// Finished deliveries (succeeded, failed, cancelled) completed before ?1, oldest first: the
@@ -1721,15 +1726,8 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<Vec<TrippedEndpoint>> {
         let outcomes = recorded_outcomes(outcomes);
-        self.write_unguarded(move |c| {
-            let mut tripped = Vec::new();
-            let mut reset = HashSet::new();
-            for o in &outcomes {
-                record_one(c, o, &breaker, now, &mut tripped, &mut reset)?;
-            }
-            Ok(tripped)
-        })
-        .await
+        self.write_unguarded(move |c| record_outcomes_tx(c, &outcomes, &breaker, now))
+            .await
     }
 
     async fn release_leases(&self, owner: Option<&str>, now: Millis) -> Result<u64> {

@@ -134,7 +134,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub fn as_i64(self) -> i64 {
+    pub const fn as_i64(self) -> i64 {
         match self {
             DeliveryStatus::Pending => 0,
             DeliveryStatus::Succeeded => 1,
@@ -264,9 +264,12 @@ pub struct Outcome {
     pub endpoint_id: String,
     pub attempt: Option<NewAttempt>,
     pub next: Next,
-    /// The dispatcher that held the lease; an outcome from a lease that was lost meanwhile is
-    /// still recorded (at-least-once), but does not move a delivery that another owner now holds.
+    /// The lease the delivery was claimed under: its owner (the dispatcher) and its end
+    /// ([`Claimed::lease_until`]). An outcome moves the delivery only while this is still its
+    /// lease; a late one (the lease expired and passed on, or was released) changes nothing
+    /// and its attempt is logged as `superseded` (see the store's state machine).
     pub lease_owner: String,
+    pub lease_until: Millis,
 }
 
 /// The circuit breaker: an endpoint is disabled after `failure_threshold` consecutive failed

@@ -222,9 +222,11 @@ fn release(inner: &Inner, n: usize) {
 async fn publish(inner: &Arc<Inner>, event: NewEvent) -> Result<CreateEventResult, StoreError> {
     let stopping = inner.stopping.load(Ordering::Acquire);
     let reserved = if stopping { 0 } else { reserve(inner, 256) };
+    // The jobs below carry exactly the lease the store records: an outcome applies only under it.
+    let lease_until = now_millis() + millis(inner.lease);
     let lease = (reserved > 0).then(|| LeaseRequest {
         owner: inner.owner.clone(),
-        until: now_millis() + millis(inner.lease),
+        until: lease_until,
         max: reserved,
     });
     let ttl =
@@ -235,7 +237,6 @@ async fn publish(inner: &Arc<Inner>, event: NewEvent) -> Result<CreateEventResul
             let payload: Arc<str> = Arc::from(event.payload.as_str());
             let mut used = 0;
             let mut unleased = false;
-            let lease_until = now_millis() + millis(inner.lease);
             for d in deliveries {
                 if d.leased {
                     used += 1;
@@ -467,6 +468,7 @@ fn outcome(inner: &Inner, job: &Claimed, attempt: Option<NewAttempt>, next: Next
         attempt,
         next,
         lease_owner: inner.owner.clone(),
+        lease_until: job.lease_until,
     }
 }
 

@@ -180,6 +180,7 @@ pub async fn pages_bounded_in_bytes<S: Store>(s: &S) {
                     at: 20_000 * (n + 1),
                 },
                 lease_owner: "me".into(),
+                lease_until: c[0].lease_until,
             }],
             NO_BREAKER,
             20_000 * n + 10,

@@ -179,6 +179,7 @@ pub async fn nul_in_text<S: Store + ApiKeyStore>(s: &S) {
             attempt: Some(a),
             next: Next::Retry { at: 5_000 },
             lease_owner: "me".into(),
+            lease_until: c.lease_until,
         }],
         NO_BREAKER,
         200,
