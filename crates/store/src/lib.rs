@@ -8,6 +8,27 @@
 //! The PostgreSQL backend ([`postgres::PgStore`], cargo feature `postgres`, on by default) lets
 //! several instances share one database.
 
+/// A delivery status as the SQL literal both backends store ([`DeliveryStatus::as_i64`]), for
+/// statements built with `concat!`: `concat!("… WHERE status = ", st!(pending))`. A test keeps
+/// the two in step.
+macro_rules! st {
+    (pending) => {
+        "0"
+    };
+    (succeeded) => {
+        "1"
+    };
+    (failed) => {
+        "2"
+    };
+    (paused) => {
+        "3"
+    };
+    (cancelled) => {
+        "4"
+    };
+}
+
 mod api_keys;
 mod certs;
 #[doc(hidden)]
@@ -208,5 +229,23 @@ mod change_tests {
         }
         assert_eq!(Change::decode("widget:x"), Change::All);
         assert_eq!(Change::decode(""), Change::All);
+    }
+}
+
+#[cfg(test)]
+mod status_literals {
+    use crate::DeliveryStatus;
+
+    #[test]
+    fn sql_status_literals_are_the_stored_numbers() {
+        for (lit, status) in [
+            (st!(pending), DeliveryStatus::Pending),
+            (st!(succeeded), DeliveryStatus::Succeeded),
+            (st!(failed), DeliveryStatus::Failed),
+            (st!(paused), DeliveryStatus::Paused),
+            (st!(cancelled), DeliveryStatus::Cancelled),
+        ] {
+            assert_eq!(lit, status.as_i64().to_string());
+        }
     }
 }

@@ -520,10 +520,16 @@ impl Store for PgStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "UPDATE deliveries SET status = 4, completed_at = $2, updated_at = $2, \
-                     lease_owner = NULL WHERE endpoint_id = $1 AND status IN (0, 3)",
-                )
+                sqlx::query(concat!(
+                    "UPDATE deliveries SET status = ",
+                    st!(cancelled),
+                    ", completed_at = $2, updated_at = $2, \
+                     lease_owner = NULL WHERE endpoint_id = $1 AND status IN (",
+                    st!(pending),
+                    ", ",
+                    st!(paused),
+                    ")"
+                ))
                 .bind(id)
                 .bind(now)
                 .execute(&mut *tx)
@@ -778,15 +784,37 @@ impl Store for PgStore {
         }
         // Scans deliveries_endpoint_finished (one endpoint) or deliveries_finished (all).
         let sql = if endpoint_id.is_some() {
-            "SELECT (completed_at - $2) / $3 AS b, \
-             COUNT(*) FILTER (WHERE status = 1), COUNT(*) FILTER (WHERE status = 2) \
-             FROM deliveries WHERE endpoint_id = $1 AND status IN (1, 2) \
+            concat!(
+                "SELECT (completed_at - $2) / $3 AS b, \
+             COUNT(*) FILTER (WHERE status = ",
+                st!(succeeded),
+                "), COUNT(*) FILTER (WHERE status = ",
+                st!(failed),
+                ") \
+             FROM deliveries WHERE endpoint_id = $1 AND status IN (",
+                st!(succeeded),
+                ", ",
+                st!(failed),
+                ") \
              AND completed_at >= $2 AND completed_at < $4 GROUP BY b ORDER BY b LIMIT $5"
+            )
         } else {
-            "SELECT (completed_at - $2) / $3 AS b, \
-             COUNT(*) FILTER (WHERE status = 1), COUNT(*) FILTER (WHERE status = 2) \
-             FROM deliveries WHERE $1::text IS NULL AND status IN (1, 2, 4) \
+            concat!(
+                "SELECT (completed_at - $2) / $3 AS b, \
+             COUNT(*) FILTER (WHERE status = ",
+                st!(succeeded),
+                "), COUNT(*) FILTER (WHERE status = ",
+                st!(failed),
+                ") \
+             FROM deliveries WHERE $1::text IS NULL AND status IN (",
+                st!(succeeded),
+                ", ",
+                st!(failed),
+                ", ",
+                st!(cancelled),
+                ") \
              AND completed_at >= $2 AND completed_at < $4 GROUP BY b ORDER BY b LIMIT $5"
+            )
         };
         let rows = sqlx::query(sql)
             .bind(endpoint_id)
@@ -830,9 +858,14 @@ impl Store for PgStore {
                 PAUSED
             };
             sqlx::query(&format!(
-                "UPDATE deliveries SET status = $3, next_attempt_at = $2, lease_owner = NULL, \
-                 completed_at = NULL, updated_at = $2 WHERE id = $1 AND status <> 4 \
-                 RETURNING {DELIVERY_COLS}"
+                concat!(
+                    "UPDATE deliveries SET status = $3, next_attempt_at = $2, lease_owner = NULL, \
+                 completed_at = NULL, updated_at = $2 WHERE id = $1 AND status <> ",
+                    st!(cancelled),
+                    " \
+                 RETURNING {cols}"
+                ),
+                cols = DELIVERY_COLS
             ))
             .bind(id)
             .bind(now)
@@ -855,10 +888,12 @@ impl Store for PgStore {
         let limit = i64::try_from(limit.clamp(1, 10_000)).unwrap_or(1000);
         // One statement: pick due rows nobody else is locking, lease them, and return them
         // with their events (each payload once per event, however many deliveries share it).
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH picked AS MATERIALIZED ( \
                SELECT id, next_attempt_at AS due_at FROM deliveries \
-               WHERE status = 0 AND next_attempt_at <= $3 \
+               WHERE status = ",
+            st!(pending),
+            " AND next_attempt_at <= $3 \
                ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
              claimed AS ( \
                UPDATE deliveries d SET next_attempt_at = $1, lease_owner = $2 \
@@ -869,8 +904,8 @@ impl Store for PgStore {
                CASE WHEN row_number() OVER (PARTITION BY c.event_id ORDER BY c.id) = 1 \
                     THEN e.payload END \
              FROM claimed c LEFT JOIN events e ON e.id = c.event_id \
-             ORDER BY c.due_at, c.id",
-        )
+             ORDER BY c.due_at, c.id"
+        ))
         .bind(lease_until)
         .bind(owner)
         .bind(now)
@@ -910,10 +945,14 @@ impl Store for PgStore {
         }
         if !orphans.is_empty() {
             // Orphan deliveries (their event was purged): finish them as failed.
-            sqlx::query(
-                "UPDATE deliveries SET status = 2, last_error = 'event missing', completed_at = $2, \
-                 lease_owner = NULL WHERE id = ANY($1) AND status = 0 AND lease_owner = $3",
-            )
+            sqlx::query(concat!(
+                "UPDATE deliveries SET status = ",
+                st!(failed),
+                ", last_error = 'event missing', completed_at = $2, \
+                 lease_owner = NULL WHERE id = ANY($1) AND status = ",
+                st!(pending),
+                " AND lease_owner = $3"
+            ))
             .bind(&orphans)
             .bind(now)
             .bind(owner)
@@ -940,16 +979,20 @@ impl Store for PgStore {
 
     async fn release_leases(&self, owner: Option<&str>, now: Millis) -> Result<u64> {
         let q = match owner {
-            Some(owner) => sqlx::query(
+            Some(owner) => sqlx::query(concat!(
                 "UPDATE deliveries SET next_attempt_at = $1, lease_owner = NULL \
-                 WHERE status = 0 AND lease_owner = $2",
-            )
+                 WHERE status = ",
+                st!(pending),
+                " AND lease_owner = $2"
+            ))
             .bind(now)
             .bind(owner),
-            None => sqlx::query(
+            None => sqlx::query(concat!(
                 "UPDATE deliveries SET next_attempt_at = $1, lease_owner = NULL \
-                 WHERE status = 0 AND lease_owner IS NOT NULL",
-            )
+                 WHERE status = ",
+                st!(pending),
+                " AND lease_owner IS NOT NULL"
+            ))
             .bind(now),
         };
         Ok(q.execute(&self.pool).await?.rows_affected())
@@ -970,10 +1013,12 @@ impl Store for PgStore {
                 DeliveryStatus::Cancelled => counts.cancelled = n,
             }
         }
-        let (due, oldest): (i64, Option<i64>) = sqlx::query_as(
+        let (due, oldest): (i64, Option<i64>) = sqlx::query_as(concat!(
             "SELECT count(*), min(next_attempt_at) FROM deliveries \
-             WHERE status = 0 AND next_attempt_at <= $1",
-        )
+             WHERE status = ",
+            st!(pending),
+            " AND next_attempt_at <= $1"
+        ))
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -985,17 +1030,21 @@ impl Store for PgStore {
     async fn queue_stats(&self, now: Millis, cap: i64) -> Result<QueueStats> {
         let cap = cap.max(0);
         // Both follow the partial index `deliveries_due`: a seek, and a scan bounded by `cap`.
-        let oldest: Option<i64> = sqlx::query_scalar(
-            "SELECT next_attempt_at FROM deliveries WHERE status = 0 AND next_attempt_at <= $1 \
-             ORDER BY next_attempt_at LIMIT 1",
-        )
+        let oldest: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT next_attempt_at FROM deliveries WHERE status = ",
+            st!(pending),
+            " AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT 1"
+        ))
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        let due: i64 = sqlx::query_scalar(
+        let due: i64 = sqlx::query_scalar(concat!(
             "SELECT count(*) FROM (SELECT 1 FROM deliveries \
-             WHERE status = 0 AND next_attempt_at <= $1 LIMIT $2) AS due",
-        )
+             WHERE status = ",
+            st!(pending),
+            " AND next_attempt_at <= $1 LIMIT $2) AS due"
+        ))
         .bind(now)
         .bind(cap)
         .fetch_one(&self.pool)

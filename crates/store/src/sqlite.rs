@@ -444,10 +444,16 @@ impl Store for SqliteStore {
             }
             c.prepare_cached("DELETE FROM endpoint_event_types WHERE endpoint_id = ?1")?
                 .execute([&id])?;
-            c.prepare_cached(
-                "UPDATE deliveries SET status = 4, completed_at = ?2, updated_at = ?2, lease_owner = NULL \
-                 WHERE endpoint_id = ?1 AND status IN (0, 3)",
-            )?
+            c.prepare_cached(concat!(
+                "UPDATE deliveries SET status = ",
+                st!(cancelled),
+                ", completed_at = ?2, updated_at = ?2, lease_owner = NULL \
+                 WHERE endpoint_id = ?1 AND status IN (",
+                st!(pending),
+                ", ",
+                st!(paused),
+                ")"
+            ))?
             .execute(params![id, now])?;
             c.prepare_cached("UPDATE endpoint_secrets SET expires_at = ?2 WHERE endpoint_id = ?1")?
                 .execute(params![id, now])?;
@@ -756,13 +762,33 @@ impl Store for SqliteStore {
             // Each variant's WHERE repeats its partial index's condition word for word, so
             // SQLite uses deliveries_endpoint_finished / deliveries_finished.
             let sql = if endpoint_id.is_some() {
-                "SELECT (completed_at - ?2) / ?3 AS b, SUM(status = 1), SUM(status = 2) \
-                 FROM deliveries WHERE endpoint_id = ?1 AND status IN (1, 2) \
+                concat!(
+                    "SELECT (completed_at - ?2) / ?3 AS b, SUM(status = ",
+                    st!(succeeded),
+                    "), SUM(status = ",
+                    st!(failed),
+                    ") \
+                 FROM deliveries WHERE endpoint_id = ?1 AND status IN (",
+                    st!(succeeded),
+                    ", ",
+                    st!(failed),
+                    ") \
                  AND completed_at >= ?2 AND completed_at < ?4 GROUP BY b ORDER BY b LIMIT ?5"
+                )
             } else {
-                "SELECT (completed_at - ?2) / ?3 AS b, SUM(status = 1), SUM(status = 2) \
-                 FROM deliveries WHERE ?1 IS NULL AND status > 0 AND status <> 3 \
+                concat!(
+                    "SELECT (completed_at - ?2) / ?3 AS b, SUM(status = ",
+                    st!(succeeded),
+                    "), SUM(status = ",
+                    st!(failed),
+                    ") \
+                 FROM deliveries WHERE ?1 IS NULL AND status > ",
+                    st!(pending),
+                    " AND status <> ",
+                    st!(paused),
+                    " \
                  AND completed_at >= ?2 AND completed_at < ?4 GROUP BY b ORDER BY b LIMIT ?5"
+                )
             };
             let rows = c
                 .prepare_cached(sql)?
@@ -795,11 +821,12 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write(move |c| {
             Ok(c.prepare_cached(&format!(
-                "UPDATE deliveries SET \
+                concat!("UPDATE deliveries SET \
                  status = CASE WHEN (SELECT enabled FROM endpoints WHERE id = deliveries.endpoint_id) = 1 \
-                          THEN 0 ELSE 3 END, \
+                          THEN ", st!(pending), " ELSE ", st!(paused), " END, \
                  next_attempt_at = ?2, lease_owner = NULL, completed_at = NULL, updated_at = ?2 \
-                 WHERE id = ?1 AND status <> 4 RETURNING {DELIVERY_COLS}"
+                 WHERE id = ?1 AND status <> ", st!(cancelled), " RETURNING {cols}"),
+                cols = DELIVERY_COLS
             ))?
             .query_row(params![id, now], delivery_from_row)
             .optional()?)
@@ -817,12 +844,14 @@ impl Store for SqliteStore {
         let owner = owner.to_owned();
         let limit = i64::try_from(limit.clamp(1, 10_000)).unwrap_or(1000);
         self.write_unguarded(move |c| {
-            let mut stmt = c.prepare_cached(
+            let mut stmt = c.prepare_cached(concat!(
                 "UPDATE deliveries SET next_attempt_at = ?1, lease_owner = ?2 \
-                 WHERE id IN (SELECT id FROM deliveries WHERE status = 0 AND next_attempt_at <= ?3 \
+                 WHERE id IN (SELECT id FROM deliveries WHERE status = ",
+                st!(pending),
+                " AND next_attempt_at <= ?3 \
                               ORDER BY next_attempt_at LIMIT ?4) \
-                 RETURNING id, event_id, endpoint_id, attempt_count",
-            )?;
+                 RETURNING id, event_id, endpoint_id, attempt_count"
+            ))?;
             let rows = stmt.query_map(params![lease_until, owner, now, limit], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -853,10 +882,12 @@ impl Store for SqliteStore {
                             .optional()?
                         else {
                             // An orphan delivery (its event was purged): finish it as failed.
-                            c.prepare_cached(
-                                "UPDATE deliveries SET status = 2, last_error = 'event missing', \
-                                 completed_at = ?2, lease_owner = NULL WHERE id = ?1",
-                            )?
+                            c.prepare_cached(concat!(
+                                "UPDATE deliveries SET status = ",
+                                st!(failed),
+                                ", last_error = 'event missing', \
+                                 completed_at = ?2, lease_owner = NULL WHERE id = ?1"
+                            ))?
                             .execute(params![delivery_id, now])?;
                             continue;
                         };
@@ -896,10 +927,12 @@ impl Store for SqliteStore {
         let owner = owner.map(str::to_owned);
         self.write(move |c| {
             let n = c
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "UPDATE deliveries SET next_attempt_at = ?1, lease_owner = NULL \
-                     WHERE status = 0 AND lease_owner IS NOT NULL AND (?2 IS NULL OR lease_owner = ?2)",
-                )?
+                     WHERE status = ",
+                    st!(pending),
+                    " AND lease_owner IS NOT NULL AND (?2 IS NULL OR lease_owner = ?2)"
+                ))?
                 .execute(params![now, owner])?;
             Ok(n as u64)
         })
@@ -932,10 +965,12 @@ impl Store for SqliteStore {
                 }
             }
             let (due, oldest): (i64, Option<i64>) = c
-                .prepare_cached(
+                .prepare_cached(concat!(
                     "SELECT count(*), min(next_attempt_at) FROM deliveries \
-                     WHERE status = 0 AND next_attempt_at <= ?1",
-                )?
+                     WHERE status = ",
+                    st!(pending),
+                    " AND next_attempt_at <= ?1"
+                ))?
                 .query_row([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
             counts.due = due;
             counts.oldest_due_age_ms = oldest.map(|o| now.saturating_sub(o)).unwrap_or(0);

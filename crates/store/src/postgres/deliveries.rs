@@ -67,18 +67,24 @@ pub(super) async fn set_enabled_tx(
         return Ok(false);
     }
     if enabled {
-        sqlx::query(
-            "UPDATE deliveries SET status = 0, next_attempt_at = $2, lease_owner = NULL, \
-             updated_at = $2 WHERE endpoint_id = $1 AND status = 3",
-        )
+        sqlx::query(concat!(
+            "UPDATE deliveries SET status = ",
+            st!(pending),
+            ", next_attempt_at = $2, lease_owner = NULL, \
+             updated_at = $2 WHERE endpoint_id = $1 AND status = ",
+            st!(paused)
+        ))
         .bind(id)
         .bind(now)
         .execute(&mut *c)
         .await?;
     } else {
-        sqlx::query(
-            "UPDATE deliveries SET status = 3, updated_at = $2 WHERE endpoint_id = $1 AND status = 0",
-        )
+        sqlx::query(concat!(
+            "UPDATE deliveries SET status = ",
+            st!(paused),
+            ", updated_at = $2 WHERE endpoint_id = $1 AND status = ",
+            st!(pending)
+        ))
         .bind(id)
         .bind(now)
         .execute(&mut *c)
@@ -254,10 +260,13 @@ pub(super) async fn record_outcomes_tx(
     if !tripped_ids.is_empty() {
         // The rest of the tripped endpoints' pending deliveries (none of them in this batch
         // can still be pending: the endpoint stayed disabled after the trip).
-        sqlx::query(
-            "UPDATE deliveries SET status = 3, updated_at = $2 \
-             WHERE endpoint_id = ANY($1) AND status = 0",
-        )
+        sqlx::query(concat!(
+            "UPDATE deliveries SET status = ",
+            st!(paused),
+            ", updated_at = $2 \
+             WHERE endpoint_id = ANY($1) AND status = ",
+            st!(pending)
+        ))
         .bind(&tripped_ids)
         .bind(now)
         .execute(&mut *c)
@@ -582,10 +591,16 @@ pub(super) async fn purge_tx(
     let mut counts = PurgeCounts::default();
     // Finished deliveries, oldest first; SKIP LOCKED leaves alone any that another instance is
     // touching (a manual retry, a late outcome) right now.
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM deliveries WHERE status IN (1, 2, 4) AND completed_at < $1 \
-         ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-    )
+    let ids: Vec<String> = sqlx::query_scalar(concat!(
+        "SELECT id FROM deliveries WHERE status IN (",
+        st!(succeeded),
+        ", ",
+        st!(failed),
+        ", ",
+        st!(cancelled),
+        ") AND completed_at < $1 \
+         ORDER BY completed_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    ))
     .bind(older_than)
     .bind(batch)
     .fetch_all(&mut *c)

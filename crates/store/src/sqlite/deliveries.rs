@@ -49,15 +49,21 @@ pub(super) fn set_enabled_tx(
         return Ok(false);
     }
     if enabled {
-        conn.prepare_cached(
-            "UPDATE deliveries SET status = 0, next_attempt_at = ?2, lease_owner = NULL, updated_at = ?2 \
-             WHERE endpoint_id = ?1 AND status = 3",
-        )?
+        conn.prepare_cached(concat!(
+            "UPDATE deliveries SET status = ",
+            st!(pending),
+            ", next_attempt_at = ?2, lease_owner = NULL, updated_at = ?2 \
+             WHERE endpoint_id = ?1 AND status = ",
+            st!(paused)
+        ))?
         .execute(params![id, now])?;
     } else {
-        conn.prepare_cached(
-            "UPDATE deliveries SET status = 3, updated_at = ?2 WHERE endpoint_id = ?1 AND status = 0",
-        )?
+        conn.prepare_cached(concat!(
+            "UPDATE deliveries SET status = ",
+            st!(paused),
+            ", updated_at = ?2 WHERE endpoint_id = ?1 AND status = ",
+            st!(pending)
+        ))?
         .execute(params![id, now])?;
     }
     Ok(true)
@@ -218,9 +224,12 @@ pub(super) fn record_outcomes_tx(
     }
     // The tripped endpoints' other pending deliveries pause (those of the batch already did).
     for t in &applied.tripped {
-        conn.prepare_cached(
-            "UPDATE deliveries SET status = 3, updated_at = ?2 WHERE endpoint_id = ?1 AND status = 0",
-        )?
+        conn.prepare_cached(concat!(
+            "UPDATE deliveries SET status = ",
+            st!(paused),
+            ", updated_at = ?2 WHERE endpoint_id = ?1 AND status = ",
+            st!(pending)
+        ))?
         .execute(params![t.endpoint_id, now])?;
     }
     Ok(applied.tripped)
@@ -228,8 +237,14 @@ pub(super) fn record_outcomes_tx(
 
 /// Finished deliveries (succeeded, failed, cancelled) completed before ?1, oldest first: the
 /// condition repeats deliveries_finished's word for word, so that SQLite uses that index.
-pub(super) const FINISHED_BEFORE_SQL: &str = "SELECT id FROM deliveries WHERE status > 0 AND status <> 3 \
-     AND completed_at < ?1 ORDER BY completed_at LIMIT ?2";
+pub(super) const FINISHED_BEFORE_SQL: &str = concat!(
+    "SELECT id FROM deliveries WHERE status > ",
+    st!(pending),
+    " AND status <> ",
+    st!(paused),
+    " \
+     AND completed_at < ?1 ORDER BY completed_at LIMIT ?2"
+);
 
 /// One bounded retention pass (see [`Store::purge_finished`]).
 pub(super) fn purge_tx(c: &Connection, older_than: Millis, batch: i64) -> Result<PurgeCounts> {

@@ -35,11 +35,19 @@ pub(super) fn endpoint_from_row(r: &Row<'_>) -> rusqlite::Result<Endpoint> {
 }
 
 /// The oldest due delivery: one seek in the partial index `deliveries_due`.
-pub(super) const QUEUE_OLDEST_SQLITE: &str = "SELECT next_attempt_at FROM deliveries \
-     WHERE status = 0 AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 1";
+pub(super) const QUEUE_OLDEST_SQLITE: &str = concat!(
+    "SELECT next_attempt_at FROM deliveries \
+     WHERE status = ",
+    st!(pending),
+    " AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT 1"
+);
 /// Due deliveries, counted up to a cap: a range scan of `deliveries_due` that stops there.
-pub(super) const QUEUE_DUE_SQLITE: &str = "SELECT count(*) FROM (SELECT 1 FROM deliveries \
-     WHERE status = 0 AND next_attempt_at <= ?1 LIMIT ?2)";
+pub(super) const QUEUE_DUE_SQLITE: &str = concat!(
+    "SELECT count(*) FROM (SELECT 1 FROM deliveries \
+     WHERE status = ",
+    st!(pending),
+    " AND next_attempt_at <= ?1 LIMIT ?2)"
+);
 
 pub(super) const EVENT_COLS: &str =
     "id, event_type, payload, idempotency_key, created_at, source_id";
