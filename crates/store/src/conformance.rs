@@ -482,6 +482,72 @@ pub async fn late_reports_change_nothing<S: Store>(s: &S) {
         s.get_delivery(&d2.delivery_id).await.unwrap().unwrap(),
         before
     );
+
+    // Leased at creation (the publish fast path): a report under that lease applies; so does
+    // one for a delivery paused meanwhile (its endpoint disabled by hand) that still holds it.
+    let leased_event = |id: &'static str| async move {
+        let lease = LeaseRequest {
+            owner: "fast".into(),
+            until: 70_000,
+            max: 10,
+        };
+        match s
+            .create_event(event(id, "t", 60_000), Some(lease), 0)
+            .await
+            .unwrap()
+        {
+            CreateEventResult::Created { deliveries, .. } => {
+                assert!(
+                    deliveries.len() == 1 && deliveries[0].leased,
+                    "{deliveries:?}"
+                );
+                deliveries[0].clone()
+            }
+            CreateEventResult::Duplicate { .. } => panic!("not a duplicate"),
+        }
+    };
+    let fast_report = |d: &CreatedDelivery, next: Next, code: i64| Outcome {
+        delivery_id: d.id.clone(),
+        endpoint_id: d.endpoint_id.clone(),
+        attempt: Some(attempt(1, 60_001, Some(code))),
+        next,
+        lease_owner: "fast".into(),
+        lease_until: 70_000,
+    };
+    let fast = leased_event("evt_fast").await;
+    s.record_outcomes(
+        vec![fast_report(&fast, Next::Succeeded, 200)],
+        NO_BREAKER,
+        60_002,
+    )
+    .await
+    .unwrap();
+    let d = s.get_delivery(&fast.id).await.unwrap().unwrap();
+    assert_eq!((d.status, d.attempt_count), (DeliveryStatus::Succeeded, 1));
+
+    let paused = leased_event("evt_paused").await;
+    assert!(
+        s.set_endpoint_enabled("ep_a", false, Some("manual".into()), 60_010)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_delivery(&paused.id).await.unwrap().unwrap().status,
+        DeliveryStatus::Paused
+    );
+    s.record_outcomes(
+        vec![fast_report(&paused, Next::Retry { at: 80_000 }, 503)],
+        NO_BREAKER,
+        60_020,
+    )
+    .await
+    .unwrap();
+    let d = s.get_delivery(&paused.id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.attempt_count, d.next_attempt_at),
+        (DeliveryStatus::Paused, 1, 80_000),
+        "the holder's report applies; the delivery stays paused"
+    );
 }
 
 /// In one batch of outcomes, the endpoint's failure count is that of the failures after its

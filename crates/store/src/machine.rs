@@ -160,20 +160,23 @@ pub(crate) fn apply(
         let current = deliveries
             .get(&o.delivery_id)
             .is_some_and(|d| d.leased_to(o));
-        // Cancel is not a report on the lease: the endpoint is gone, whoever holds it.
-        let late = !current && !matches!(o.next, Next::Cancel);
         if attempt.is_some() {
             applied
                 .attempts
-                .push((i, if late { SUPERSEDED } else { label(o.next) }));
+                .push((i, if current { label(o.next) } else { SUPERSEDED }));
         }
-        if late {
-            continue;
-        }
-        if let Some(a) = attempt {
+        // Only the current holder's attempt says anything about the endpoint.
+        if let Some(a) = attempt
+            && current
+        {
             breaker_bookkeeping(endpoints, deliveries, o, a, breaker, now, &mut applied);
         }
-        let inc = i64::from(attempt.is_some());
+        // Cancel is not a report on the lease: the endpoint is gone, whoever holds it. Every
+        // other transition needs the lease.
+        if !current && !matches!(o.next, Next::Cancel) {
+            continue;
+        }
+        let inc = i64::from(attempt.is_some() && current);
         let code = attempt.and_then(|a| a.status_code);
         let Some(d) = deliveries.get_mut(&o.delivery_id) else {
             continue;
@@ -482,5 +485,17 @@ mod tests {
         other.lease_owner = "someone-else".into();
         let (d, _, _) = run(leased(OWNER, LEASE), &[other], OFF);
         assert_eq!(d.status, CANCELLED);
+        // A non-holder's attempt on the way neither counts nor is labelled as the cancel.
+        let mut other = report(Next::Cancel, Some(500));
+        other.lease_owner = "someone-else".into();
+        let trip = BreakerPolicy {
+            enabled: true,
+            failure_threshold: 1,
+            min_failing_ms: 0,
+        };
+        let (d, ep, a) = run(leased(OWNER, LEASE), &[other], trip);
+        assert_eq!((d.status, d.attempt_count), (CANCELLED, 2));
+        assert_eq!(ep, endpoint());
+        assert_eq!(a.attempts, vec![(0, SUPERSEDED)]);
     }
 }

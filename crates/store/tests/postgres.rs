@@ -662,6 +662,8 @@ async fn run_differential(seed: u64, pg: &PgStore, lite: &SqliteStore) {
     let mut n_events = 0;
     let mut trips_seen = 0;
     let mut last_until = 0;
+    // The lease each delivery was last claimed under (by its key), to report under it.
+    let mut leases: BTreeMap<(String, String), (&str, Millis)> = BTreeMap::new();
     for round in 0..60 {
         now += 1 + rng.below(400) as i64;
         for _ in 0..rng.below(3) {
@@ -690,6 +692,18 @@ async fn run_differential(seed: u64, pg: &PgStore, lite: &SqliteStore) {
             let a = pg.claim_due(owner, now, until, 10_000).await.unwrap();
             let b = lite.claim_due(owner, now, until, 10_000).await.unwrap();
             assert_eq!(a.len(), b.len(), "seed {seed} round {round}: claims differ");
+            for c in &a {
+                if let Some((key, _)) = pg_ids.iter().find(|(_, id)| **id == c.delivery_id) {
+                    leases.insert(key.clone(), (owner, c.lease_until));
+                }
+            }
+        }
+        // Leases let go (a shutdown), now and then.
+        if rng.below(12) == 0 {
+            let owner = owners[rng.below(3) as usize];
+            let a = pg.release_leases(Some(owner), now).await.unwrap();
+            let b = lite.release_leases(Some(owner), now).await.unwrap();
+            assert_eq!(a, b, "seed {seed} round {round}: releases differ");
         }
         if rng.below(10) == 0 {
             let ep = eps[rng.below(3) as usize];
@@ -765,12 +779,15 @@ async fn run_differential(seed: u64, pg: &PgStore, lite: &SqliteStore) {
                 remote_addr: None,
                 request_headers: None,
             });
-            let owner = owners[rng.below(3) as usize].to_string();
-            // Mostly the lease of the last claim; sometimes one that never was (a late report).
-            let lease_until = if rng.below(4) > 0 {
-                last_until
-            } else {
-                now + rng.below(800) as i64
+            // Mostly the lease the delivery was last claimed under (current, or late if it was
+            // let go or claimed again since); sometimes another owner or a lease that never was.
+            let (owner, lease_until) = match (leases.get(&key), rng.below(4)) {
+                (Some(&(o, u)), 0 | 1) => (o.to_string(), u),
+                (_, 2) => (owners[rng.below(3) as usize].to_string(), last_until),
+                _ => (
+                    owners[rng.below(3) as usize].to_string(),
+                    now + rng.below(800) as i64,
+                ),
             };
             for (batch, ids) in [(&mut batch_pg, &pg_ids), (&mut batch_lite, &lite_ids)] {
                 batch.push(Outcome {

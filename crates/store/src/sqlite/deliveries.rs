@@ -171,29 +171,10 @@ pub(super) fn record_outcomes_tx(
 
     let applied = machine::apply(&mut endpoints, &mut deliveries, outcomes, breaker, now);
 
-    for &(i, label) in &applied.attempts {
-        if let Some((o, a)) = outcomes.get(i).and_then(|o| Some((o, o.attempt.as_ref()?))) {
-            insert_attempt(conn, &o.delivery_id, a, label)?;
-        }
-    }
-    for (id, ep) in endpoints.iter().filter(|(_, e)| e.dirty) {
-        conn.prepare_cached(
-            "UPDATE endpoints SET enabled = ?2, disabled_reason = ?3, disabled_at = ?4, \
-             consecutive_failures = ?5, failing_since = ?6, updated_at = ?7 WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            i64::from(ep.enabled),
-            ep.disabled_reason,
-            ep.disabled_at,
-            ep.consecutive_failures,
-            ep.failing_since,
-            ep.updated_at
-        ])?;
-    }
     for (id, d) in deliveries.iter().filter(|(_, d)| d.dirty) {
         // Conditional on the state read: the only writer cannot have moved it meanwhile, and if
-        // it ever did, the batch is refused rather than overwriting it.
+        // it ever did, the batch is refused rather than overwriting it (before its attempts and
+        // endpoint rows are written).
         let changed = conn
             .prepare_cached(
                 "UPDATE deliveries SET status = ?2, attempt_count = ?3, next_attempt_at = ?4, \
@@ -221,6 +202,26 @@ pub(super) fn record_outcomes_tx(
                 true,
             ));
         }
+    }
+    for &(i, label) in &applied.attempts {
+        if let Some((o, a)) = outcomes.get(i).and_then(|o| Some((o, o.attempt.as_ref()?))) {
+            insert_attempt(conn, &o.delivery_id, a, label)?;
+        }
+    }
+    for (id, ep) in endpoints.iter().filter(|(_, e)| e.dirty) {
+        conn.prepare_cached(
+            "UPDATE endpoints SET enabled = ?2, disabled_reason = ?3, disabled_at = ?4, \
+             consecutive_failures = ?5, failing_since = ?6, updated_at = ?7 WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            i64::from(ep.enabled),
+            ep.disabled_reason,
+            ep.disabled_at,
+            ep.consecutive_failures,
+            ep.failing_since,
+            ep.updated_at
+        ])?;
     }
     // The tripped endpoints' other pending deliveries pause (those of the batch already did).
     for t in &applied.tripped {
