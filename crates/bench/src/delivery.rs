@@ -136,8 +136,11 @@ fn parse_instances(s: &str) -> Result<Vec<usize>> {
     Ok(v)
 }
 
+/// The load generator is one address by design: no per-address connection bound on the
+/// measured server (production keeps one; see `server.max_connections_per_peer`).
 fn common_config() -> String {
-    "[egress]\nallow_ranges = [\"127.0.0.0/8\"]\nallow_http = true\n[metrics]\npublic = true\n"
+    "[server]\nmax_connections_per_peer = 0\n\
+     [egress]\nallow_ranges = [\"127.0.0.0/8\"]\nallow_http = true\n[metrics]\npublic = true\n"
         .into()
 }
 

@@ -284,7 +284,9 @@ pub(crate) async fn run(mut args: Args) -> Result<()> {
     };
 
     let config = format!(
-        "[storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
+        // One load-generator address by design: no per-address connection bound.
+        "[server]\nmax_connections_per_peer = 0\n\
+         [storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
         args.sqlite_synchronous
     );
     let serve = Serve::start(&bin, &config, &args.log)?;

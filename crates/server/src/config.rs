@@ -44,7 +44,9 @@ pub struct ServerConfig {
     /// Most concurrent connections of one client address (an IPv6 /64 counts as one address);
     /// further ones are refused with `503 TOO_MANY_CONNECTIONS`. Peers in
     /// `inbound.trusted_proxies` (load balancers, which carry many clients) are not counted.
-    /// 0: no per-address bound.
+    /// Default 256: room for an application server whose pooled clients post events (a pool
+    /// of N keeps up to N connections open and briefly more while it replaces closed ones),
+    /// while 40 addresses cannot take the 10,000 slots. 0: no per-address bound.
     pub max_connections_per_peer: usize,
     /// Time allowed for a client to send its request headers, counted from the connection's
     /// start or the end of the previous response (so it also closes idle keep-alive
@@ -70,7 +72,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             max_connections: 10_000,
-            max_connections_per_peer: 64,
+            max_connections_per_peer: 256,
             header_read_timeout_secs: 10,
             write_timeout_secs: 15,
             request_timeout_secs: 30,
