@@ -10,32 +10,13 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-
-fn serve(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let mut c = Command::new(BIN);
-    c.arg("serve")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 #[test]
 fn a_busy_port_is_said_once() {
     let dir = tempfile::tempdir().unwrap();
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
-    let (ok, err) = serve(dir.path(), &["--listen", &addr], &[]);
+    let (ok, err) = serve_exit(dir.path(), &["--listen", &addr], &[]);
     assert!(!ok, "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
     assert_eq!(err.matches("already in use").count(), 1, "{err}");
@@ -46,7 +27,7 @@ fn configuration_errors_name_the_key_and_its_origin() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("hookwarden.toml");
     std::fs::write(&cfg, "[server]\nmax_connections = \"lots\"\n").unwrap();
-    let (ok, err) = serve(
+    let (ok, err) = serve_exit(
         dir.path(),
         &["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"],
         &[],
@@ -60,7 +41,7 @@ fn configuration_errors_name_the_key_and_its_origin() {
     assert!(!err.contains("default.") && !err.contains("``"), "{err}");
 
     // The same mistake made in the environment names the variable.
-    let (ok, err) = serve(
+    let (ok, err) = serve_exit(
         dir.path(),
         &["--listen", "127.0.0.1:0"],
         &[("HOOKWARDEN_SERVER__MAX_CONNECTIONS", "lots")],
@@ -76,7 +57,7 @@ fn configuration_errors_name_the_key_and_its_origin() {
 #[test]
 fn a_bad_listen_address_is_said_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, err) = serve(dir.path(), &["--listen", "127.0.0.1:99999"], &[]);
+    let (ok, err) = serve_exit(dir.path(), &["--listen", "127.0.0.1:99999"], &[]);
     assert!(!ok);
     let lower = err.to_lowercase();
     assert!(lower.contains("99999"), "{err}");

@@ -52,7 +52,7 @@ fn event(id: &str, ty: &str, at: Millis) -> NewEvent {
     }
 }
 
-fn attempt(no: i64, at: Millis, code: Option<i64>) -> NewAttempt {
+pub(crate) fn attempt(no: i64, at: Millis, code: Option<i64>) -> NewAttempt {
     NewAttempt {
         attempt_no: no,
         started_at: at,

@@ -136,7 +136,7 @@ fn label(next: Next) -> &'static str {
 /// An attempt reported under a lease that is no longer the delivery's.
 pub(crate) const SUPERSEDED: &str = "superseded";
 
-pub(crate) fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
+fn last_error_of(a: Option<&NewAttempt>) -> Option<String> {
     a.and_then(|a| match (&a.error_class, &a.error_message) {
         (Some(c), Some(m)) => Some(format!("{c}: {m}")),
         (Some(c), None) => Some(c.clone()),
@@ -277,6 +277,7 @@ fn breaker_bookkeeping(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::attempt;
 
     const OWNER: &str = "worker-a";
     const LEASE: Millis = 10_000;
@@ -308,27 +309,11 @@ mod tests {
         )
     }
 
-    fn attempt(code: i64) -> NewAttempt {
-        NewAttempt {
-            attempt_no: 3,
-            started_at: 5_000,
-            duration_ms: 10,
-            status_code: Some(code),
-            response_body: None,
-            response_truncated: false,
-            error_class: None,
-            error_message: None,
-            local_addr: None,
-            remote_addr: None,
-            request_headers: None,
-        }
-    }
-
     fn report(next: Next, code: Option<i64>) -> Outcome {
         Outcome {
             delivery_id: "d".into(),
             endpoint_id: "ep".into(),
-            attempt: code.map(attempt),
+            attempt: code.map(|code| attempt(3, 5_000, Some(code))),
             next,
             lease_owner: OWNER.into(),
             lease_until: LEASE,

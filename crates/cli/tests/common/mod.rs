@@ -573,16 +573,29 @@ pub(crate) fn cli_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
 /// Runs `serve` with `config` (a file path) and the data of `dir`, expecting it to refuse to
 /// start; returns what it said on stderr.
 pub(crate) fn serve_refuses(dir: &Path, config: &Path) -> String {
+    let config = config.to_str().unwrap();
+    let (ok, printed) = serve_exit(dir, &["--config", config, "--listen", "127.0.0.1:0"], &[]);
+    assert!(!ok, "serve started");
+    printed
+}
+
+/// `hookwarden serve --data-dir <dir>/data <args>` with `env` set, for a start that ends (is
+/// refused): whether it exited 0, and what it printed (stdout, then stderr).
+pub(crate) fn serve_exit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
+        .arg("serve")
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "serve started");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
 }
 
 /// A plain-HTTP client whose connections leave from `local` (any 127.0.0.0/8 address).

@@ -24,6 +24,18 @@ pub(super) fn write_event_types(
     Ok(())
 }
 
+/// Pauses an endpoint's pending deliveries (it was disabled, by hand or by the breaker).
+fn pause_pending(conn: &Connection, endpoint_id: &str, now: Millis) -> Result<()> {
+    conn.prepare_cached(concat!(
+        "UPDATE deliveries SET status = ",
+        st!(paused),
+        ", updated_at = ?2 WHERE endpoint_id = ?1 AND status = ",
+        st!(pending)
+    ))?
+    .execute(params![endpoint_id, now])?;
+    Ok(())
+}
+
 pub(super) fn set_enabled_tx(
     conn: &Connection,
     id: &str,
@@ -58,13 +70,7 @@ pub(super) fn set_enabled_tx(
         ))?
         .execute(params![id, now])?;
     } else {
-        conn.prepare_cached(concat!(
-            "UPDATE deliveries SET status = ",
-            st!(paused),
-            ", updated_at = ?2 WHERE endpoint_id = ?1 AND status = ",
-            st!(pending)
-        ))?
-        .execute(params![id, now])?;
+        pause_pending(conn, id, now)?;
     }
     Ok(true)
 }
@@ -225,13 +231,7 @@ pub(super) fn record_outcomes_tx(
     }
     // The tripped endpoints' other pending deliveries pause (those of the batch already did).
     for t in &applied.tripped {
-        conn.prepare_cached(concat!(
-            "UPDATE deliveries SET status = ",
-            st!(paused),
-            ", updated_at = ?2 WHERE endpoint_id = ?1 AND status = ",
-            st!(pending)
-        ))?
-        .execute(params![t.endpoint_id, now])?;
+        pause_pending(conn, &t.endpoint_id, now)?;
     }
     Ok(applied.tripped)
 }
