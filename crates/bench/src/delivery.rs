@@ -54,9 +54,17 @@ pub(crate) struct Args {
     /// PostgreSQL: finished deliveries put in the database before the run (e.g. 1000000).
     #[arg(long, default_value_t = 0)]
     prefill_finished: u64,
+    #[command(flatten)]
+    counts: crate::instructions::Options,
 }
 
 pub(crate) async fn run(mut args: Args) -> Result<()> {
+    if args.counts.instructions {
+        if args.store != "sqlite" {
+            bail!("--instructions measures the SQLite store (the embedded default)");
+        }
+        return instructions(&args).await;
+    }
     if args.quick {
         args.endpoints = args.endpoints.min(5);
         args.events = args.events.min(1000);
@@ -388,6 +396,222 @@ impl Database {
     }
 }
 
+/// The body of baseline request `i` (the size and shape of a delivery's).
+fn baseline_body(i: usize, sent_at_us: u64) -> String {
+    format!(
+        r#"{{"id":"evt_{i}","type":"order.created","timestamp":"2026-11-23T10:00:00.000Z","data":{{"order":{i},"sent_at_us":{sent_at_us},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
+    )
+}
+
+fn baseline_request(url: &str, i: usize, sent_at_us: u64) -> Result<Request<Full<Bytes>>> {
+    Ok(Request::post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", format!("evt_{i}"))
+        .body(Full::new(Bytes::from(baseline_body(i, sent_at_us))))?)
+}
+
+#[derive(clap::Args)]
+pub(crate) struct BareClientArgs {
+    /// Where to listen for commands (loopback only).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+}
+
+/// `hookwarden-bench bare-client`: the baseline client loop in a process of its own, for
+/// `--instructions`. `GET /run/{port}/{n}` sends `n` baseline requests one after another on one
+/// keep-alive connection to `127.0.0.1:{port}` and answers when they are done.
+pub(crate) async fn serve_bare_client(args: BareClientArgs) -> Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the bare client listens on loopback only");
+    }
+    let client = http_client(1);
+    let next = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/run/{port}/{n}",
+        axum::routing::get(
+            move |axum::extract::Path((port, n)): axum::extract::Path<(u16, usize)>| {
+                let (client, next) = (client.clone(), next.clone());
+                async move {
+                    let url = format!("http://127.0.0.1:{port}/baseline");
+                    for _ in 0..n {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let sent = baseline_request(&url, i, 0);
+                        let ok = match sent {
+                            Ok(req) => send(&client, req).await.is_ok_and(|(s, _)| s == 200),
+                            Err(_) => false,
+                        };
+                        if !ok {
+                            return axum::http::StatusCode::BAD_GATEWAY;
+                        }
+                    }
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("bare-client: listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// `--instructions`: callgrind counts per delivered event for `serve` (the event accepted by the
+/// API, fanned out to one endpoint, signed, sent, its attempt recorded; log line written) and
+/// per request for the bare client loop, each in a process of its own, one event at a time.
+async fn instructions(args: &Args) -> Result<()> {
+    use crate::instructions::{Callgrind, Count, Sizes, report};
+    let opts = &args.counts;
+    let cg = Callgrind::new(opts, "delivery", args.quick)?;
+    let sizes = Sizes::new(args.quick);
+    let bin = hookwarden_bin(args.bin.as_deref())?;
+    let receiver = Receiver::start(Instant::now()).await?;
+    let port = receiver.addr.port();
+    let mut counts = Vec::new();
+
+    let bare = ChildServer::start_under(&cg, "bare-client", &[])?;
+    let control = http_client(1);
+    let run = |n: usize| {
+        let (control, addr) = (control.clone(), bare.addr);
+        async move {
+            let req = Request::get(format!("http://{addr}/run/{port}/{n}"))
+                .body(Full::new(Bytes::new()))?;
+            let (status, _) = send(&control, req).await?;
+            if status != 200 {
+                bail!("the bare client loop failed: {status}");
+            }
+            Ok(())
+        }
+    };
+    run(sizes.warmup).await?;
+    let pid = bare.child.id();
+    counts.push(
+        Count::measure(
+            &cg,
+            pid,
+            ("bare_client", "request"),
+            sizes.measured,
+            opts.top,
+            || run(sizes.measured),
+        )
+        .await?,
+    );
+    drop(bare);
+
+    let serve = Serve::start_under(
+        &cg,
+        &bin,
+        &sqlite_config(&args.sqlite_synchronous),
+        &args.log,
+    )?;
+    let api = Api::new(&serve);
+    let body = json!({"url": format!("http://{}/ep0", receiver.addr)}).to_string();
+    let (status, body) = api
+        .call(Request::post(api.url("/api/v1/endpoints")), body)
+        .await?;
+    if status != 201 {
+        bail!(
+            "creating the endpoint failed: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    receiver.reset();
+    one_by_one(&api, &receiver, 0, sizes.warmup).await?;
+    counts.push(
+        Count::measure(
+            &cg,
+            serve.child.id(),
+            ("serve", "event"),
+            sizes.measured,
+            opts.top,
+            || one_by_one(&api, &receiver, sizes.warmup, sizes.measured),
+        )
+        .await?,
+    );
+    drop(serve);
+
+    let extra = json!({
+        "serve_to_bare_client": round2(counts[1].per_request as f64 / counts[0].per_request.max(1) as f64),
+        "sqlite_synchronous": args.sqlite_synchronous,
+        "log": args.log,
+        "endpoints": 1,
+    });
+    report("delivery", args.quick, opts, &counts, extra)
+}
+
+/// The admin API of one `serve`, one keep-alive connection.
+struct Api {
+    client: HttpClient,
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    fn new(serve: &Serve) -> Api {
+        Api {
+            client: http_client(1),
+            base: format!("http://{}", serve.addr),
+            auth: format!("Bearer {}", serve.key),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn call(&self, req: hyper::http::request::Builder, body: String) -> Result<(u16, Bytes)> {
+        let req = req
+            .header("authorization", &self.auth)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        send(&self.client, req).await
+    }
+}
+
+/// Posts `n` events one at a time, each after the previous one reached the receiver; then waits
+/// until no delivery is pending (the last attempt recorded).
+async fn one_by_one(api: &Api, receiver: &Receiver, first: usize, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    for i in first..first + n {
+        let body = format!(
+            r#"{{"type":"order.created","payload":{{"order":{i},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
+        );
+        let (status, answer) = api
+            .call(Request::post(api.url("/api/v1/events")), body)
+            .await?;
+        if status != 202 {
+            bail!(
+                "posting an event failed: {status} {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+        while (receiver.count.load(Ordering::Relaxed) as usize) < i + 1 {
+            if Instant::now() > deadline {
+                bail!("event {i} was not delivered in time");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    loop {
+        let (status, body) = api
+            .call(
+                Request::get(api.url("/api/v1/deliveries?status=pending&limit=1")),
+                String::new(),
+            )
+            .await?;
+        if status != 200 {
+            bail!("listing deliveries failed: {status}");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        if v["data"].as_array().is_some_and(|a| a.is_empty()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("deliveries stayed pending");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Requests/s of a bare keep-alive client loop with `concurrency` tasks, and its latencies.
 async fn baseline(
     receiver: &Receiver,
@@ -409,14 +633,7 @@ async fn baseline(
                     return Ok::<_, anyhow::Error>(());
                 }
                 let sent = epoch.elapsed().as_micros() as u64;
-                let body = format!(
-                    r#"{{"id":"evt_{i}","type":"order.created","timestamp":"2026-11-23T10:00:00.000Z","data":{{"order":{i},"sent_at_us":{sent},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
-                );
-                let req = Request::post(&url)
-                    .header("content-type", "application/json")
-                    .header("webhook-id", format!("evt_{i}"))
-                    .body(Full::new(Bytes::from(body)))?;
-                send(&client, req).await?;
+                send(&client, baseline_request(&url, i, sent)?).await?;
             }
         }));
     }

@@ -55,6 +55,8 @@ pub(crate) struct Args {
     /// Skip the tinyproxy comparison even when it is installed.
     #[arg(long)]
     no_tinyproxy: bool,
+    #[command(flatten)]
+    counts: crate::instructions::Options,
     /// Time the local server takes per request (0: answers at once, the proxy's worst case;
     /// a real webhook receiver takes milliseconds).
     #[arg(long, default_value_t = 0)]
@@ -110,6 +112,9 @@ impl Tally {
 }
 
 pub(crate) async fn run(mut args: Args) -> Result<()> {
+    if args.counts.instructions {
+        return instructions(&args).await;
+    }
     if args.quick {
         args.requests = args.requests.min(6_000);
         args.rounds = args.rounds.min(2);
@@ -336,6 +341,131 @@ async fn load(
     Ok((started.elapsed().as_secs_f64(), all, setup))
 }
 
+/// `--instructions`: callgrind counts for `egress-proxy` and the bare relay, each in a process of
+/// its own: per request through one keep-alive `CONNECT` tunnel, and per tunnel (`CONNECT`, the
+/// policy decision and its log line, one request, close).
+async fn instructions(args: &Args) -> Result<()> {
+    use crate::instructions::{Callgrind, Sizes, report};
+    let opts = &args.counts;
+    let cg = Callgrind::new(opts, "egress", args.quick)?;
+    let sizes = Sizes::new(args.quick);
+    let bin = hookwarden_bin(args.bin.as_deref())?;
+    let server = Server::start(Duration::from_millis(args.server_delay_ms)).await?;
+    let mut counts = Vec::new();
+    let tunnels = Sizes {
+        warmup: sizes.warmup / 4,
+        measured: sizes.measured / 4,
+    };
+
+    let bare = ChildServer::start_under(&cg, "bare-relay", &[])?;
+    let route = Route {
+        via: Via::BareRelay,
+        proxy: Some(bare.addr),
+        authority: server.addr.to_string(),
+    };
+    let pid = bare.child.id();
+    counts.push(in_one_tunnel(&cg, pid, "relay_request", &route, sizes, opts.top).await?);
+    counts.push(new_tunnels(&cg, pid, "relay_tunnel", &route, tunnels, opts.top).await?);
+    drop(bare);
+
+    let proxy = ProxyChild::start_under(&cg, &bin, server.addr.port(), &args.log)?;
+    let route = Route {
+        via: Via::Hookwarden,
+        proxy: Some(proxy.addr),
+        authority: format!("{HOST}:{}", server.addr.port()),
+    };
+    let pid = proxy.child.id();
+    counts.push(in_one_tunnel(&cg, pid, "proxy_request", &route, sizes, opts.top).await?);
+    counts.push(new_tunnels(&cg, pid, "proxy_tunnel", &route, tunnels, opts.top).await?);
+    drop(proxy);
+
+    let ratio = |a: usize, b: usize| {
+        round2(counts[a].per_request as f64 / counts[b].per_request.max(1) as f64)
+    };
+    let extra = json!({
+        "proxy_request_to_relay": ratio(2, 0),
+        "proxy_tunnel_to_relay": ratio(3, 1),
+        "log": args.log,
+    });
+    report("egress", args.quick, opts, &counts, extra)
+}
+
+/// One tunnel; warm-up, then one count over `sizes.measured` requests sent one after another.
+async fn in_one_tunnel(
+    cg: &crate::instructions::Callgrind,
+    pid: u32,
+    name: &'static str,
+    route: &Route,
+    sizes: crate::instructions::Sizes,
+    top: usize,
+) -> Result<crate::instructions::Count> {
+    let stream = open(route).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let uri = format!("http://{}/egress-bench", route.authority);
+    requests(&mut sender, &uri, &route.authority, sizes.warmup).await?;
+    crate::instructions::Count::measure(cg, pid, (name, "request"), sizes.measured, top, || {
+        requests(&mut sender, &uri, &route.authority, sizes.measured)
+    })
+    .await
+}
+
+async fn requests(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    uri: &str,
+    authority: &str,
+    n: usize,
+) -> Result<()> {
+    for _ in 0..n {
+        let req = Request::get(uri)
+            .header("host", authority)
+            .body(Empty::<Bytes>::new())?;
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        resp.into_body().collect().await?;
+        if status != 200 {
+            bail!("the server answered {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Warm-up, then one count over `sizes.measured` tunnels opened one after another, each
+/// carrying one request and closed by the client.
+async fn new_tunnels(
+    cg: &crate::instructions::Callgrind,
+    pid: u32,
+    name: &'static str,
+    route: &Route,
+    sizes: crate::instructions::Sizes,
+    top: usize,
+) -> Result<crate::instructions::Count> {
+    tunnel_each(route, sizes.warmup).await?;
+    crate::instructions::Count::measure(cg, pid, (name, "tunnel"), sizes.measured, top, || {
+        tunnel_each(route, sizes.measured)
+    })
+    .await
+}
+
+async fn tunnel_each(route: &Route, n: usize) -> Result<()> {
+    let uri = format!("http://{}/egress-bench", route.authority);
+    for _ in 0..n {
+        let stream = open(route).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+        let conn = tokio::spawn(conn);
+        requests(&mut sender, &uri, &route.authority, 1).await?;
+        drop(sender);
+        // The connection task ends once the client side is closed.
+        let _ = conn.await;
+    }
+    // Let the proxy see the last close before the count is taken.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
 /// A TCP connection to the server, directly or through a proxy's `CONNECT` tunnel.
 async fn open(route: &Route) -> Result<TcpStream> {
     let Some(proxy) = route.proxy else {
@@ -398,10 +528,24 @@ struct ProxyChild {
 
 impl ProxyChild {
     fn start(bin: &Path, port: u16, log: &str) -> Result<ProxyChild> {
+        Self::launch(Command::new(bin), port, log)
+    }
+
+    /// Starts the proxy under callgrind (`--instructions`).
+    fn start_under(
+        cg: &crate::instructions::Callgrind,
+        bin: &Path,
+        port: u16,
+        log: &str,
+    ) -> Result<ProxyChild> {
+        Self::launch(cg.command(bin), port, log)
+    }
+
+    fn launch(mut command: Command, port: u16, log: &str) -> Result<ProxyChild> {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("egress-proxy.toml");
         std::fs::write(&cfg, proxy_config(port))?;
-        let mut child = Command::new(bin)
+        let mut child = command
             .args(["egress-proxy", "--config"])
             .arg(&cfg)
             .args(["--listen", "127.0.0.1:0"])

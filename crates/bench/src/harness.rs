@@ -62,10 +62,29 @@ impl Serve {
         log_level: &str,
         known_key: Option<String>,
     ) -> Result<Serve> {
+        Self::launch(Command::new(bin), config, log_level, known_key)
+    }
+
+    /// Starts `serve` under callgrind (`--instructions`).
+    pub(crate) fn start_under(
+        cg: &crate::instructions::Callgrind,
+        bin: &Path,
+        config: &str,
+        log_level: &str,
+    ) -> Result<Serve> {
+        Self::launch(cg.command(bin), config, log_level, None)
+    }
+
+    fn launch(
+        mut command: Command,
+        config: &str,
+        log_level: &str,
+        known_key: Option<String>,
+    ) -> Result<Serve> {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("bench.toml");
         std::fs::write(&cfg, config)?;
-        let mut child = Command::new(bin)
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&cfg)
             .arg("--data-dir")
@@ -80,7 +99,8 @@ impl Serve {
         let mut lines = BufReader::new(stdout).lines();
         let mut addr = None;
         let mut key = known_key;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: under valgrind the start takes many times longer.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while (addr.is_none() || key.is_none()) && Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
             if let Some(a) = line
@@ -263,8 +283,23 @@ pub(crate) struct ChildServer {
 impl ChildServer {
     pub(crate) fn start(subcommand: &str) -> Result<ChildServer> {
         let exe = std::env::current_exe().context("locating hookwarden-bench")?;
-        let mut child = Command::new(exe)
+        Self::launch(Command::new(exe), subcommand, &[])
+    }
+
+    /// Starts the subcommand under callgrind (`--instructions`), with `args`.
+    pub(crate) fn start_under(
+        cg: &crate::instructions::Callgrind,
+        subcommand: &str,
+        args: &[&str],
+    ) -> Result<ChildServer> {
+        let exe = std::env::current_exe().context("locating hookwarden-bench")?;
+        Self::launch(cg.command(&exe), subcommand, args)
+    }
+
+    fn launch(mut command: Command, subcommand: &str, args: &[&str]) -> Result<ChildServer> {
+        let mut child = command
             .arg(subcommand)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -33,12 +33,15 @@ pub(crate) struct Args {
     /// `full` (fsync per group commit, survives power loss) or `normal`.
     #[arg(long, default_value = "full")]
     sqlite_synchronous: String,
-    /// Log level of the measured server.
-    #[arg(long, default_value = "warn")]
-    log: String,
+    /// Log level of the measured server (default `warn`; with --instructions `info`, the
+    /// production default, so the per-request log line is counted).
+    #[arg(long)]
+    log: Option<String>,
     /// Path to the hookwarden binary (default: next to this one).
     #[arg(long)]
     bin: Option<PathBuf>,
+    #[command(flatten)]
+    counts: crate::instructions::Options,
 }
 
 const SECRET: &str = "bench-github-webhook-secret";
@@ -207,6 +210,35 @@ pub(crate) async fn serve_bare(args: BareArgs) -> Result<()> {
 /// one writer thread, one row per request; no verification, allowlist, replay check, audit
 /// entry or checkpointer). What durability alone costs here, against the same baseline.
 async fn durable_floor(dir: &std::path::Path, synchronous: &str) -> Result<std::net::SocketAddr> {
+    serve_on_loopback(durable_floor_app(dir, synchronous)?).await
+}
+
+#[derive(clap::Args)]
+pub(crate) struct FloorArgs {
+    /// Where to listen (loopback only).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// `full` or `normal`, as the `ingest` scenario's option.
+    #[arg(long, default_value = "full")]
+    sqlite_synchronous: String,
+}
+
+/// `hookwarden-bench bare-durable`: the durable floor in a process of its own (for
+/// `--instructions`, which counts one process's instructions). Its database is a temporary
+/// directory, removed when it exits normally.
+pub(crate) async fn serve_floor(args: FloorArgs) -> Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the durable floor listens on loopback only");
+    }
+    let dir = tempfile::tempdir()?;
+    let app = durable_floor_app(dir.path(), &args.sqlite_synchronous)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("bare-durable: listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn durable_floor_app(dir: &std::path::Path, synchronous: &str) -> Result<axum::Router> {
     type Job = (Bytes, tokio::sync::oneshot::Sender<bool>);
     let conn = rusqlite::Connection::open(dir.join("floor.db"))?;
     let sync = if synchronous == "normal" {
@@ -261,10 +293,13 @@ async fn durable_floor(dir: &std::path::Path, synchronous: &str) -> Result<std::
             }
         }),
     );
-    serve_on_loopback(app).await
+    Ok(app)
 }
 
 pub(crate) async fn run(mut args: Args) -> Result<()> {
+    if args.counts.instructions {
+        return instructions(&args).await;
+    }
     if args.quick {
         args.duration_secs = args.duration_secs.min(4);
         args.concurrency = args.concurrency.min(32);
@@ -289,31 +324,9 @@ pub(crate) async fn run(mut args: Args) -> Result<()> {
          [storage]\nsqlite_synchronous = \"{}\"\n[metrics]\npublic = true\n",
         args.sqlite_synchronous
     );
-    let serve = Serve::start(&bin, &config, &args.log)?;
+    let serve = Serve::start(&bin, &config, args.log.as_deref().unwrap_or("warn"))?;
+    let url = create_source(&serve).await?;
     let client = http_client(4);
-    let body = json!({
-        "name": "bench",
-        "allowed_cidrs": ["127.0.0.0/8"],
-        "verification": {"type": "github", "secret": SECRET},
-    })
-    .to_string();
-    let req = Request::post(format!("http://{}/api/v1/sources", serve.addr))
-        .header("authorization", format!("Bearer {}", serve.key))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let (status, body) = send(&client, req).await?;
-    if status != 201 {
-        bail!(
-            "creating the source failed: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body)?;
-    let url = v["url"].as_str().unwrap_or_default();
-    let Some(path) = url.find("/in/").map(|i| &url[i..]) else {
-        bail!("no URL in {v}");
-    };
-    let url = format!("http://{}{path}", serve.addr);
 
     let serve_cpu = cpu_seconds(serve.child.id());
     let mut peak = closed_loop(&url, args.concurrency, args.duration_secs, 0).await?;
@@ -392,6 +405,123 @@ pub(crate) async fn run(mut args: Args) -> Result<()> {
         "accepted": peak.lat_us.len() + at70.lat_us.len(),
     });
     println!("{out}");
+    Ok(())
+}
+
+/// Creates the measured source (GitHub signatures, loopback allow-listed) on `serve`; its URL.
+async fn create_source(serve: &Serve) -> Result<String> {
+    let client = http_client(1);
+    let body = json!({
+        "name": "bench",
+        "allowed_cidrs": ["127.0.0.0/8"],
+        "verification": {"type": "github", "secret": SECRET},
+    })
+    .to_string();
+    let req = Request::post(format!("http://{}/api/v1/sources", serve.addr))
+        .header("authorization", format!("Bearer {}", serve.key))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    let (status, body) = send(&client, req).await?;
+    if status != 201 {
+        bail!(
+            "creating the source failed: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    let url = v["url"].as_str().unwrap_or_default();
+    let Some(path) = url.find("/in/").map(|i| &url[i..]) else {
+        bail!("no URL in {v}");
+    };
+    Ok(format!("http://{}{path}", serve.addr))
+}
+
+/// `--instructions`: callgrind counts per accepted webhook for `serve` (signature verified,
+/// allow-listed, replay-checked, event and audit entry committed, log line written), the bare
+/// handler and the durable floor, each in a process of its own, one request at a time.
+async fn instructions(args: &Args) -> Result<()> {
+    use crate::instructions::{Callgrind, Sizes, report};
+    let opts = &args.counts;
+    let cg = Callgrind::new(opts, "ingest", args.quick)?;
+    let sizes = Sizes::new(args.quick);
+    let bin = hookwarden_bin(args.bin.as_deref())?;
+    let log = args.log.as_deref().unwrap_or("info");
+    let mut counts = Vec::new();
+
+    let bare = ChildServer::start_under(&cg, "bare-ingest", &[])?;
+    let url = format!("http://{}/in/wh_baseline", bare.addr);
+    counts.push(sequential(&cg, bare.child.id(), "bare_handler", &url, sizes, opts.top).await?);
+    drop(bare);
+
+    let floor = ChildServer::start_under(
+        &cg,
+        "bare-durable",
+        &["--sqlite-synchronous", &args.sqlite_synchronous],
+    )?;
+    let url = format!("http://{}/in/wh_floor", floor.addr);
+    counts.push(
+        sequential(
+            &cg,
+            floor.child.id(),
+            "durable_floor",
+            &url,
+            sizes,
+            opts.top,
+        )
+        .await?,
+    );
+    drop(floor);
+
+    let config = format!(
+        "[storage]\nsqlite_synchronous = \"{}\"\n",
+        args.sqlite_synchronous
+    );
+    let serve = Serve::start_under(&cg, &bin, &config, log)?;
+    let url = create_source(&serve).await?;
+    counts.push(sequential(&cg, serve.child.id(), "serve", &url, sizes, opts.top).await?);
+    drop(serve);
+
+    let ratio = |a: usize, b: usize| {
+        round2(counts[a].per_request as f64 / counts[b].per_request.max(1) as f64)
+    };
+    let extra = json!({
+        "serve_to_bare_handler": ratio(2, 0),
+        "serve_to_durable_floor": ratio(2, 1),
+        "sqlite_synchronous": args.sqlite_synchronous,
+        "log": log,
+    });
+    report("ingest", args.quick, opts, &counts, extra)
+}
+
+/// Warm-up, then one count over `sizes.measured` signed requests sent one after another on one
+/// keep-alive connection; every one must be accepted.
+async fn sequential(
+    cg: &crate::instructions::Callgrind,
+    pid: u32,
+    name: &'static str,
+    url: &str,
+    sizes: crate::instructions::Sizes,
+    top: usize,
+) -> Result<crate::instructions::Count> {
+    let client = http_client(1);
+    drive(&client, url, 0, sizes.warmup).await?;
+    let first = sizes.warmup as u64;
+    crate::instructions::Count::measure(cg, pid, (name, "request"), sizes.measured, top, || {
+        drive(&client, url, first, sizes.measured)
+    })
+    .await
+}
+
+async fn drive(client: &HttpClient, url: &str, first: u64, n: usize) -> Result<()> {
+    for i in first..first + n as u64 {
+        let (status, body) = send(client, request(url, i)?).await?;
+        if status != 202 {
+            bail!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
     Ok(())
 }
 

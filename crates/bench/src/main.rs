@@ -7,6 +7,7 @@ mod delivery;
 mod egress;
 mod harness;
 mod ingest;
+mod instructions;
 mod relay;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +37,14 @@ enum Scenario {
     /// The bare handler the `ingest` scenario runs as a second baseline (loopback only).
     #[command(hide = true)]
     BareIngest(ingest::BareArgs),
+    /// The durable floor the `ingest` scenario runs as a reference, in a process of its own
+    /// (loopback only; `--instructions`).
+    #[command(hide = true)]
+    BareDurable(ingest::FloorArgs),
+    /// The bare client loop the `delivery` scenario runs as a baseline, in a process of its own
+    /// (loopback only; `--instructions`).
+    #[command(hide = true)]
+    BareClient(delivery::BareClientArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +59,8 @@ fn main() -> anyhow::Result<()> {
             Scenario::Egress(args) => egress::run(args).await,
             Scenario::BareRelay(args) => relay::run(args).await,
             Scenario::BareIngest(args) => ingest::serve_bare(args).await,
+            Scenario::BareDurable(args) => ingest::serve_floor(args).await,
+            Scenario::BareClient(args) => delivery::serve_bare_client(args).await,
         }
     })
 }
