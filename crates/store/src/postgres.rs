@@ -20,7 +20,7 @@
 
 use crate::listing::{self, cut};
 use crate::machine::{self, DeliveryRow, EndpointRow};
-use crate::row;
+use crate::row::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{DbError, Listed, Result, Store, StoreError};

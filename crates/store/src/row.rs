@@ -93,7 +93,12 @@ fn json<R: ReadRow, T: serde::de::DeserializeOwned>(r: &R, i: usize) -> Result<T
     serde_json::from_str(&text).map_err(|e| R::bad_json(i, e))
 }
 
-/// Columns: `ENDPOINT_COLS` of either backend.
+/// An endpoint's columns, as [`endpoint`] reads them.
+pub(crate) const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
+    signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
+    client_certificate_id, consecutive_failures, failing_since, created_at, updated_at";
+
+/// Columns: [`ENDPOINT_COLS`].
 pub(crate) fn endpoint<R: ReadRow>(r: &R) -> Result<Endpoint, R::Error> {
     let rate: Option<i64> = r.col(7)?;
     Ok(Endpoint {
@@ -116,7 +121,11 @@ pub(crate) fn endpoint<R: ReadRow>(r: &R) -> Result<Endpoint, R::Error> {
     })
 }
 
-/// Columns: `EVENT_COLS` of either backend.
+/// An event's columns, as [`event`] reads them.
+pub(crate) const EVENT_COLS: &str =
+    "id, event_type, payload, idempotency_key, created_at, source_id";
+
+/// Columns: [`EVENT_COLS`].
 pub(crate) fn event<R: ReadRow>(r: &R) -> Result<Event, R::Error> {
     Ok(Event {
         id: r.col(0)?,
@@ -128,7 +137,11 @@ pub(crate) fn event<R: ReadRow>(r: &R) -> Result<Event, R::Error> {
     })
 }
 
-/// Columns: `DELIVERY_COLS` of either backend.
+/// A delivery's columns, as [`delivery`] reads them.
+pub(crate) const DELIVERY_COLS: &str = "id, event_id, endpoint_id, status, attempt_count, next_attempt_at, \
+    last_status_code, last_error, created_at, updated_at, completed_at";
+
+/// Columns: [`DELIVERY_COLS`].
 pub(crate) fn delivery<R: ReadRow>(r: &R) -> Result<Delivery, R::Error> {
     Ok(Delivery {
         id: r.col(0)?,
@@ -177,9 +190,12 @@ pub(crate) fn delivery_state<R: ReadRow>(r: &R, at: usize) -> Result<DeliveryRow
     ))
 }
 
-/// Columns: `id, delivery_id, attempt_no, started_at, duration_ms, status_code, response_body,
-/// response_truncated, error_class, error_message, local_addr, remote_addr, outcome,
-/// request_headers`.
+/// An attempt's columns, as [`attempt`] reads them.
+pub(crate) const ATTEMPT_COLS: &str = "id, delivery_id, attempt_no, started_at, duration_ms, status_code, \
+    response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
+    request_headers";
+
+/// Columns: [`ATTEMPT_COLS`].
 pub(crate) fn attempt<R: ReadRow>(r: &R) -> Result<Attempt, R::Error> {
     Ok(Attempt {
         id: r.col(0)?,
@@ -210,7 +226,11 @@ pub(crate) fn secret<R: ReadRow>(r: &R) -> Result<SecretRecord, R::Error> {
     })
 }
 
-/// Columns: `id, name, prefix, description, created_at, expires_at, last_used_at, revoked_at`.
+/// An API key's columns, as [`api_key`] reads them.
+pub(crate) const API_KEY_COLS: &str =
+    "id, name, prefix, description, created_at, expires_at, last_used_at, revoked_at";
+
+/// Columns: [`API_KEY_COLS`].
 pub(crate) fn api_key<R: ReadRow>(r: &R) -> Result<ApiKey, R::Error> {
     Ok(ApiKey {
         id: r.col(0)?,
@@ -224,8 +244,11 @@ pub(crate) fn api_key<R: ReadRow>(r: &R) -> Result<ApiKey, R::Error> {
     })
 }
 
-/// Columns: `id, name, certificate_pem, private_key, subject, issuer, serial, sha256, sha1,
-/// not_before, not_after, generated, status, created_at, retired_at`.
+/// A client certificate's columns, as [`certificate`] reads them.
+pub(crate) const CERTIFICATE_COLS: &str = "id, name, certificate_pem, private_key, subject, issuer, serial, \
+    sha256, sha1, not_before, not_after, generated, status, created_at, retired_at";
+
+/// Columns: [`CERTIFICATE_COLS`].
 pub(crate) fn certificate<R: ReadRow>(r: &R) -> Result<ClientCertificate, R::Error> {
     let status: String = r.col(12)?;
     let status = CertificateStatus::parse(&status)
@@ -249,7 +272,11 @@ pub(crate) fn certificate<R: ReadRow>(r: &R) -> Result<ClientCertificate, R::Err
     })
 }
 
-/// Columns: `SOURCE_COLS` of either backend.
+/// A source's columns, as [`source`] reads them.
+pub(crate) const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
+    log_payloads, forward_to, event_type, created_at, updated_at";
+
+/// Columns: [`SOURCE_COLS`].
 pub(crate) fn source<R: ReadRow>(r: &R) -> Result<Source, R::Error> {
     Ok(Source {
         id: r.col(0)?,
@@ -266,7 +293,10 @@ pub(crate) fn source<R: ReadRow>(r: &R) -> Result<Source, R::Error> {
     })
 }
 
-/// Columns `at..at + 4`: `prefix, created_at, expires_at, revoked_at`.
+/// A source token's columns, as [`source_token`] reads them.
+pub(crate) const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
+
+/// Columns `at..at + 4`: [`TOKEN_COLS`].
 pub(crate) fn source_token<R: ReadRow>(r: &R, at: usize) -> Result<SourceToken, R::Error> {
     Ok(SourceToken {
         prefix: r.col(at)?,

@@ -12,7 +12,7 @@
 
 use crate::listing::{self, cut};
 use crate::machine::{self, DeliveryRow, EndpointRow};
-use crate::row;
+use crate::row::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{Listed, Result, Store, StoreError};
@@ -710,11 +710,9 @@ impl Store for SqliteStore {
                 ))?,
                 params![id, page.after, limit + 1],
             )?;
-            let mut one = tx.prepare_cached(
-                "SELECT id, delivery_id, attempt_no, started_at, duration_ms, status_code, response_body, \
-                 response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
-                 request_headers FROM attempts WHERE id = ?1",
-            )?;
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"
+            ))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
                 Ok(one.query_row([id], |r| row::attempt(r)).optional()?)
             })

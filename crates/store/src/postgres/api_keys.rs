@@ -3,12 +3,9 @@
 
 use super::{PgStore, by_key, limit_of};
 use crate::api_keys::*;
-use crate::row;
+use crate::row::{self, API_KEY_COLS};
 use crate::{Millis, Page, Result};
 use async_trait::async_trait;
-
-const COLS: &str =
-    "id, name, prefix, description, created_at, expires_at, last_used_at, revoked_at";
 
 #[async_trait]
 impl ApiKeyStore for PgStore {
@@ -32,7 +29,7 @@ impl ApiKeyStore for PgStore {
 
     async fn find_api_key(&self, key_hash: [u8; 32], now: Millis) -> Result<Option<ApiKey>> {
         let row = sqlx::query(&format!(
-            "SELECT {COLS} FROM api_keys WHERE key_hash = $1 \
+            "SELECT {API_KEY_COLS} FROM api_keys WHERE key_hash = $1 \
              AND (revoked_at IS NULL OR revoked_at > $2) \
              AND (expires_at IS NULL OR expires_at > $2)"
         ))
@@ -44,14 +41,14 @@ impl ApiKeyStore for PgStore {
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let sql = format!("SELECT {COLS} FROM api_keys WHERE id = $1");
+        let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1");
         by_key(&self.pool, &sql, id, row::api_key).await
     }
 
     async fn list_api_keys(&self, page: Page) -> Result<crate::Listed<ApiKey>> {
         let limit = limit_of(&page);
         let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM api_keys WHERE ($1::text IS NULL OR id < $1) \
+            "SELECT {API_KEY_COLS} FROM api_keys WHERE ($1::text IS NULL OR id < $1) \
              ORDER BY id DESC LIMIT $2"
         ))
         .bind(page.before.as_deref())

@@ -3,14 +3,11 @@
 
 use super::{MAX_TRIES, PgStore, TxError, bounded_page, by_key, limit_of, names_nothing};
 use crate::certs::*;
-use crate::row;
+use crate::row::{self, CERTIFICATE_COLS};
 use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::PgConnection;
 use std::time::Duration;
-
-const COLS: &str = "id, name, certificate_pem, private_key, subject, issuer, serial, sha256, sha1, \
-    not_before, not_after, generated, status, created_at, retired_at";
 
 /// `pg_advisory_xact_lock` key serialising changes of the published ranges between instances
 /// that start together ("hwranges").
@@ -37,7 +34,7 @@ impl CertificateStore for PgStore {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()> {
         cert.check_storable()?;
         let n = sqlx::query(&format!(
-            "INSERT INTO client_certificates ({COLS}) \
+            "INSERT INTO client_certificates ({CERTIFICATE_COLS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (id) DO NOTHING"
         ))
@@ -69,7 +66,7 @@ impl CertificateStore for PgStore {
     }
 
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>> {
-        let sql = format!("SELECT {COLS} FROM client_certificates WHERE id = $1");
+        let sql = format!("SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = $1");
         by_key(&self.pool, &sql, id, row::certificate).await
     }
 
@@ -89,7 +86,7 @@ impl CertificateStore for PgStore {
             candidates,
             limit as usize,
             page.max_bytes,
-            &format!("SELECT {COLS} FROM client_certificates WHERE id = ANY($1) ORDER BY id DESC"),
+            &format!("SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = ANY($1) ORDER BY id DESC"),
             row::certificate,
         )
         .await

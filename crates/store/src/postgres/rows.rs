@@ -5,20 +5,6 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 // Row mapping
 
-pub(super) const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
-    signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
-    client_certificate_id, consecutive_failures, failing_since, created_at, updated_at";
-
-pub(super) const EVENT_COLS: &str =
-    "id, event_type, payload, idempotency_key, created_at, source_id";
-
-pub(super) const DELIVERY_COLS: &str = "id, event_id, endpoint_id, status, attempt_count, next_attempt_at, \
-    last_status_code, last_error, created_at, updated_at, completed_at";
-
-pub(super) const ATTEMPT_COLS: &str = "id, delivery_id, attempt_no, started_at, duration_ms, status_code, \
-    response_body, response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
-    request_headers";
-
 /// No stored key holds a NUL (both backends refuse one in what they store) and PostgreSQL cannot
 /// even bind one: a key with a NUL names nothing, as in SQLite, rather than failing the query.
 pub(crate) fn names_nothing(key: &str) -> bool {

@@ -4,7 +4,7 @@
 
 use super::{MAX_TRIES, PgStore, TxError, limit_of, names_nothing, new_id, status_i16};
 use crate::listing::cut;
-use crate::row;
+use crate::row::{self, SOURCE_COLS, TOKEN_COLS};
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
 use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
@@ -12,11 +12,6 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::time::Duration;
-
-const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
-    log_payloads, forward_to, event_type, created_at, updated_at";
-
-const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
 
 /// Written: the logged payload goes to `payload_bytes` (schema 90).
 const AUDIT_COLS: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \

@@ -2,13 +2,10 @@
 
 use super::{SqliteStore, limit_of};
 use crate::api_keys::*;
-use crate::row;
+use crate::row::{self, API_KEY_COLS};
 use crate::{Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-
-const COLS: &str =
-    "id, name, prefix, description, created_at, expires_at, last_used_at, revoked_at";
 
 #[async_trait]
 impl ApiKeyStore for SqliteStore {
@@ -41,7 +38,7 @@ impl ApiKeyStore for SqliteStore {
     async fn find_api_key(&self, key_hash: [u8; 32], now: Millis) -> Result<Option<ApiKey>> {
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {COLS} FROM api_keys WHERE key_hash = ?1 \
+                "SELECT {API_KEY_COLS} FROM api_keys WHERE key_hash = ?1 \
                  AND (revoked_at IS NULL OR revoked_at > ?2) \
                  AND (expires_at IS NULL OR expires_at > ?2)"
             ))?
@@ -52,7 +49,7 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let sql = format!("SELECT {COLS} FROM api_keys WHERE id = ?1");
+        let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = ?1");
         self.by_key(sql, id, |r| row::api_key(r)).await
     }
 
@@ -60,7 +57,7 @@ impl ApiKeyStore for SqliteStore {
         self.read(move |c| {
             let limit = limit_of(&page);
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLS} FROM api_keys WHERE (?1 IS NULL OR id < ?1) \
+                "SELECT {API_KEY_COLS} FROM api_keys WHERE (?1 IS NULL OR id < ?1) \
                  ORDER BY id DESC LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![page.before, limit + 1], |r| row::api_key(r))?;

@@ -3,13 +3,10 @@
 
 use super::{SqliteStore, bounded_page, limit_of, sized};
 use crate::certs::*;
-use crate::row;
+use crate::row::{self, CERTIFICATE_COLS};
 use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-
-const COLS: &str = "id, name, certificate_pem, private_key, subject, issuer, serial, sha256, sha1, \
-    not_before, not_after, generated, status, created_at, retired_at";
 
 fn read_ranges(c: &rusqlite::Connection) -> Result<Option<PublishedRanges>> {
     let get = |key: &str| -> Result<Option<String>> {
@@ -30,7 +27,7 @@ impl CertificateStore for SqliteStore {
         self.write(move |c| {
             let n = c
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO client_certificates ({COLS}) \
+                    "INSERT OR IGNORE INTO client_certificates ({CERTIFICATE_COLS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ))?
                 .execute(params![
@@ -62,7 +59,7 @@ impl CertificateStore for SqliteStore {
     }
 
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>> {
-        let sql = format!("SELECT {COLS} FROM client_certificates WHERE id = ?1");
+        let sql = format!("SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = ?1");
         self.by_key(sql, id, |r| row::certificate(r)).await
     }
 
@@ -79,7 +76,7 @@ impl CertificateStore for SqliteStore {
                 params![page.before, limit + 1],
             )?;
             let mut one = tx.prepare_cached(&format!(
-                "SELECT {COLS} FROM client_certificates WHERE id = ?1"
+                "SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = ?1"
             ))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
                 Ok(one.query_row([id], |r| row::certificate(r)).optional()?)

@@ -2,10 +2,6 @@
 
 use super::*;
 
-pub(super) const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
-    signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
-    client_certificate_id, consecutive_failures, failing_since, created_at, updated_at";
-
 /// The oldest due delivery: one seek in the partial index `deliveries_due`.
 pub(super) const QUEUE_OLDEST_SQLITE: &str = concat!(
     "SELECT next_attempt_at FROM deliveries \
@@ -20,12 +16,6 @@ pub(super) const QUEUE_DUE_SQLITE: &str = concat!(
     st!(pending),
     " AND next_attempt_at <= ?1 LIMIT ?2)"
 );
-
-pub(super) const EVENT_COLS: &str =
-    "id, event_type, payload, idempotency_key, created_at, source_id";
-
-pub(super) const DELIVERY_COLS: &str = "id, event_id, endpoint_id, status, attempt_count, next_attempt_at, \
-    last_status_code, last_error, created_at, updated_at, completed_at";
 
 impl SqliteStore {
     /// The row `sql` reads for the key `?1`, mapped by `map`.

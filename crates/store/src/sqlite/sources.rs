@@ -1,7 +1,7 @@
 //! [`SourceStore`] for SQLite: sources, their token hashes, seen keys and the audit log.
 
 use super::{SqliteStore, bounded_page, limit_of, new_id, sized};
-use crate::row;
+use crate::row::{self, SOURCE_COLS, TOKEN_COLS};
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
 use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
@@ -128,11 +128,6 @@ fn seen_in_table(c: &Connection, source_id: &str, key_hash: &[u8], now: Millis) 
     )?
     .query_row(params![source_id, key_hash, now], |r| r.get(0))?)
 }
-
-const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
-    log_payloads, forward_to, event_type, created_at, updated_at";
-
-const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
 
 const AUDIT_COLS: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \
     user_agent, outcome, reason, status, body_bytes, latency_us, tls, event_id, message_id, \
