@@ -42,6 +42,22 @@ pub struct NewApiKey {
     pub expires_at: Option<Millis>,
 }
 
+impl NewApiKey {
+    /// The key as it is once stored: never used, not revoked.
+    pub(crate) fn into_stored(self) -> ApiKey {
+        ApiKey {
+            id: self.id,
+            name: self.name,
+            prefix: self.prefix,
+            description: self.description,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        }
+    }
+}
+
 /// Persistence of admin API keys.
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync + 'static {

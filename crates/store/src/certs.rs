@@ -1,7 +1,7 @@
 //! Client certificates (mTLS identities presented to endpoints) and the published egress ranges:
 //! the security material that receivers pin or allow-list.
 
-use crate::{Listed, Millis, Page, Result};
+use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
 use serde::Serialize;
 
@@ -87,6 +87,59 @@ pub struct RangesSync {
     /// The list before, when it changed (`None`: unchanged). A database that never had a list
     /// counts as having had an empty one.
     pub previous: Option<Vec<String>>,
+}
+
+/// The `meta` entry that holds the published ranges (a JSON array).
+pub(crate) const RANGES_KEY: &str = "egress.published_ranges";
+/// The `meta` entry that holds when the published ranges last changed (decimal milliseconds).
+pub(crate) const RANGES_AT_KEY: &str = "egress.published_ranges_updated_at";
+
+impl PublishedRanges {
+    /// The ranges as `meta` holds them: `list` from [`RANGES_KEY`], `at` from [`RANGES_AT_KEY`].
+    pub(crate) fn from_meta(list: &str, at: &str) -> Result<PublishedRanges> {
+        let ranges: Vec<String> = serde_json::from_str(list)?;
+        let updated_at = at
+            .parse::<Millis>()
+            .map_err(|e| StoreError::Corrupt(format!("{RANGES_AT_KEY}: {e}")))?;
+        Ok(PublishedRanges { ranges, updated_at })
+    }
+}
+
+impl RangesSync {
+    /// Syncing `ranges` at `now` over the `stored` list: its result, and the `meta` entries to
+    /// write for it (none when `stored` is already `ranges`).
+    pub(crate) fn of(
+        stored: Option<PublishedRanges>,
+        ranges: Vec<String>,
+        now: Millis,
+    ) -> Result<(RangesSync, Vec<(&'static str, String)>)> {
+        let before = stored
+            .as_ref()
+            .map(|s| s.ranges.clone())
+            .unwrap_or_default();
+        if let Some(current) = stored.filter(|s| s.ranges == ranges) {
+            let sync = RangesSync {
+                current,
+                previous: None,
+            };
+            return Ok((sync, Vec::new()));
+        }
+        // First sync of an empty list: nothing was published and nothing is: record it quietly
+        // (the time is when publishing started to be tracked).
+        let changed = before != ranges;
+        let writes = vec![
+            (RANGES_KEY, serde_json::to_string(&ranges)?),
+            (RANGES_AT_KEY, now.to_string()),
+        ];
+        let sync = RangesSync {
+            current: PublishedRanges {
+                ranges,
+                updated_at: now,
+            },
+            previous: changed.then_some(before),
+        };
+        Ok((sync, writes))
+    }
 }
 
 /// Persistence of client certificates and of the published egress ranges.

@@ -39,6 +39,7 @@ mod listing;
 mod machine;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod row;
 mod sealed;
 mod sources;
 pub mod sqlite;

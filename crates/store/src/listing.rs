@@ -25,6 +25,15 @@ impl<T> Listed<T> {
         Listed { rows, more }
     }
 
+    /// The page made of `rows` read with a limit of `limit + 1`: the first `limit` of them,
+    /// and whether there were more.
+    pub(crate) fn of_one_more(mut rows: Vec<T>, limit: i64) -> Listed<T> {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Listed { rows, more }
+    }
+
     /// The rows, without the flag.
     pub fn into_rows(self) -> Vec<T> {
         self.rows

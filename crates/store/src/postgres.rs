@@ -20,6 +20,7 @@
 
 use crate::listing::{self, cut};
 use crate::machine::{self, DeliveryRow, EndpointRow};
+use crate::row::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{DbError, Listed, Result, Store, StoreError};
@@ -396,18 +397,9 @@ impl Store for PgStore {
     }
 
     async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
-        if names_nothing(id) {
-            return Ok(None);
-        }
-        sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(endpoint_from_row)
-        .transpose()
+        let sql =
+            format!("SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = $1 AND deleted_at IS NULL");
+        by_key(&self.pool, &sql, id, row::endpoint).await
     }
 
     async fn list_endpoints(&self, page: Page) -> Result<Listed<Endpoint>> {
@@ -443,7 +435,7 @@ impl Store for PgStore {
                 "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ANY($1) AND deleted_at IS NULL \
                  ORDER BY id DESC"
             ),
-            endpoint_from_row,
+            row::endpoint,
         )
         .await
     }
@@ -557,7 +549,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(secret_from_row)
+        .map(row::secret)
         .collect()
     }
 
@@ -621,16 +613,8 @@ impl Store for PgStore {
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>> {
-        if names_nothing(id) {
-            return Ok(None);
-        }
-        sqlx::query(&format!("SELECT {EVENT_COLS} FROM events WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(event_from_row)
-            .transpose()
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
+        by_key(&self.pool, &sql, id, row::event).await
     }
 
     async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Listed<Event>> {
@@ -667,24 +651,14 @@ impl Store for PgStore {
             limit as usize,
             page.max_bytes,
             &format!("SELECT {EVENT_COLS} FROM events WHERE id = ANY($1) ORDER BY id DESC"),
-            event_from_row,
+            row::event,
         )
         .await
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        if names_nothing(id) {
-            return Ok(None);
-        }
-        sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(delivery_from_row)
-        .transpose()
+        let sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = $1");
+        by_key(&self.pool, &sql, id, row::delivery).await
     }
 
     async fn list_deliveries(
@@ -740,7 +714,7 @@ impl Store for PgStore {
             limit as usize,
             page.max_bytes,
             &format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ANY($1) ORDER BY id DESC"),
-            delivery_from_row,
+            row::delivery,
         )
         .await
     }
@@ -766,7 +740,7 @@ impl Store for PgStore {
             limit as usize,
             page.max_bytes,
             &format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ANY($1) ORDER BY id ASC"),
-            attempt_from_row,
+            row::attempt,
         )
         .await
     }
@@ -873,7 +847,7 @@ impl Store for PgStore {
             .fetch_optional(&mut *tx)
             .await?
             .as_ref()
-            .map(delivery_from_row)
+            .map(row::delivery)
             .transpose()?
         })
     }

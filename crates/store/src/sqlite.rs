@@ -12,6 +12,7 @@
 
 use crate::listing::{self, cut};
 use crate::machine::{self, DeliveryRow, EndpointRow};
+use crate::row::{self, ATTEMPT_COLS, DELIVERY_COLS, ENDPOINT_COLS, EVENT_COLS};
 use crate::text::{recorded_outcomes, storable};
 use crate::types::*;
 use crate::{Listed, Result, Store, StoreError};
@@ -352,15 +353,9 @@ impl Store for SqliteStore {
     }
 
     async fn get_endpoint(&self, id: &str) -> Result<Option<Endpoint>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL"
-            ))?
-            .query_row([id], endpoint_from_row)
-            .optional()?)
-        })
-        .await
+        let sql =
+            format!("SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ?1 AND deleted_at IS NULL");
+        self.by_key(sql, id, |r| row::endpoint(r)).await
     }
 
     async fn list_endpoints(&self, page: Page) -> Result<Listed<Endpoint>> {
@@ -379,7 +374,7 @@ impl Store for SqliteStore {
                 "SELECT {ENDPOINT_COLS} FROM endpoints WHERE id = ?1"
             ))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
-                Ok(one.query_row([id], endpoint_from_row).optional()?)
+                Ok(one.query_row([id], |r| row::endpoint(r)).optional()?)
             })
         })
         .await
@@ -469,15 +464,7 @@ impl Store for SqliteStore {
                 "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
                  WHERE endpoint_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id DESC",
             )?;
-            let rows = stmt.query_map(params![id, now], |r| {
-                Ok(SecretRecord {
-                    id: r.get(0)?,
-                    endpoint_id: r.get(1)?,
-                    secret: r.get(2)?,
-                    created_at: r.get(3)?,
-                    expires_at: r.get(4)?,
-                })
-            })?;
+            let rows = stmt.query_map(params![id, now], |r| row::secret(r))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -534,7 +521,7 @@ impl Store for SqliteStore {
                     if now.saturating_sub(created_at) < idempotency_ttl_ms {
                         let event = c
                             .prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?
-                            .query_row([&event_id], event_from_row)
+                            .query_row([&event_id], |r| row::event(r))
                             .optional()?
                             .ok_or_else(|| StoreError::Corrupt("idempotency key without event".into()))?;
                         let deliveries: i64 = c
@@ -626,15 +613,8 @@ impl Store for SqliteStore {
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?
-                    .query_row([id], event_from_row)
-                    .optional()?,
-            )
-        })
-        .await
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1");
+        self.by_key(sql, id, |r| row::event(r)).await
     }
 
     async fn list_events(&self, filter: EventFilter, page: Page) -> Result<Listed<Event>> {
@@ -666,22 +646,15 @@ impl Store for SqliteStore {
             let mut one =
                 tx.prepare_cached(&format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1"))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
-                Ok(one.query_row([id], event_from_row).optional()?)
+                Ok(one.query_row([id], |r| row::event(r)).optional()?)
             })
         })
         .await
     }
 
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1"
-            ))?
-            .query_row([id], delivery_from_row)
-            .optional()?)
-        })
-        .await
+        let sql = format!("SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1");
+        self.by_key(sql, id, |r| row::delivery(r)).await
     }
 
     async fn list_deliveries(
@@ -718,7 +691,7 @@ impl Store for SqliteStore {
                 "SELECT {DELIVERY_COLS} FROM deliveries WHERE id = ?1"
             ))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
-                Ok(one.query_row([id], delivery_from_row).optional()?)
+                Ok(one.query_row([id], |r| row::delivery(r)).optional()?)
             })
         })
         .await
@@ -737,13 +710,11 @@ impl Store for SqliteStore {
                 ))?,
                 params![id, page.after, limit + 1],
             )?;
-            let mut one = tx.prepare_cached(
-                "SELECT id, delivery_id, attempt_no, started_at, duration_ms, status_code, response_body, \
-                 response_truncated, error_class, error_message, local_addr, remote_addr, outcome, \
-                 request_headers FROM attempts WHERE id = ?1",
-            )?;
+            let mut one = tx.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts WHERE id = ?1"
+            ))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
-                Ok(one.query_row([id], attempt_from_row).optional()?)
+                Ok(one.query_row([id], |r| row::attempt(r)).optional()?)
             })
         })
         .await
@@ -828,7 +799,7 @@ impl Store for SqliteStore {
                  WHERE id = ?1 AND status <> ", st!(cancelled), " RETURNING {cols}"),
                 cols = DELIVERY_COLS
             ))?
-            .query_row(params![id, now], delivery_from_row)
+            .query_row(params![id, now], |r| row::delivery(r))
             .optional()?)
         })
         .await

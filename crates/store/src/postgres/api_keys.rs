@@ -1,28 +1,11 @@
 //! [`ApiKeyStore`] for PostgreSQL. Same semantics as the SQLite backend (the conformance suite
 //! is the contract).
 
-use super::{PgStore, limit_of};
+use super::{PgStore, by_key, limit_of};
 use crate::api_keys::*;
+use crate::row::{self, API_KEY_COLS};
 use crate::{Millis, Page, Result};
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
-
-const COLS: &str =
-    "id, name, prefix, description, created_at, expires_at, last_used_at, revoked_at";
-
-fn key_from_row(r: &PgRow) -> Result<ApiKey> {
-    Ok(ApiKey {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        prefix: r.try_get(2)?,
-        description: r.try_get(3)?,
-        created_at: r.try_get(4)?,
-        expires_at: r.try_get(5)?,
-        last_used_at: r.try_get(6)?,
-        revoked_at: r.try_get(7)?,
-    })
-}
 
 #[async_trait]
 impl ApiKeyStore for PgStore {
@@ -41,21 +24,12 @@ impl ApiKeyStore for PgStore {
         .bind(key.expires_at)
         .execute(&self.pool)
         .await?;
-        Ok(ApiKey {
-            id: key.id,
-            name: key.name,
-            prefix: key.prefix,
-            description: key.description,
-            created_at: key.created_at,
-            expires_at: key.expires_at,
-            last_used_at: None,
-            revoked_at: None,
-        })
+        Ok(key.into_stored())
     }
 
     async fn find_api_key(&self, key_hash: [u8; 32], now: Millis) -> Result<Option<ApiKey>> {
         let row = sqlx::query(&format!(
-            "SELECT {COLS} FROM api_keys WHERE key_hash = $1 \
+            "SELECT {API_KEY_COLS} FROM api_keys WHERE key_hash = $1 \
              AND (revoked_at IS NULL OR revoked_at > $2) \
              AND (expires_at IS NULL OR expires_at > $2)"
         ))
@@ -63,31 +37,26 @@ impl ApiKeyStore for PgStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(key_from_row).transpose()
+        row.as_ref().map(row::api_key).transpose()
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query(&format!("SELECT {COLS} FROM api_keys WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(key_from_row).transpose()
+        let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = $1");
+        by_key(&self.pool, &sql, id, row::api_key).await
     }
 
     async fn list_api_keys(&self, page: Page) -> Result<crate::Listed<ApiKey>> {
         let limit = limit_of(&page);
         let rows = sqlx::query(&format!(
-            "SELECT {COLS} FROM api_keys WHERE ($1::text IS NULL OR id < $1) \
+            "SELECT {API_KEY_COLS} FROM api_keys WHERE ($1::text IS NULL OR id < $1) \
              ORDER BY id DESC LIMIT $2"
         ))
         .bind(page.before.as_deref())
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut rows = rows.iter().map(key_from_row).collect::<Result<Vec<_>>>()?;
-        let more = rows.len() > usize::try_from(limit).unwrap_or(0);
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        Ok(crate::Listed::new(rows, more))
+        let rows = rows.iter().map(row::api_key).collect::<Result<Vec<_>>>()?;
+        Ok(crate::Listed::of_one_more(rows, limit))
     }
 
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<bool> {

@@ -1,46 +1,17 @@
 //! [`CertificateStore`] for PostgreSQL: client certificates, and the published egress ranges in
 //! the `meta` table. Same semantics as the SQLite backend (the conformance suite is the contract).
 
-use super::{MAX_TRIES, PgStore, TxError, bounded_page, limit_of, names_nothing};
+use super::{MAX_TRIES, PgStore, TxError, bounded_page, by_key, limit_of, names_nothing};
 use crate::certs::*;
+use crate::row::{self, CERTIFICATE_COLS};
 use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::postgres::PgConnection;
 use std::time::Duration;
-
-const COLS: &str = "id, name, certificate_pem, private_key, subject, issuer, serial, sha256, sha1, \
-    not_before, not_after, generated, status, created_at, retired_at";
-
-const RANGES_KEY: &str = "egress.published_ranges";
-const RANGES_AT_KEY: &str = "egress.published_ranges_updated_at";
 
 /// `pg_advisory_xact_lock` key serialising changes of the published ranges between instances
 /// that start together ("hwranges").
 const RANGES_LOCK: i64 = 0x6877_7261_6e67_6573;
-
-fn cert_from_row(r: &PgRow) -> Result<ClientCertificate> {
-    let status: String = r.try_get(12)?;
-    let status = CertificateStatus::parse(&status)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown certificate status {status:?}")))?;
-    Ok(ClientCertificate {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        certificate_pem: r.try_get(2)?,
-        private_key: r.try_get(3)?,
-        subject: r.try_get(4)?,
-        issuer: r.try_get(5)?,
-        serial: r.try_get(6)?,
-        sha256: r.try_get(7)?,
-        sha1: r.try_get(8)?,
-        not_before: r.try_get(9)?,
-        not_after: r.try_get(10)?,
-        generated: r.try_get(11)?,
-        status,
-        created_at: r.try_get(13)?,
-        retired_at: r.try_get(14)?,
-    })
-}
 
 async fn read_ranges(
     c: &mut PgConnection,
@@ -55,11 +26,7 @@ async fn read_ranges(
     let (Some(list), Some(at)) = (get(RANGES_KEY), get(RANGES_AT_KEY)) else {
         return Ok(None);
     };
-    let ranges: Vec<String> = serde_json::from_str(&list)?;
-    let updated_at = at
-        .parse::<Millis>()
-        .map_err(|e| StoreError::Corrupt(format!("{RANGES_AT_KEY}: {e}")))?;
-    Ok(Some(PublishedRanges { ranges, updated_at }))
+    Ok(Some(PublishedRanges::from_meta(&list, &at)?))
 }
 
 #[async_trait]
@@ -67,7 +34,7 @@ impl CertificateStore for PgStore {
     async fn create_certificate(&self, cert: ClientCertificate) -> Result<()> {
         cert.check_storable()?;
         let n = sqlx::query(&format!(
-            "INSERT INTO client_certificates ({COLS}) \
+            "INSERT INTO client_certificates ({CERTIFICATE_COLS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (id) DO NOTHING"
         ))
@@ -99,18 +66,8 @@ impl CertificateStore for PgStore {
     }
 
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>> {
-        if names_nothing(id) {
-            return Ok(None);
-        }
-        sqlx::query(&format!(
-            "SELECT {COLS} FROM client_certificates WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(cert_from_row)
-        .transpose()
+        let sql = format!("SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = $1");
+        by_key(&self.pool, &sql, id, row::certificate).await
     }
 
     async fn list_certificates(&self, page: Page) -> Result<Listed<ClientCertificate>> {
@@ -129,8 +86,8 @@ impl CertificateStore for PgStore {
             candidates,
             limit as usize,
             page.max_bytes,
-            &format!("SELECT {COLS} FROM client_certificates WHERE id = ANY($1) ORDER BY id DESC"),
-            cert_from_row,
+            &format!("SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = ANY($1) ORDER BY id DESC"),
+            row::certificate,
         )
         .await
     }
@@ -206,41 +163,18 @@ impl CertificateStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
             let stored = read_ranges(&mut tx).await?;
-            let before = stored
-                .as_ref()
-                .map(|s| s.ranges.clone())
-                .unwrap_or_default();
-            match stored.filter(|s| &s.ranges == ranges) {
-                Some(current) => RangesSync {
-                    current,
-                    previous: None,
-                },
-                None => {
-                    // First sync of an empty list: nothing was published and nothing is: record
-                    // it quietly (the time is when publishing started to be tracked).
-                    let changed = &before != ranges;
-                    for (key, value) in [
-                        (RANGES_KEY, serde_json::to_string(ranges)?),
-                        (RANGES_AT_KEY, now.to_string()),
-                    ] {
-                        sqlx::query(
-                            "INSERT INTO meta (key, value) VALUES ($1, $2) \
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        )
-                        .bind(key)
-                        .bind(value)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    RangesSync {
-                        current: PublishedRanges {
-                            ranges: ranges.clone(),
-                            updated_at: now,
-                        },
-                        previous: changed.then_some(before),
-                    }
-                }
+            let (sync, writes) = RangesSync::of(stored, ranges.clone(), now)?;
+            for (key, value) in writes {
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
             }
+            sync
         })
     }
 }

@@ -130,19 +130,7 @@ pub(super) async fn record_outcomes_tx(
     .await?;
     let mut endpoints: HashMap<String, EndpointRow> = HashMap::with_capacity(rows.len());
     for r in &rows {
-        endpoints.insert(
-            r.try_get(0)?,
-            EndpointRow {
-                enabled: r.try_get(1)?,
-                deleted: r.try_get(2)?,
-                consecutive_failures: r.try_get(3)?,
-                failing_since: r.try_get(4)?,
-                disabled_reason: r.try_get(5)?,
-                disabled_at: r.try_get(6)?,
-                updated_at: r.try_get(7)?,
-                dirty: false,
-            },
-        );
+        endpoints.insert(r.try_get(0)?, row::endpoint_state(r, 1)?);
     }
 
     // 2. Lock the deliveries, in id order.
@@ -156,20 +144,7 @@ pub(super) async fn record_outcomes_tx(
     .await?;
     let mut deliveries: HashMap<String, DeliveryRow> = HashMap::with_capacity(rows.len());
     for r in &rows {
-        deliveries.insert(
-            r.try_get(0)?,
-            DeliveryRow::read(
-                r.try_get(1)?,
-                i64::from(r.try_get::<i16, _>(2)?),
-                r.try_get(3)?,
-                r.try_get(4)?,
-                r.try_get(5)?,
-                r.try_get(6)?,
-                r.try_get(7)?,
-                r.try_get(8)?,
-                r.try_get(9)?,
-            ),
-        );
+        deliveries.insert(r.try_get(0)?, row::delivery_state(r, 1)?);
     }
 
     // 3. The state machine, shared with SQLite.
@@ -448,7 +423,7 @@ pub(super) async fn create_event_tx(
                 .ok_or_else(|| StoreError::Corrupt("idempotency key without event".into()))?;
                 let deliveries: i64 = row.try_get(6)?;
                 return Ok(CreateEventResult::Duplicate {
-                    event: event_from_row(&row)?,
+                    event: row::event(&row)?,
                     deliveries: usize::try_from(deliveries).unwrap_or(0),
                 });
             }

@@ -4,6 +4,7 @@
 
 use super::{MAX_TRIES, PgStore, TxError, limit_of, names_nothing, new_id, status_i16};
 use crate::listing::cut;
+use crate::row::{self, SOURCE_COLS, TOKEN_COLS};
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
 use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
@@ -11,11 +12,6 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgRow};
 use std::time::Duration;
-
-const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
-    log_payloads, forward_to, event_type, created_at, updated_at";
-
-const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
 
 /// Written: the logged payload goes to `payload_bytes` (schema 90).
 const AUDIT_COLS: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \
@@ -30,36 +26,6 @@ const AUDIT_READ: &str = "id, source_id, token_prefix, received_at, client_ip, p
 
 /// The stored length of an entry's payload (either column).
 const AUDIT_PAYLOAD_LEN: &str = "COALESCE(octet_length(payload_bytes), octet_length(payload))";
-
-fn json_list(r: &PgRow, i: usize) -> Result<Vec<String>> {
-    let s: String = r.try_get(i)?;
-    Ok(serde_json::from_str(&s)?)
-}
-
-fn source_from_row(r: &PgRow) -> Result<Source> {
-    Ok(Source {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        verification: r.try_get(2)?,
-        secrets: json_list(r, 3)?,
-        allowed_cidrs: json_list(r, 4)?,
-        replay_window_secs: r.try_get(5)?,
-        log_payloads: r.try_get(6)?,
-        forward_to: json_list(r, 7)?,
-        event_type: r.try_get(8)?,
-        created_at: r.try_get(9)?,
-        updated_at: r.try_get(10)?,
-    })
-}
-
-fn token_from_row(r: &PgRow, at: usize) -> Result<SourceToken> {
-    Ok(SourceToken {
-        prefix: r.try_get(at)?,
-        created_at: r.try_get(at + 1)?,
-        expires_at: r.try_get(at + 2)?,
-        revoked_at: r.try_get(at + 3)?,
-    })
-}
 
 fn audit_from_row(r: &PgRow) -> Result<AuditEntry> {
     let status: i32 = r.try_get(9)?;
@@ -97,7 +63,7 @@ async fn record_of(c: &mut PgConnection, source: Source) -> Result<SourceRecord>
     .await?;
     let mut tokens = rows
         .iter()
-        .map(|r| token_from_row(r, 0))
+        .map(|r| row::source_token(r, 0))
         .collect::<Result<Vec<_>>>()?
         .into_iter();
     let current_token = tokens.next();
@@ -164,6 +130,9 @@ async fn insert_audit_row(
 
 /// Locks the source row; false when it does not exist.
 async fn lock_source(c: &mut PgConnection, id: &str) -> std::result::Result<bool, TxError> {
+    if names_nothing(id) {
+        return Ok(false);
+    }
     Ok(
         sqlx::query("SELECT 1 FROM sources WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -171,6 +140,20 @@ async fn lock_source(c: &mut PgConnection, id: &str) -> std::result::Result<bool
             .await?
             .is_some(),
     )
+}
+
+/// Records that the source changed at `now`.
+async fn touch_source(
+    c: &mut PgConnection,
+    id: &str,
+    now: Millis,
+) -> std::result::Result<(), TxError> {
+    sqlx::query("UPDATE sources SET updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -219,7 +202,7 @@ impl SourceStore for PgStore {
             .await?;
         match row {
             Some(r) => {
-                let s = source_from_row(&r)?;
+                let s = row::source(&r)?;
                 Ok(Some(record_of(&mut c, s).await?))
             }
             None => Ok(None),
@@ -250,7 +233,7 @@ impl SourceStore for PgStore {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let s = source_from_row(r)?;
+            let s = row::source(r)?;
             out.push(record_of(&mut c, s).await?);
         }
         Ok(Listed::new(out, more))
@@ -311,9 +294,6 @@ impl SourceStore for PgStore {
         now: Millis,
     ) -> Result<bool> {
         token.check_storable()?;
-        if names_nothing(id) {
-            return Ok(false);
-        }
         in_tx!(self.pool, |tx| {
             if !lock_source(&mut tx, id).await? {
                 return Ok(false);
@@ -328,19 +308,12 @@ impl SourceStore for PgStore {
             .execute(&mut *tx)
             .await?;
             insert_token(&mut tx, id, &token).await?;
-            sqlx::query("UPDATE sources SET updated_at = $2 WHERE id = $1")
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            touch_source(&mut tx, id, now).await?;
             true
         })
     }
 
     async fn revoke_source(&self, id: &str, now: Millis) -> Result<bool> {
-        if names_nothing(id) {
-            return Ok(false);
-        }
         in_tx!(self.pool, |tx| {
             if !lock_source(&mut tx, id).await? {
                 return Ok(false);
@@ -353,11 +326,7 @@ impl SourceStore for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE sources SET updated_at = $2 WHERE id = $1")
-                .bind(id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            touch_source(&mut tx, id, now).await?;
             true
         })
     }
@@ -385,8 +354,8 @@ impl SourceStore for PgStore {
         }
         Ok(Some(TokenMatch {
             token_hash: hash,
-            token: token_from_row(&r, 11)?,
-            source: source_from_row(&r)?,
+            token: row::source_token(&r, 11)?,
+            source: row::source(&r)?,
         }))
     }
 

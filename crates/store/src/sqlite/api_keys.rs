@@ -2,25 +2,10 @@
 
 use super::{SqliteStore, limit_of};
 use crate::api_keys::*;
+use crate::row::{self, API_KEY_COLS};
 use crate::{Millis, Page, Result, StoreError};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
-
-const COLS: &str =
-    "id, name, prefix, description, created_at, expires_at, last_used_at, revoked_at";
-
-fn key_from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
-    Ok(ApiKey {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        prefix: r.get(2)?,
-        description: r.get(3)?,
-        created_at: r.get(4)?,
-        expires_at: r.get(5)?,
-        last_used_at: r.get(6)?,
-        revoked_at: r.get(7)?,
-    })
-}
+use rusqlite::{OptionalExtension, params};
 
 #[async_trait]
 impl ApiKeyStore for SqliteStore {
@@ -45,16 +30,7 @@ impl ApiKeyStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::Conflict("this API key already exists".into()));
             }
-            Ok(ApiKey {
-                id: key.id,
-                name: key.name,
-                prefix: key.prefix,
-                description: key.description,
-                created_at: key.created_at,
-                expires_at: key.expires_at,
-                last_used_at: None,
-                revoked_at: None,
-            })
+            Ok(key.into_stored())
         })
         .await
     }
@@ -62,40 +38,31 @@ impl ApiKeyStore for SqliteStore {
     async fn find_api_key(&self, key_hash: [u8; 32], now: Millis) -> Result<Option<ApiKey>> {
         self.read(move |c| {
             Ok(c.prepare_cached(&format!(
-                "SELECT {COLS} FROM api_keys WHERE key_hash = ?1 \
+                "SELECT {API_KEY_COLS} FROM api_keys WHERE key_hash = ?1 \
                  AND (revoked_at IS NULL OR revoked_at > ?2) \
                  AND (expires_at IS NULL OR expires_at > ?2)"
             ))?
-            .query_row(params![&key_hash[..], now], key_from_row)
+            .query_row(params![&key_hash[..], now], |r| row::api_key(r))
             .optional()?)
         })
         .await
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<ApiKey>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached(&format!("SELECT {COLS} FROM api_keys WHERE id = ?1"))?
-                    .query_row([id], key_from_row)
-                    .optional()?,
-            )
-        })
-        .await
+        let sql = format!("SELECT {API_KEY_COLS} FROM api_keys WHERE id = ?1");
+        self.by_key(sql, id, |r| row::api_key(r)).await
     }
 
     async fn list_api_keys(&self, page: Page) -> Result<crate::Listed<ApiKey>> {
         self.read(move |c| {
             let limit = limit_of(&page);
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLS} FROM api_keys WHERE (?1 IS NULL OR id < ?1) \
+                "SELECT {API_KEY_COLS} FROM api_keys WHERE (?1 IS NULL OR id < ?1) \
                  ORDER BY id DESC LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![page.before, limit + 1], key_from_row)?;
-            let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            let more = rows.len() > usize::try_from(limit).unwrap_or(0);
-            rows.truncate(usize::try_from(limit).unwrap_or(0));
-            Ok(crate::Listed::new(rows, more))
+            let rows = stmt.query_map(params![page.before, limit + 1], |r| row::api_key(r))?;
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(crate::Listed::of_one_more(rows, limit))
         })
         .await
     }

@@ -3,43 +3,10 @@
 
 use super::{SqliteStore, bounded_page, limit_of, sized};
 use crate::certs::*;
+use crate::row::{self, CERTIFICATE_COLS};
 use crate::{Listed, Millis, Page, Result, StoreError};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
-
-const COLS: &str = "id, name, certificate_pem, private_key, subject, issuer, serial, sha256, sha1, \
-    not_before, not_after, generated, status, created_at, retired_at";
-
-fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<ClientCertificate> {
-    let status: String = r.get(12)?;
-    let status = CertificateStatus::parse(&status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            12,
-            rusqlite::types::Type::Text,
-            format!("unknown certificate status {status:?}").into(),
-        )
-    })?;
-    Ok(ClientCertificate {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        certificate_pem: r.get(2)?,
-        private_key: r.get(3)?,
-        subject: r.get(4)?,
-        issuer: r.get(5)?,
-        serial: r.get(6)?,
-        sha256: r.get(7)?,
-        sha1: r.get(8)?,
-        not_before: r.get(9)?,
-        not_after: r.get(10)?,
-        generated: r.get::<_, i64>(11)? != 0,
-        status,
-        created_at: r.get(13)?,
-        retired_at: r.get(14)?,
-    })
-}
-
-const RANGES_KEY: &str = "egress.published_ranges";
-const RANGES_AT_KEY: &str = "egress.published_ranges_updated_at";
+use rusqlite::{OptionalExtension, params};
 
 fn read_ranges(c: &rusqlite::Connection) -> Result<Option<PublishedRanges>> {
     let get = |key: &str| -> Result<Option<String>> {
@@ -50,11 +17,7 @@ fn read_ranges(c: &rusqlite::Connection) -> Result<Option<PublishedRanges>> {
     let (Some(list), Some(at)) = (get(RANGES_KEY)?, get(RANGES_AT_KEY)?) else {
         return Ok(None);
     };
-    let ranges: Vec<String> = serde_json::from_str(&list)?;
-    let updated_at = at
-        .parse::<Millis>()
-        .map_err(|e| StoreError::Corrupt(format!("{RANGES_AT_KEY}: {e}")))?;
-    Ok(Some(PublishedRanges { ranges, updated_at }))
+    PublishedRanges::from_meta(&list, &at).map(Some)
 }
 
 #[async_trait]
@@ -64,7 +27,7 @@ impl CertificateStore for SqliteStore {
         self.write(move |c| {
             let n = c
                 .prepare_cached(&format!(
-                    "INSERT OR IGNORE INTO client_certificates ({COLS}) \
+                    "INSERT OR IGNORE INTO client_certificates ({CERTIFICATE_COLS}) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
                 ))?
                 .execute(params![
@@ -96,15 +59,8 @@ impl CertificateStore for SqliteStore {
     }
 
     async fn get_certificate(&self, id: &str) -> Result<Option<ClientCertificate>> {
-        let id = id.to_owned();
-        self.read(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {COLS} FROM client_certificates WHERE id = ?1"
-            ))?
-            .query_row([id], cert_from_row)
-            .optional()?)
-        })
-        .await
+        let sql = format!("SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = ?1");
+        self.by_key(sql, id, |r| row::certificate(r)).await
     }
 
     async fn list_certificates(&self, page: Page) -> Result<Listed<ClientCertificate>> {
@@ -120,10 +76,10 @@ impl CertificateStore for SqliteStore {
                 params![page.before, limit + 1],
             )?;
             let mut one = tx.prepare_cached(&format!(
-                "SELECT {COLS} FROM client_certificates WHERE id = ?1"
+                "SELECT {CERTIFICATE_COLS} FROM client_certificates WHERE id = ?1"
             ))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
-                Ok(one.query_row([id], cert_from_row).optional()?)
+                Ok(one.query_row([id], |r| row::certificate(r)).optional()?)
             })
         })
         .await
@@ -190,33 +146,15 @@ impl CertificateStore for SqliteStore {
 
     async fn sync_published_ranges(&self, ranges: Vec<String>, now: Millis) -> Result<RangesSync> {
         self.write(move |c| {
-            let stored = read_ranges(c)?;
-            let before = stored
-                .as_ref()
-                .map(|s| s.ranges.clone())
-                .unwrap_or_default();
-            if let Some(current) = stored.filter(|s| s.ranges == ranges) {
-                return Ok(RangesSync {
-                    current,
-                    previous: None,
-                });
-            }
-            // First sync of an empty list: nothing was published and nothing is: record it
-            // quietly (the time is when publishing started to be tracked).
-            let changed = before != ranges;
+            let (sync, writes) = RangesSync::of(read_ranges(c)?, ranges, now)?;
             let mut put = c.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?;
-            put.execute(params![RANGES_KEY, serde_json::to_string(&ranges)?])?;
-            put.execute(params![RANGES_AT_KEY, now.to_string()])?;
-            Ok(RangesSync {
-                current: PublishedRanges {
-                    ranges,
-                    updated_at: now,
-                },
-                previous: changed.then_some(before),
-            })
+            for (key, value) in writes {
+                put.execute(params![key, value])?;
+            }
+            Ok(sync)
         })
         .await
     }
@@ -224,19 +162,17 @@ impl CertificateStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::sqlite::{SqliteOptions, SqliteStore};
+    use crate::sqlite::tests::fresh;
 
     #[tokio::test]
     async fn certificate_store_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         crate::conformance::certificate_store(&s).await;
     }
 
     #[tokio::test]
     async fn certificate_pages_bounded_in_bytes_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         crate::conformance::certificate_pages_bounded_in_bytes(&s).await;
     }
 }

@@ -124,19 +124,7 @@ pub(super) fn record_outcomes_tx(
                 continue;
             }
             let row = read
-                .query_row([&o.delivery_id], |r| {
-                    Ok(DeliveryRow::read(
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                })
+                .query_row([&o.delivery_id], |r| row::delivery_state(r, 0))
                 .optional()?;
             if let Some(row) = row {
                 deliveries.insert(o.delivery_id.clone(), row);
@@ -156,18 +144,7 @@ pub(super) fn record_outcomes_tx(
             .collect();
         for id in ids {
             let row = read
-                .query_row([id], |r| {
-                    Ok(EndpointRow {
-                        enabled: r.get::<_, i64>(0)? != 0,
-                        deleted: r.get(1)?,
-                        consecutive_failures: r.get(2)?,
-                        failing_since: r.get(3)?,
-                        disabled_reason: r.get(4)?,
-                        disabled_at: r.get(5)?,
-                        updated_at: r.get(6)?,
-                        dirty: false,
-                    })
-                })
+                .query_row([id], |r| row::endpoint_state(r, 0))
                 .optional()?;
             if let Some(row) = row {
                 endpoints.insert(id.to_owned(), row);

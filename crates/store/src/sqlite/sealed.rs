@@ -112,12 +112,7 @@ impl SealedStore for SqliteStore {
 mod tests {
     #[tokio::test]
     async fn sealed_store_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = crate::sqlite::SqliteStore::open(
-            &dir.path().join("t.db"),
-            crate::sqlite::SqliteOptions::default(),
-        )
-        .unwrap();
+        let (s, _dir) = crate::sqlite::tests::fresh().await;
         crate::conformance::sealed_store(&s).await;
     }
 }

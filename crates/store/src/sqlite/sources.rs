@@ -1,6 +1,7 @@
 //! [`SourceStore`] for SQLite: sources, their token hashes, seen keys and the audit log.
 
 use super::{SqliteStore, bounded_page, limit_of, new_id, sized};
+use crate::row::{self, SOURCE_COLS, TOKEN_COLS};
 use crate::sources::*;
 use crate::sources::{audit_bound, audit_id};
 use crate::{DeliveryStatus, Listed, Millis, Page, Result, StoreError};
@@ -128,46 +129,9 @@ fn seen_in_table(c: &Connection, source_id: &str, key_hash: &[u8], now: Millis) 
     .query_row(params![source_id, key_hash, now], |r| r.get(0))?)
 }
 
-const SOURCE_COLS: &str = "id, name, verification, secrets, allowed_cidrs, replay_window_secs, \
-    log_payloads, forward_to, event_type, created_at, updated_at";
-
-const TOKEN_COLS: &str = "prefix, created_at, expires_at, revoked_at";
-
 const AUDIT_COLS: &str = "id, source_id, token_prefix, received_at, client_ip, peer_addr, \
     user_agent, outcome, reason, status, body_bytes, latency_us, tls, event_id, message_id, \
     count, sampled, payload";
-
-fn json_err(i: usize, e: serde_json::Error) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-}
-
-fn source_from_row(r: &Row<'_>) -> rusqlite::Result<Source> {
-    let secrets: String = r.get(3)?;
-    let cidrs: String = r.get(4)?;
-    let forward: String = r.get(7)?;
-    Ok(Source {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        verification: r.get(2)?,
-        secrets: serde_json::from_str(&secrets).map_err(|e| json_err(3, e))?,
-        allowed_cidrs: serde_json::from_str(&cidrs).map_err(|e| json_err(4, e))?,
-        replay_window_secs: r.get(5)?,
-        log_payloads: r.get::<_, i64>(6)? != 0,
-        forward_to: serde_json::from_str(&forward).map_err(|e| json_err(7, e))?,
-        event_type: r.get(8)?,
-        created_at: r.get(9)?,
-        updated_at: r.get(10)?,
-    })
-}
-
-fn token_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<SourceToken> {
-    Ok(SourceToken {
-        prefix: r.get(at)?,
-        created_at: r.get(at + 1)?,
-        expires_at: r.get(at + 2)?,
-        revoked_at: r.get(at + 3)?,
-    })
-}
 
 fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     let status: i64 = r.get(9)?;
@@ -215,7 +179,7 @@ fn tokens_of(c: &Connection, source_id: &str) -> Result<Vec<SourceToken>> {
         "SELECT {TOKEN_COLS} FROM source_tokens WHERE source_id = ?1 \
          ORDER BY created_at DESC, prefix DESC LIMIT 100"
     ))?;
-    let rows = stmt.query_map([source_id], |r| token_from_row(r, 0))?;
+    let rows = stmt.query_map([source_id], |r| row::source_token(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
@@ -401,7 +365,7 @@ impl SourceStore for SqliteStore {
         self.read(move |c| {
             let s = c
                 .prepare_cached(&format!("SELECT {SOURCE_COLS} FROM sources WHERE id = ?1"))?
-                .query_row([id], source_from_row)
+                .query_row([id], |r| row::source(r))
                 .optional()?;
             s.map(|s| record_of(c, s)).transpose()
         })
@@ -423,7 +387,7 @@ impl SourceStore for SqliteStore {
             let mut one =
                 tx.prepare_cached(&format!("SELECT {SOURCE_COLS} FROM sources WHERE id = ?1"))?;
             bounded_page(candidates, limit as usize, page.max_bytes, |id| {
-                one.query_row([id], source_from_row)
+                one.query_row([id], |r| row::source(r))
                     .optional()?
                     .map(|s| record_of(&tx, s))
                     .transpose()
@@ -543,8 +507,8 @@ impl SourceStore for SqliteStore {
             );
             Ok(c.prepare_cached(&sql)?
                 .query_row([&token_hash[..]], |r| {
-                    let source = source_from_row(r)?;
-                    let token = token_from_row(r, 11)?;
+                    let source = row::source(r)?;
+                    let token = row::source_token(r, 11)?;
                     let stored: Vec<u8> = r.get(15)?;
                     let mut hash = [0u8; 32];
                     if stored.len() == 32 {
@@ -789,33 +753,30 @@ impl SourceStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sqlite::tests::fresh;
     use crate::sqlite::{SqliteOptions, SqliteStore};
 
     #[tokio::test]
     async fn source_store_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         crate::conformance::source_store(&s).await;
     }
 
     #[tokio::test]
     async fn audit_payload_bytes_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         crate::conformance::audit_payload_bytes(&s).await;
     }
 
     #[tokio::test]
     async fn source_pages_bounded_in_bytes_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         crate::conformance::source_pages_bounded_in_bytes(&s).await;
     }
 
     #[tokio::test]
     async fn ingest_statistics_conformance() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         crate::conformance::ingest_statistics(&s).await;
     }
 
@@ -885,8 +846,7 @@ mod tests {
     /// Two requests with one key in flight at once: exactly one is accepted.
     #[tokio::test]
     async fn concurrent_requests_with_one_key_accept_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         let at = crate::now_millis();
         let mut tasks = Vec::new();
         for i in 0..8 {
@@ -907,8 +867,7 @@ mod tests {
     /// A key whose transaction fails is not remembered: the provider's retry is accepted.
     #[tokio::test]
     async fn a_key_is_forgotten_when_its_transaction_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         let at = crate::now_millis();
         assert!(accepted(&accept(&s, "evt_1", "src_a", at, 1).await));
         // The event id is taken: the insert fails after the key was admitted.
@@ -925,8 +884,7 @@ mod tests {
     /// of every size, walked to the end, give every entry once, newest first.
     #[tokio::test]
     async fn every_source_listing_merges_interleaved_sources() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
+        let (s, _dir) = fresh().await;
         let t0 = 1_750_000_000_000;
         let mut batch = Vec::new();
         for i in 0..240i64 {

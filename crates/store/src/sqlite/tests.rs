@@ -2,7 +2,8 @@
 
 use super::*;
 
-async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+/// A store on a new database in a temporary directory (dropped with the directory).
+pub(super) async fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap();
     (s, dir)
