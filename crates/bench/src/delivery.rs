@@ -133,15 +133,7 @@ struct Baseline {
 }
 
 fn parse_instances(s: &str) -> Result<Vec<usize>> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--instances takes a list like 1,2,3"))?;
-    if v.is_empty() || v.iter().any(|&n| n == 0 || n > 16) {
-        bail!("--instances: each count must be 1..=16");
-    }
-    Ok(v)
+    parse_counts(s, "--instances", "1,2,3", 16)
 }
 
 /// The load generator is one address by design: no per-address connection bound on the
@@ -185,55 +177,35 @@ async fn measure(
         .map(|s| format!("http://{}", s.addr))
         .collect();
     let auth = format!("Bearer {key}");
+    let api = Api::new(&serves[0]);
     for i in 0..args.endpoints {
-        let body = json!({"url": format!("http://{}/ep{i}", receiver.addr)}).to_string();
-        let req = Request::post(format!("{}/api/v1/endpoints", bases[0]))
-            .header("authorization", &auth)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        let (status, body) = send(&client, req).await?;
-        if status != 201 {
-            bail!(
-                "creating an endpoint failed: {status} {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
+        create_endpoint(&api, &format!("http://{}/ep{i}", receiver.addr)).await?;
     }
 
     let epoch = receiver.epoch;
     let started = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
     let bases = Arc::new(bases);
-    let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
-        let (client, bases, auth, next) =
-            (client.clone(), bases.clone(), auth.clone(), next.clone());
-        let total = args.events;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let sent = epoch.elapsed().as_micros() as u64;
-                let body = format!(
-                    r#"{{"type":"order.created","payload":{{"order":{i},"sent_at_us":{sent},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
+    let shared = (client.clone(), bases.clone(), auth.clone());
+    run_indexed(args.concurrency, args.events, move |i| {
+        let (client, bases, auth) = shared.clone();
+        async move {
+            let body = event_body(i, epoch.elapsed().as_micros() as u64);
+            let base = &bases[i % bases.len()];
+            let req = Request::post(format!("{base}/api/v1/events"))
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))?;
+            let (status, body) = send(&client, req).await?;
+            if status != 202 {
+                bail!(
+                    "posting an event failed: {status} {}",
+                    String::from_utf8_lossy(&body)
                 );
-                let base = &bases[i % bases.len()];
-                let req = Request::post(format!("{base}/api/v1/events"))
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))?;
-                let (status, body) = send(&client, req).await?;
-                if status != 202 {
-                    bail!("posting an event failed: {status} {}", String::from_utf8_lossy(&body));
-                }
             }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+            Ok(())
+        }
+    })
+    .await?;
     let posted_in = started.elapsed();
 
     // Done when every delivery has reached the receiver and none is pending any more (its
@@ -396,6 +368,13 @@ impl Database {
     }
 }
 
+/// The event posted as number `i` (`sent_at_us`: when, for the receiver's latency).
+fn event_body(i: usize, sent_at_us: u64) -> String {
+    format!(
+        r#"{{"type":"order.created","payload":{{"order":{i},"sent_at_us":{sent_at_us},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
+    )
+}
+
 /// The body of baseline request `i` (the size and shape of a delivery's).
 fn baseline_body(i: usize, sent_at_us: u64) -> String {
     format!(
@@ -459,7 +438,7 @@ pub(crate) async fn serve_bare_client(args: BareClientArgs) -> Result<()> {
 /// API, fanned out to one endpoint, signed, sent, its attempt recorded; log line written) and
 /// per request for the bare client loop, each in a process of its own, one event at a time.
 async fn instructions(args: &Args) -> Result<()> {
-    use crate::instructions::{Callgrind, Count, Sizes, report};
+    use crate::instructions::{Callgrind, Sizes, report};
     let opts = &args.counts;
     let cg = Callgrind::new(opts, "delivery", args.quick)?;
     let sizes = Sizes::new(args.quick);
@@ -485,14 +464,9 @@ async fn instructions(args: &Args) -> Result<()> {
     run(sizes.warmup).await?;
     let pid = bare.child.id();
     counts.push(
-        Count::measure(
-            &cg,
-            pid,
-            ("bare_client", "request"),
-            sizes.measured,
-            opts.top,
-            || run(sizes.measured),
-        )
+        cg.count(pid, ("bare_client", "request"), sizes.measured, || {
+            run(sizes.measured)
+        })
         .await?,
     );
     drop(bare);
@@ -504,33 +478,19 @@ async fn instructions(args: &Args) -> Result<()> {
         &args.log,
     )?;
     let api = Api::new(&serve);
-    let body = json!({"url": format!("http://{}/ep0", receiver.addr)}).to_string();
-    let (status, body) = api
-        .call(Request::post(api.url("/api/v1/endpoints")), body)
-        .await?;
-    if status != 201 {
-        bail!(
-            "creating the endpoint failed: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
+    create_endpoint(&api, &format!("http://{}/ep0", receiver.addr)).await?;
     receiver.reset();
     one_by_one(&api, &receiver, 0, sizes.warmup).await?;
     counts.push(
-        Count::measure(
-            &cg,
-            serve.child.id(),
-            ("serve", "event"),
-            sizes.measured,
-            opts.top,
-            || one_by_one(&api, &receiver, sizes.warmup, sizes.measured),
-        )
+        cg.count(serve.child.id(), ("serve", "event"), sizes.measured, || {
+            one_by_one(&api, &receiver, sizes.warmup, sizes.measured)
+        })
         .await?,
     );
     drop(serve);
 
     let extra = json!({
-        "serve_to_bare_client": round2(counts[1].per_request as f64 / counts[0].per_request.max(1) as f64),
+        "serve_to_bare_client": crate::instructions::ratio(&counts, 1, 0),
         "sqlite_synchronous": args.sqlite_synchronous,
         "log": args.log,
         "endpoints": 1,
@@ -538,33 +498,11 @@ async fn instructions(args: &Args) -> Result<()> {
     report("delivery", args.quick, opts, &counts, extra)
 }
 
-/// The admin API of one `serve`, one keep-alive connection.
-struct Api {
-    client: HttpClient,
-    base: String,
-    auth: String,
-}
-
-impl Api {
-    fn new(serve: &Serve) -> Api {
-        Api {
-            client: http_client(1),
-            base: format!("http://{}", serve.addr),
-            auth: format!("Bearer {}", serve.key),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn call(&self, req: hyper::http::request::Builder, body: String) -> Result<(u16, Bytes)> {
-        let req = req
-            .header("authorization", &self.auth)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
-        send(&self.client, req).await
-    }
+async fn create_endpoint(api: &Api, url: &str) -> Result<()> {
+    let body = json!({ "url": url }).to_string();
+    api.post("/api/v1/endpoints", body, 201, "creating an endpoint")
+        .await?;
+    Ok(())
 }
 
 /// Posts `n` events one at a time, each after the previous one reached the receiver; then waits
@@ -572,18 +510,9 @@ impl Api {
 async fn one_by_one(api: &Api, receiver: &Receiver, first: usize, n: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     for i in first..first + n {
-        let body = format!(
-            r#"{{"type":"order.created","payload":{{"order":{i},"customer":"cus_8f3b2a","amount":4200,"currency":"EUR"}}}}"#
-        );
-        let (status, answer) = api
-            .call(Request::post(api.url("/api/v1/events")), body)
+        let body = event_body(i, 0);
+        api.post("/api/v1/events", body, 202, "posting an event")
             .await?;
-        if status != 202 {
-            bail!(
-                "posting an event failed: {status} {}",
-                String::from_utf8_lossy(&answer)
-            );
-        }
         while (receiver.count.load(Ordering::Relaxed) as usize) < i + 1 {
             if Instant::now() > deadline {
                 bail!("event {i} was not delivered in time");
@@ -592,15 +521,8 @@ async fn one_by_one(api: &Api, receiver: &Receiver, first: usize, n: usize) -> R
         }
     }
     loop {
-        let (status, body) = api
-            .call(
-                Request::get(api.url("/api/v1/deliveries?status=pending&limit=1")),
-                String::new(),
-            )
-            .await?;
-        if status != 200 {
-            bail!("listing deliveries failed: {status}");
-        }
+        let pending = "/api/v1/deliveries?status=pending&limit=1";
+        let body = api.get(pending, 200, "listing deliveries").await?;
         let v: serde_json::Value = serde_json::from_slice(&body)?;
         if v["data"].as_array().is_some_and(|a| a.is_empty()) {
             return Ok(());
@@ -619,27 +541,18 @@ async fn baseline(
     concurrency: usize,
 ) -> Result<(f64, Vec<u64>)> {
     let client = http_client(concurrency * 2);
-    let url = format!("http://{}/baseline", receiver.addr);
-    let next = Arc::new(AtomicUsize::new(0));
+    let url = Arc::new(format!("http://{}/baseline", receiver.addr));
+    let epoch = receiver.epoch;
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, next) = (client.clone(), url.clone(), next.clone());
-        let epoch = receiver.epoch;
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let sent = epoch.elapsed().as_micros() as u64;
-                send(&client, baseline_request(&url, i, sent)?).await?;
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+    run_indexed(concurrency, total, move |i| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let sent = epoch.elapsed().as_micros() as u64;
+            send(&client, baseline_request(&url, i, sent)?).await?;
+            Ok(())
+        }
+    })
+    .await?;
     let secs = started.elapsed().as_secs_f64();
     let lat = receiver
         .latencies_us

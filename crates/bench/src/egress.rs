@@ -248,15 +248,7 @@ fn round3(x: f64) -> f64 {
 }
 
 fn parse_levels(s: &str) -> Result<Vec<usize>> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--concurrency takes a list like 1,16"))?;
-    if v.is_empty() || v.iter().any(|&n| n == 0 || n > 1024) {
-        bail!("--concurrency: each level must be 1..=1024");
-    }
-    Ok(v)
+    parse_counts(s, "--concurrency", "1,16", 1024)
 }
 
 /// The local server every mode talks to: answers `200 ok` to everything, after `delay`.
@@ -317,20 +309,7 @@ async fn load(
         let (uri, authority) = (uri.clone(), route.authority.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_worker);
-            for _ in 0..per_worker {
-                let req = Request::get(uri.as_str())
-                    .header("host", authority.as_str())
-                    .body(Empty::<Bytes>::new())?;
-                let t = Instant::now();
-                sender.ready().await?;
-                let resp = sender.send_request(req).await?;
-                let status = resp.status();
-                resp.into_body().collect().await?;
-                if status != 200 {
-                    bail!("the server answered {status}");
-                }
-                lat.push(t.elapsed().as_micros() as u64);
-            }
+            requests(&mut sender, &uri, &authority, per_worker, Some(&mut lat)).await?;
             Ok::<_, anyhow::Error>(lat)
         }));
     }
@@ -364,8 +343,8 @@ async fn instructions(args: &Args) -> Result<()> {
         authority: server.addr.to_string(),
     };
     let pid = bare.child.id();
-    counts.push(in_one_tunnel(&cg, pid, "relay_request", &route, sizes, opts.top).await?);
-    counts.push(new_tunnels(&cg, pid, "relay_tunnel", &route, tunnels, opts.top).await?);
+    counts.push(through(&cg, pid, "relay_request", &route, sizes, false).await?);
+    counts.push(through(&cg, pid, "relay_tunnel", &route, tunnels, true).await?);
     drop(bare);
 
     let proxy = ProxyChild::start_under(&cg, &bin, server.addr.port(), &args.log)?;
@@ -375,52 +354,63 @@ async fn instructions(args: &Args) -> Result<()> {
         authority: format!("{HOST}:{}", server.addr.port()),
     };
     let pid = proxy.child.id();
-    counts.push(in_one_tunnel(&cg, pid, "proxy_request", &route, sizes, opts.top).await?);
-    counts.push(new_tunnels(&cg, pid, "proxy_tunnel", &route, tunnels, opts.top).await?);
+    counts.push(through(&cg, pid, "proxy_request", &route, sizes, false).await?);
+    counts.push(through(&cg, pid, "proxy_tunnel", &route, tunnels, true).await?);
     drop(proxy);
 
-    let ratio = |a: usize, b: usize| {
-        round2(counts[a].per_request as f64 / counts[b].per_request.max(1) as f64)
-    };
     let extra = json!({
-        "proxy_request_to_relay": ratio(2, 0),
-        "proxy_tunnel_to_relay": ratio(3, 1),
+        "proxy_request_to_relay": crate::instructions::ratio(&counts, 2, 0),
+        "proxy_tunnel_to_relay": crate::instructions::ratio(&counts, 3, 1),
         "log": args.log,
     });
     report("egress", args.quick, opts, &counts, extra)
 }
 
-/// One tunnel; warm-up, then one count over `sizes.measured` requests sent one after another.
-async fn in_one_tunnel(
+/// Warm-up, then one count: with `per_tunnel`, over `sizes.measured` tunnels opened one after
+/// another, each carrying one request and closed by the client; else over `sizes.measured`
+/// requests sent one after another through one tunnel.
+async fn through(
     cg: &crate::instructions::Callgrind,
     pid: u32,
     name: &'static str,
     route: &Route,
     sizes: crate::instructions::Sizes,
-    top: usize,
+    per_tunnel: bool,
 ) -> Result<crate::instructions::Count> {
+    if per_tunnel {
+        tunnel_each(route, sizes.warmup).await?;
+        return cg
+            .count(pid, (name, "tunnel"), sizes.measured, || {
+                tunnel_each(route, sizes.measured)
+            })
+            .await;
+    }
     let stream = open(route).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let uri = format!("http://{}/egress-bench", route.authority);
-    requests(&mut sender, &uri, &route.authority, sizes.warmup).await?;
-    crate::instructions::Count::measure(cg, pid, (name, "request"), sizes.measured, top, || {
-        requests(&mut sender, &uri, &route.authority, sizes.measured)
+    requests(&mut sender, &uri, &route.authority, sizes.warmup, None).await?;
+    cg.count(pid, (name, "request"), sizes.measured, || {
+        requests(&mut sender, &uri, &route.authority, sizes.measured, None)
     })
     .await
 }
 
+/// `n` GET requests one after another on `sender`, each answered 200; their latencies (µs)
+/// pushed to `lat` when given.
 async fn requests(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     uri: &str,
     authority: &str,
     n: usize,
+    mut lat: Option<&mut Vec<u64>>,
 ) -> Result<()> {
     for _ in 0..n {
         let req = Request::get(uri)
             .header("host", authority)
             .body(Empty::<Bytes>::new())?;
+        let t = Instant::now();
         sender.ready().await?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
@@ -428,25 +418,11 @@ async fn requests(
         if status != 200 {
             bail!("the server answered {status}");
         }
+        if let Some(lat) = lat.as_deref_mut() {
+            lat.push(t.elapsed().as_micros() as u64);
+        }
     }
     Ok(())
-}
-
-/// Warm-up, then one count over `sizes.measured` tunnels opened one after another, each
-/// carrying one request and closed by the client.
-async fn new_tunnels(
-    cg: &crate::instructions::Callgrind,
-    pid: u32,
-    name: &'static str,
-    route: &Route,
-    sizes: crate::instructions::Sizes,
-    top: usize,
-) -> Result<crate::instructions::Count> {
-    tunnel_each(route, sizes.warmup).await?;
-    crate::instructions::Count::measure(cg, pid, (name, "tunnel"), sizes.measured, top, || {
-        tunnel_each(route, sizes.measured)
-    })
-    .await
 }
 
 async fn tunnel_each(route: &Route, n: usize) -> Result<()> {
@@ -456,7 +432,7 @@ async fn tunnel_each(route: &Route, n: usize) -> Result<()> {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
         let conn = tokio::spawn(conn);
-        requests(&mut sender, &uri, &route.authority, 1).await?;
+        requests(&mut sender, &uri, &route.authority, 1, None).await?;
         drop(sender);
         // The connection task ends once the client side is closed.
         let _ = conn.await;

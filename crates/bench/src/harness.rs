@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,71 @@ impl Serve {
     /// Peak resident set size in MiB (VmHWM).
     pub(crate) fn peak_rss_mb(&self) -> f64 {
         peak_rss_mb(self.child.id())
+    }
+}
+
+/// The admin API of one `serve`, one keep-alive connection.
+pub(crate) struct Api {
+    client: HttpClient,
+    base: String,
+    auth: String,
+}
+
+impl Api {
+    pub(crate) fn new(serve: &Serve) -> Api {
+        Api {
+            client: http_client(1),
+            base: format!("http://{}", serve.addr),
+            auth: format!("Bearer {}", serve.key),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) async fn call(
+        &self,
+        req: hyper::http::request::Builder,
+        body: String,
+    ) -> Result<(u16, Bytes)> {
+        let req = req
+            .header("authorization", &self.auth)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        send(&self.client, req).await
+    }
+
+    /// POSTs `body` (JSON) to `path`, failing unless the answer is `status`; the answer's body.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: String,
+        status: u16,
+        what: &str,
+    ) -> Result<Bytes> {
+        self.expect(Request::post(self.url(path)), body, status, what)
+            .await
+    }
+
+    /// GETs `path`, failing unless the answer is `status`; the answer's body.
+    pub(crate) async fn get(&self, path: &str, status: u16, what: &str) -> Result<Bytes> {
+        self.expect(Request::get(self.url(path)), String::new(), status, what)
+            .await
+    }
+
+    async fn expect(
+        &self,
+        req: hyper::http::request::Builder,
+        body: String,
+        status: u16,
+        what: &str,
+    ) -> Result<Bytes> {
+        let (got, answer) = self.call(req, body).await?;
+        if got != status {
+            bail!("{what} failed: {got} {}", String::from_utf8_lossy(&answer));
+        }
+        Ok(answer)
     }
 }
 
@@ -256,6 +321,46 @@ pub(crate) async fn send(client: &HttpClient, req: Request<Full<Bytes>>) -> Resu
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await?.to_bytes();
     Ok((status, body))
+}
+
+/// `workers` tasks run `job(i)` for every `i` in `0..total`, each taking the next index when it
+/// is done with the last; the first error fails the run.
+pub(crate) async fn run_indexed<F, Fut>(workers: usize, total: usize, job: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (job, next) = (job.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                job(i).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// A comma-separated list of counts given to `option`, each in `1..=max`.
+pub(crate) fn parse_counts(s: &str, option: &str, example: &str, max: usize) -> Result<Vec<usize>> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("{option} takes a list like {example}"))?;
+    if v.is_empty() || v.iter().any(|&n| n == 0 || n > max) {
+        bail!("{option}: each count must be 1..={max}");
+    }
+    Ok(v)
 }
 
 /// The p-th percentile (0..=100) of `v` in milliseconds from microseconds.

@@ -53,6 +53,26 @@ struct Phase {
     errors: usize,
 }
 
+impl Phase {
+    /// The phase's figures once its client tasks (each returning its latencies) are done.
+    async fn gather(
+        tasks: Vec<tokio::task::JoinHandle<Result<Vec<u64>>>>,
+        started: Instant,
+        errors: &AtomicUsize,
+    ) -> Result<Phase> {
+        let mut lat_us = Vec::new();
+        for t in tasks {
+            lat_us.extend(t.await??);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        Ok(Phase {
+            per_s: lat_us.len() as f64 / secs,
+            lat_us,
+            errors: errors.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// Signed request `i` for `url` (each body is unique, so replay protection never refuses it).
 fn request(url: &str, i: u64) -> Result<Request<Full<Bytes>>> {
     let body = format!(
@@ -103,16 +123,7 @@ async fn closed_loop(url: &str, concurrency: usize, secs: u64, first: u64) -> Re
             Ok::<_, anyhow::Error>(lat)
         }));
     }
-    let mut lat_us = Vec::new();
-    for t in tasks {
-        lat_us.extend(t.await??);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    Ok(Phase {
-        per_s: lat_us.len() as f64 / secs,
-        lat_us,
-        errors: errors.load(Ordering::Relaxed),
-    })
+    Phase::gather(tasks, started, &errors).await
 }
 
 /// Open loop at `rate` requests/s for `secs`: request k is due at k / rate; its latency counts
@@ -151,16 +162,7 @@ async fn open_loop(
             }
         }));
     }
-    let mut lat_us = Vec::new();
-    for t in tasks {
-        lat_us.extend(t.await??);
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok(Phase {
-        per_s: lat_us.len() as f64 / secs,
-        lat_us,
-        errors: errors.load(Ordering::Relaxed),
-    })
+    Phase::gather(tasks, start, &errors).await
 }
 
 /// Serves `app` on a free port of 127.0.0.1, in the background.
@@ -410,30 +412,40 @@ pub(crate) async fn run(mut args: Args) -> Result<()> {
 
 /// Creates the measured source (GitHub signatures, loopback allow-listed) on `serve`; its URL.
 async fn create_source(serve: &Serve) -> Result<String> {
-    let client = http_client(1);
+    let api = Api::new(serve);
     let body = json!({
         "name": "bench",
         "allowed_cidrs": ["127.0.0.0/8"],
         "verification": {"type": "github", "secret": SECRET},
     })
     .to_string();
-    let req = Request::post(format!("http://{}/api/v1/sources", serve.addr))
-        .header("authorization", format!("Bearer {}", serve.key))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    let (status, body) = send(&client, req).await?;
-    if status != 201 {
-        bail!(
-            "creating the source failed: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
+    let body = api
+        .post("/api/v1/sources", body, 201, "creating the source")
+        .await?;
     let v: serde_json::Value = serde_json::from_slice(&body)?;
     let url = v["url"].as_str().unwrap_or_default();
     let Some(path) = url.find("/in/").map(|i| &url[i..]) else {
         bail!("no URL in {v}");
     };
     Ok(format!("http://{}{path}", serve.addr))
+}
+
+/// Warm-up, then one count over `sizes.measured` signed requests sent one after another on one
+/// keep-alive connection; every one must be accepted.
+async fn sequential(
+    cg: &crate::instructions::Callgrind,
+    pid: u32,
+    name: &'static str,
+    url: &str,
+    sizes: crate::instructions::Sizes,
+) -> Result<crate::instructions::Count> {
+    let client = http_client(1);
+    drive(&client, url, 0, sizes.warmup).await?;
+    let first = sizes.warmup as u64;
+    cg.count(pid, (name, "request"), sizes.measured, || {
+        drive(&client, url, first, sizes.measured)
+    })
+    .await
 }
 
 /// `--instructions`: callgrind counts per accepted webhook for `serve` (signature verified,
@@ -450,7 +462,7 @@ async fn instructions(args: &Args) -> Result<()> {
 
     let bare = ChildServer::start_under(&cg, "bare-ingest", &[])?;
     let url = format!("http://{}/in/wh_baseline", bare.addr);
-    counts.push(sequential(&cg, bare.child.id(), "bare_handler", &url, sizes, opts.top).await?);
+    counts.push(sequential(&cg, bare.child.id(), "bare_handler", &url, sizes).await?);
     drop(bare);
 
     let floor = ChildServer::start_under(
@@ -459,17 +471,7 @@ async fn instructions(args: &Args) -> Result<()> {
         &["--sqlite-synchronous", &args.sqlite_synchronous],
     )?;
     let url = format!("http://{}/in/wh_floor", floor.addr);
-    counts.push(
-        sequential(
-            &cg,
-            floor.child.id(),
-            "durable_floor",
-            &url,
-            sizes,
-            opts.top,
-        )
-        .await?,
-    );
+    counts.push(sequential(&cg, floor.child.id(), "durable_floor", &url, sizes).await?);
     drop(floor);
 
     let config = format!(
@@ -478,12 +480,10 @@ async fn instructions(args: &Args) -> Result<()> {
     );
     let serve = Serve::start_under(&cg, &bin, &config, log)?;
     let url = create_source(&serve).await?;
-    counts.push(sequential(&cg, serve.child.id(), "serve", &url, sizes, opts.top).await?);
+    counts.push(sequential(&cg, serve.child.id(), "serve", &url, sizes).await?);
     drop(serve);
 
-    let ratio = |a: usize, b: usize| {
-        round2(counts[a].per_request as f64 / counts[b].per_request.max(1) as f64)
-    };
+    let ratio = |a: usize, b: usize| crate::instructions::ratio(&counts, a, b);
     let extra = json!({
         "serve_to_bare_handler": ratio(2, 0),
         "serve_to_durable_floor": ratio(2, 1),
@@ -491,25 +491,6 @@ async fn instructions(args: &Args) -> Result<()> {
         "log": log,
     });
     report("ingest", args.quick, opts, &counts, extra)
-}
-
-/// Warm-up, then one count over `sizes.measured` signed requests sent one after another on one
-/// keep-alive connection; every one must be accepted.
-async fn sequential(
-    cg: &crate::instructions::Callgrind,
-    pid: u32,
-    name: &'static str,
-    url: &str,
-    sizes: crate::instructions::Sizes,
-    top: usize,
-) -> Result<crate::instructions::Count> {
-    let client = http_client(1);
-    drive(&client, url, 0, sizes.warmup).await?;
-    let first = sizes.warmup as u64;
-    crate::instructions::Count::measure(cg, pid, (name, "request"), sizes.measured, top, || {
-        drive(&client, url, first, sizes.measured)
-    })
-    .await
 }
 
 async fn drive(client: &HttpClient, url: &str, first: u64, n: usize) -> Result<()> {

@@ -76,6 +76,7 @@ pub(crate) struct Callgrind {
     dir: tempfile::TempDir,
     scenario: &'static str,
     keep: Option<PathBuf>,
+    top: usize,
 }
 
 impl Callgrind {
@@ -107,6 +108,7 @@ impl Callgrind {
             dir: tempfile::tempdir()?,
             scenario,
             keep: opts.keep_dumps.clone(),
+            top: opts.top,
         })
     }
 
@@ -267,26 +269,25 @@ pub(crate) struct Count {
     pub top: Vec<(f64, String)>,
 }
 
-impl Count {
-    /// Zero, run `phase` (which sends `requests` requests and waits for their work to be done),
-    /// dump.
-    pub(crate) async fn measure<F, Fut>(
-        cg: &Callgrind,
+impl Callgrind {
+    /// One count of process `pid`: zero, run `phase` (which sends `requests` requests, or events
+    /// or tunnels as `unit` says, and waits for their work to be done), dump.
+    pub(crate) async fn count<F, Fut>(
+        &self,
         pid: u32,
         (name, unit): (&'static str, &'static str),
         requests: usize,
-        top: usize,
         phase: F,
     ) -> Result<Count>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        cg.zero(pid)?;
+        self.zero(pid)?;
         phase().await?;
-        let (dump, total) = cg.dump(pid)?;
-        if let Some(keep) = &cg.keep {
-            let to = keep.join(format!("{}-{name}.callgrind.out", cg.scenario));
+        let (dump, total) = self.dump(pid)?;
+        if let Some(keep) = &self.keep {
+            let to = keep.join(format!("{}-{name}.callgrind.out", self.scenario));
             std::fs::copy(&dump, &to).with_context(|| format!("keeping {}", to.display()))?;
         }
         Ok(Count {
@@ -294,9 +295,15 @@ impl Count {
             unit,
             per_request: total / requests.max(1) as u64,
             requests,
-            top: top_functions(&dump, top),
+            top: top_functions(&dump, self.top),
         })
     }
+}
+
+/// Count `a` over count `b`, to two decimals.
+pub(crate) fn ratio(counts: &[Count], a: usize, b: usize) -> f64 {
+    let per = |i: usize| counts.get(i).map_or(0, |c| c.per_request) as f64;
+    (per(a) / per(b).max(1.0) * 100.0).round() / 100.0
 }
 
 /// Prints the scenario's JSON line (and the top functions, readable, on stderr), then checks the
