@@ -586,6 +586,17 @@ async fn idempotency_key_returns_the_first_event() {
     assert_eq!(rx.count(), 1, "a duplicate must not create deliveries");
 }
 
+/// With `had` requests received (the last one answered with a retry `delay_ms` later on the
+/// clock): nothing comes 100 ms before the delay is over, the retry once it is 100 ms past.
+async fn retried_after(s: &InProcess, rx: &Receiver, had: usize, delay_ms: u64) -> Vec<Captured> {
+    tokio::time::sleep(inproc::NOTICE).await;
+    s.advance_ms(delay_ms - 100);
+    tokio::time::sleep(inproc::NOTICE).await;
+    assert_eq!(rx.count(), had, "retried before its {delay_ms} ms delay");
+    s.advance_ms(200);
+    rx.wait_count(had + 1, 30).await
+}
+
 /// In process, on a manual clock: the backoff and `Retry-After` delays pass on the clock, and
 /// each retry comes neither before its delay nor later than the poll after it.
 #[tokio::test]
@@ -603,20 +614,9 @@ async fn retries_with_backoff_then_succeeds_and_final_4xx_stops() {
     let (_ep, _) = api.endpoint(json!({"url": rx.url("/hook")})).await;
     let evt = api.event("t", json!({})).await;
     rx.wait_count(1, 30).await;
-    // 1 s backoff after the 500: nothing 0.9 s later, the retry once 1.1 s have passed.
-    tokio::time::sleep(inproc::NOTICE).await;
-    s.advance_ms(900);
-    tokio::time::sleep(inproc::NOTICE).await;
-    assert_eq!(rx.count(), 1, "retried before the 1 s backoff");
-    s.advance_ms(200);
-    rx.wait_count(2, 30).await;
-    // Retry-After: 2 honoured after the 429: nothing 1.9 s later, the retry after 2.1 s.
-    tokio::time::sleep(inproc::NOTICE).await;
-    s.advance_ms(1_900);
-    tokio::time::sleep(inproc::NOTICE).await;
-    assert_eq!(rx.count(), 2, "Retry-After ignored");
-    s.advance_ms(200);
-    let got = rx.wait_count(3, 30).await;
+    // 1 s backoff after the 500, then Retry-After: 2 honoured after the 429.
+    retried_after(&s, &rx, 1, 1_000).await;
+    let got = retried_after(&s, &rx, 2, 2_000).await;
     assert_eq!(
         got[0].headers["webhook-id"], got[2].headers["webhook-id"],
         "webhook-id is stable across retries"
