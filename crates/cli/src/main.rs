@@ -410,7 +410,7 @@ async fn keys_create(
         description,
         expires_at,
     };
-    let made = keys::create(&*db.keys, spec).await;
+    let made = keys::create(&*db.keys, spec, hookwarden_store::now_millis()).await;
     db.close().await;
     let (key, _) = made?;
     println!("{key}");

@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::inproc::InProcess;
 use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -32,6 +33,20 @@ async fn until_status(api: &Api, key: &str, want: StatusCode, limit: Duration) -
         assert!(started.elapsed() < limit, "still {st} after {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A key that expires 2 s after it is made (checked to work at first).
+async fn short_lived_key(api: &Api) -> String {
+    let (_, short) = api
+        .post(
+            "/api/v1/api-keys",
+            json!({"name": "short", "expires_in_secs": 2}),
+        )
+        .await;
+    let short = short["secret"].as_str().unwrap().to_string();
+    let (st, _) = api.with_key(&short).get("/api/v1/endpoints").await;
+    assert_eq!(st, StatusCode::OK);
+    short
 }
 
 #[tokio::test]
@@ -107,16 +122,9 @@ async fn keys_are_named_listed_expired_and_revoked() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 
-    // A key that expires: works, then stops without anyone doing anything.
-    let (_, short) = api
-        .post(
-            "/api/v1/api-keys",
-            json!({"name": "short", "expires_in_secs": 2}),
-        )
-        .await;
-    let short = short["secret"].as_str().unwrap().to_string();
-    let (st, _) = api.with_key(&short).get("/api/v1/endpoints").await;
-    assert_eq!(st, StatusCode::OK);
+    // A key that expires: works, then stops without anyone doing anything (the listing below
+    // shows it expired; `a_key_stops_working_when_it_expires` shows the boundary).
+    let short = short_lived_key(&api).await;
     until_status(
         &api,
         &short,
@@ -255,4 +263,24 @@ async fn a_revoked_key_is_refused_by_every_instance_within_a_second() {
     )
     .await;
     assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+/// A key that expires, in process on a manual clock: it still works just before its expiry and
+/// is refused just after (a real-time test cannot show the boundary).
+#[tokio::test]
+async fn a_key_stops_working_when_it_expires() {
+    let s = InProcess::start(&test_config("")).await;
+    let api = s.api();
+    let short = short_lived_key(&api).await;
+    s.advance_ms(1_900);
+    let (st, _) = api.with_key(&short).get("/api/v1/endpoints").await;
+    assert_eq!(st, StatusCode::OK, "refused before its expiry");
+    s.advance_ms(200);
+    let (st, v) = api.with_key(&short).get("/api/v1/endpoints").await;
+    assert_eq!(
+        st,
+        StatusCode::UNAUTHORIZED,
+        "still usable after its expiry: {v}"
+    );
+    s.shutdown().await;
 }

@@ -12,17 +12,21 @@
 
 mod common;
 
+use common::inproc::{self, InProcess};
 use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+fn config(alerts: &str) -> String {
+    test_config(&format!(
+        "[metrics]\npublic = true\nrefresh_interval_ms = 0\n\n{alerts}"
+    ))
+}
+
 async fn start(alerts: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(&format!(
-        "[metrics]\npublic = true\nrefresh_interval_ms = 0\n\n{alerts}"
-    ));
-    let s = Server::start_in(dir.path(), &cfg, None);
+    let s = Server::start_in(dir.path(), &config(alerts), None);
     (dir, s)
 }
 
@@ -81,19 +85,19 @@ async fn alerts_total(api: &Api, kind: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A source verified by an API key header; returns (id, ingest URL).
-async fn source(s: &Server, extra: Value) -> (String, String) {
+/// A source verified by an API key header on the server at `addr`; returns (id, ingest URL).
+async fn source(api: &Api, addr: std::net::SocketAddr, extra: Value) -> (String, String) {
     let mut body = json!({"name": "alerts",
         "verification": {"type": "api_key", "header": "x-api-key", "secret": "k3y-value"}});
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    let (st, v) = s.api().post("/api/v1/sources", body).await;
+    let (st, v) = api.post("/api/v1/sources", body).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let url = v["url"].as_str().unwrap();
     (
         v["id"].as_str().unwrap().to_string(),
-        format!("http://{}{}", s.addr, &url[url.find("/in/").unwrap()..]),
+        format!("http://{}{}", addr, &url[url.find("/in/").unwrap()..]),
     )
 }
 
@@ -116,7 +120,7 @@ async fn refusals_outside_the_allowlist_raise_one_source_anomaly() {
     let watcher = Receiver::start().await;
     api.endpoint(json!({"url": watcher.url("/ops"), "event_types": ["source.anomaly"]}))
         .await;
-    let (src, url) = source(&s, json!({"allowed_cidrs": ["127.0.0.1/32"]})).await;
+    let (src, url) = source(&api, s.addr, json!({"allowed_cidrs": ["127.0.0.1/32"]})).await;
     // The type filter refuses what is not an event type.
     let (st, v) = api.get("/api/v1/events?event_type=bad%20type").await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
@@ -180,17 +184,18 @@ async fn refusals_outside_the_allowlist_raise_one_source_anomaly() {
     assert!(log.contains("usage alert"), "{log}");
 }
 
+/// In process, on a manual clock: the trickle's half seconds pass on the clock.
 #[tokio::test(flavor = "current_thread")]
 async fn a_burst_well_above_the_baseline_raises_one_spike() {
-    let (_d, s) = start(
+    let s = InProcess::start(&config(
         "[alerts.spike]\nwindow_secs = 1\nfactor = 4.0\nmin_requests = 15\nbaseline_windows = 3\nwarmup_windows = 2\n",
-    )
+    ))
     .await;
     let api = s.api();
     let watcher = Receiver::start().await;
     api.endpoint(json!({"url": watcher.url("/ops"), "event_types": ["source.anomaly"]}))
         .await;
-    let (src, url) = source(&s, json!({})).await;
+    let (src, url) = source(&api, s.addr, json!({})).await;
 
     // A steady trickle (about 2 per second) for 3.5 seconds: the baseline, no alert.
     for _ in 0..7 {
@@ -198,7 +203,7 @@ async fn a_burst_well_above_the_baseline_raises_one_spike() {
             post_from("127.0.0.1", &url, &KEY, &fresh_body()).await,
             StatusCode::ACCEPTED
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.advance_ms(500);
     }
     assert!(events_of(&api, "source.anomaly").await.is_empty());
 
@@ -229,17 +234,19 @@ async fn a_burst_well_above_the_baseline_raises_one_spike() {
     for _ in 0..60 {
         post_from("127.0.0.1", &url, &KEY, &fresh_body()).await;
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(inproc::NOTICE).await;
     assert_eq!(events_of(&api, "source.anomaly").await.len(), 1);
     assert_eq!(watcher.count(), 1);
     assert_eq!(alerts_total(&api, "spike").await, 1.0);
+    s.shutdown().await;
 }
 
+/// In process, on a manual clock: the retries' one-second backoffs pass on the clock.
 #[tokio::test(flavor = "current_thread")]
 async fn an_endpoint_answering_500_raises_one_endpoint_failing() {
-    let (_d, s) = start(
+    let s = InProcess::start(&config(
         "[alerts.endpoint_failing]\nmin_attempts = 4\nfailure_rate = 0.5\nwindow_secs = 60\n",
-    )
+    ))
     .await;
     let api = s.api();
     let watcher = Receiver::start().await;
@@ -261,13 +268,13 @@ async fn an_endpoint_answering_500_raises_one_endpoint_failing() {
     failing.wait_count(3, 20).await;
     healthy.wait_count(3, 20).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // Three failed attempts are under min_attempts (the retries come a second later; the check
-    // only holds while none has been made yet).
+    // Three failed attempts are under min_attempts (the retries come a second later on the
+    // clock, which has not moved: none has been made yet).
     let early = events_of(&api, "endpoint.failing").await;
-    if failing.count() == 3 {
-        assert!(early.is_empty(), "{early:?}");
-    }
+    assert_eq!(failing.count(), 3);
+    assert!(early.is_empty(), "{early:?}");
 
+    s.advance_ms(1_100);
     let ev = wait_events(&api, "endpoint.failing", 1, 20).await;
     let p = &ev[0]["payload"];
     assert_eq!(p["endpoint_id"], bad_id.as_str(), "{p}");
@@ -283,6 +290,10 @@ async fn an_endpoint_answering_500_raises_one_endpoint_failing() {
     // The endpoint keeps failing (retries every second): still one alert, and none for the
     // healthy endpoint.
     let before = failing.count();
+    for _ in 0..2 {
+        tokio::time::sleep(inproc::NOTICE).await;
+        s.advance_ms(1_100);
+    }
     failing.wait_count(before + 4, 20).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ev = events_of(&api, "endpoint.failing").await;
@@ -293,4 +304,5 @@ async fn an_endpoint_answering_500_raises_one_endpoint_failing() {
     );
     assert_eq!(watcher.count(), 1);
     assert_eq!(alerts_total(&api, "endpoint_failing").await, 1.0);
+    s.shutdown().await;
 }

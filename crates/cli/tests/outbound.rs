@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::inproc::{self, InProcess};
 use common::*;
 use hookwarden_signatures::Scheme;
 use hyper::StatusCode;
@@ -490,9 +491,11 @@ except Exception as e:
     assert!(run("whsec_dGhpcyBpcyB0aGUgd3Jvbmcgc2VjcmV0ISE=", &body_path).starts_with("invalid"));
 }
 
+/// In process, on a manual clock: the grace period is crossed by setting the time, and its
+/// boundary shows (both secrets sign just before its end, only the new one just after).
 #[tokio::test]
 async fn secret_rotation_signs_with_both_secrets_during_grace() {
-    let (_d, s) = start("").await;
+    let s = InProcess::start(&test_config("")).await;
     let api = s.api();
     let rx = Receiver::start().await;
     let (ep, old) = api.endpoint(json!({"url": rx.url("/hook")})).await;
@@ -509,10 +512,16 @@ async fn secret_rotation_signs_with_both_secrets_during_grace() {
     let c = rx.wait_count(1, 20).await.remove(0);
     verify(Scheme::StandardWebhooks, &[&old], &c).unwrap();
     verify(Scheme::StandardWebhooks, &[&new], &c).unwrap();
-    // After the grace period only the new secret signs.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    api.event("b", json!({})).await;
+    // Just before the end of the grace period both still sign.
+    s.advance_ms(1_900);
+    api.event("a", json!({})).await;
     let c = rx.wait_count(2, 20).await.remove(1);
+    verify(Scheme::StandardWebhooks, &[&old], &c).unwrap();
+    verify(Scheme::StandardWebhooks, &[&new], &c).unwrap();
+    // After the grace period only the new secret signs.
+    s.advance_ms(200);
+    api.event("b", json!({})).await;
+    let c = rx.wait_count(3, 20).await.remove(2);
     verify(Scheme::StandardWebhooks, &[&new], &c).unwrap();
     assert!(verify(Scheme::StandardWebhooks, &[&old], &c).is_err());
     // Bounds and unknown endpoints.
@@ -527,6 +536,7 @@ async fn secret_rotation_signs_with_both_secrets_during_grace() {
         .post("/api/v1/endpoints/ep_nope/secret/rotate", json!({}))
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    s.shutdown().await;
 }
 
 /// A key names one request: the same event again (whitespace and member order aside) returns
@@ -576,9 +586,22 @@ async fn idempotency_key_returns_the_first_event() {
     assert_eq!(rx.count(), 1, "a duplicate must not create deliveries");
 }
 
+/// With `had` requests received (the last one answered with a retry `delay_ms` later on the
+/// clock): nothing comes 100 ms before the delay is over, the retry once it is 100 ms past.
+async fn retried_after(s: &InProcess, rx: &Receiver, had: usize, delay_ms: u64) -> Vec<Captured> {
+    tokio::time::sleep(inproc::NOTICE).await;
+    s.advance_ms(delay_ms - 100);
+    tokio::time::sleep(inproc::NOTICE).await;
+    assert_eq!(rx.count(), had, "retried before its {delay_ms} ms delay");
+    s.advance_ms(200);
+    rx.wait_count(had + 1, 30).await
+}
+
+/// In process, on a manual clock: the backoff and `Retry-After` delays pass on the clock, and
+/// each retry comes neither before its delay nor later than the poll after it.
 #[tokio::test]
 async fn retries_with_backoff_then_succeeds_and_final_4xx_stops() {
-    let (_d, s) = start("").await;
+    let s = InProcess::start(&test_config("")).await;
     let api = s.api();
     let rx = Receiver::start().await;
     rx.push(Reply::status(500));
@@ -590,15 +613,10 @@ async fn retries_with_backoff_then_succeeds_and_final_4xx_stops() {
     });
     let (_ep, _) = api.endpoint(json!({"url": rx.url("/hook")})).await;
     let evt = api.event("t", json!({})).await;
-    let got = rx.wait_count(3, 30).await;
+    rx.wait_count(1, 30).await;
     // 1 s backoff after the 500, then Retry-After: 2 honoured after the 429.
-    let gap1 = got[1].at - got[0].at;
-    let gap2 = got[2].at - got[1].at;
-    assert!(gap1 >= Duration::from_millis(900), "{gap1:?}");
-    assert!(
-        gap2 >= Duration::from_millis(1900),
-        "Retry-After ignored: {gap2:?}"
-    );
+    retried_after(&s, &rx, 1, 1_000).await;
+    let got = retried_after(&s, &rx, 2, 2_000).await;
     assert_eq!(
         got[0].headers["webhook-id"], got[2].headers["webhook-id"],
         "webhook-id is stable across retries"
@@ -673,6 +691,7 @@ async fn retries_with_backoff_then_succeeds_and_final_4xx_stops() {
         after["status"], "succeeded",
         "a refused retry changes nothing"
     );
+    s.shutdown().await;
 }
 
 #[tokio::test]

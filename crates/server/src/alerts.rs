@@ -15,7 +15,8 @@
 //! to a bounded channel and published as an event by a background task, through the same path
 //! as `endpoint.disabled`.
 
-use hookwarden_store::{Millis, NewEvent, now_millis};
+use crate::clock::SharedClock;
+use hookwarden_store::{Millis, NewEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -553,30 +554,36 @@ impl Detectors {
 pub struct Alerts {
     detectors: Detectors,
     tx: mpsc::Sender<Alert>,
+    /// What the windows are measured on.
+    clock: SharedClock,
 }
 
 impl Alerts {
     /// The alerts and the receiving end of their queue (see [`spawn_publisher`]).
-    pub fn new(cfg: AlertsConfig) -> (Arc<Alerts>, mpsc::Receiver<Alert>) {
+    pub fn new(cfg: AlertsConfig, clock: SharedClock) -> (Arc<Alerts>, mpsc::Receiver<Alert>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (
             Arc::new(Alerts {
                 detectors: Detectors::new(cfg),
                 tx,
+                clock,
             }),
             rx,
         )
     }
 
     pub fn observe_ingest(&self, source_id: &str, ip_refused: bool, client_ip: Option<&str>) {
-        let now = now_millis();
+        let now = self.clock.now_millis();
         for a in self.detectors.ingest(source_id, ip_refused, client_ip, now) {
             self.emit(a);
         }
     }
 
     pub fn observe_attempt(&self, endpoint_id: &str, success: bool) {
-        if let Some(a) = self.detectors.attempt(endpoint_id, success, now_millis()) {
+        if let Some(a) = self
+            .detectors
+            .attempt(endpoint_id, success, self.clock.now_millis())
+        {
             self.emit(a);
         }
     }
@@ -610,7 +617,7 @@ pub fn spawn_publisher(
                 event_type: a.event_type.into(),
                 payload: a.payload.to_string(),
                 idempotency_key: None,
-                created_at: now_millis(),
+                created_at: dispatcher.clock().now_millis(),
                 source_id: None,
                 only_endpoints: None,
             };

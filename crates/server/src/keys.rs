@@ -6,7 +6,7 @@
 //! before asking the database again.
 
 use crate::crypto;
-use hookwarden_store::{ApiKey, ApiKeyStore, Millis, NewApiKey, StoreError, now_millis};
+use hookwarden_store::{ApiKey, ApiKeyStore, Millis, NewApiKey, StoreError};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -53,12 +53,15 @@ pub fn check_label(what: &str, v: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Makes a key and stores its hash; returns the key (the only time it is visible) and its
-/// record.
-pub async fn create(store: &dyn ApiKeyStore, spec: KeySpec) -> Result<(String, ApiKey), KeyError> {
+/// Makes a key at `now` and stores its hash; returns the key (the only time it is visible) and
+/// its record.
+pub async fn create(
+    store: &dyn ApiKeyStore,
+    spec: KeySpec,
+    now: Millis,
+) -> Result<(String, ApiKey), KeyError> {
     check_label("name", &spec.name)?;
     check_label("description", &spec.description)?;
-    let now = now_millis();
     if spec.expires_at.is_some_and(|e| e <= now) {
         return Err(KeyError::Invalid("expires_at must be in the future".into()));
     }
@@ -108,16 +111,16 @@ impl ApiKeyCache {
         }
     }
 
-    /// The id of the usable key `key`, or `None`. The key is hashed first, so lookups compare
-    /// digests, never the secret itself. A use is recorded (in the background, at most every
-    /// [`TOUCH_EVERY`]) through `touch`.
+    /// The id of the key `key` if it is usable at `now`, or `None`. The key is hashed first, so
+    /// lookups compare digests, never the secret itself. A use is recorded (in the background,
+    /// at most every [`TOUCH_EVERY`]) through `touch`.
     pub async fn check(
         &self,
         store: &dyn ApiKeyStore,
         key: &str,
+        now: Millis,
     ) -> Result<Option<(String, bool)>, StoreError> {
         let hash = crypto::hash_api_key(key);
-        let now = now_millis();
         if let Ok(map) = self.valid.read()
             && let Some(seen) = map.get(&hash)
             && seen.checked.elapsed() < self.ttl

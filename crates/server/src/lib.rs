@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod api;
 pub mod certs;
 pub mod changes;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod crypto;
@@ -241,8 +242,20 @@ pub struct Running {
     _lock: Option<DataDirLock>,
 }
 
-/// Opens storage, starts the dispatcher and binds the listener.
+/// Opens storage, starts the dispatcher and binds the listener. The server runs on the system
+/// clock.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with_clock(config, clock::system()).await
+}
+
+/// [`start`] on another clock. **For in-process tests**: with a [`clock::ManualClock`] a test
+/// crosses a grace period, a breaker, alert or replay window, a retry delay or a key's expiry by
+/// advancing the clock instead of sleeping. No configuration, variable, flag or route leads
+/// here: `hookwarden serve` always calls [`start`].
+pub async fn start_with_clock(
+    config: Config,
+    clock: clock::SharedClock,
+) -> Result<Running, StartError> {
     config.validate()?;
     // An embedded database belongs to one process; PostgreSQL is shared by design.
     let lock = match config.backend() {
@@ -265,10 +278,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             // announcement is lost.
             Duration::from_secs(if shared { 1 } else { 5 }),
         )
-        .with_certificates(cert_store.clone()),
+        .with_certificates(cert_store.clone())
+        .with_clock(clock.clone()),
     );
     let (alerts, alert_rx) = if config.alerts.enabled {
-        let (a, rx) = alerts::Alerts::new(config.alerts.clone());
+        let (a, rx) = alerts::Alerts::new(config.alerts.clone(), clock.clone());
         (Some(a), Some(rx))
     } else {
         (None, None)
@@ -286,6 +300,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             // instances' leases are live and expire on their own.
             release_all_leases_at_start: !shared,
             alerts: alerts.clone(),
+            clock: clock.clone(),
         },
     )
     .await?;
@@ -334,6 +349,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tls.is_some(),
         config.server.public_url.clone(),
         alerts.clone(),
+        clock.clone(),
     )
     .map_err(StartError::Inbound)?;
     let mut background = inbound.spawn_tasks();
@@ -344,6 +360,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         dyn_store.clone(),
         Duration::from_secs(config.storage.retention_days.saturating_mul(86_400)),
         Duration::from_secs(config.storage.retention_interval_secs),
+        clock.clone(),
     ));
     let published_certs = Arc::new(api::security::PublishedCache::default());
     {
@@ -374,6 +391,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let state = Arc::new(AppState {
         config: config.clone(),
+        clock: clock.clone(),
         store: dyn_store,
         dispatcher,
         secrets,
@@ -405,7 +423,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     // The bootstrap key is made only now that everything that can fail at start has worked
     // (listeners bound, TLS loaded): a start that fails never consumes it unseen.
-    let (first_start_key, no_usable_key) = bootstrap_key(&*state.store, &*state.keys).await?;
+    let (first_start_key, no_usable_key) =
+        bootstrap_key(&*state.store, &*state.keys, clock.now_millis()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut stopped2 = stopped.clone();
     let metrics_server = metrics_listener.map(|l| {
@@ -451,10 +470,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 /// On the first start of a database, the bootstrap admin key (and marks the database started);
-/// otherwise whether no usable key exists.
+/// otherwise whether no usable key exists at `now`.
 async fn bootstrap_key(
     store: &dyn Store,
     keys: &dyn hookwarden_store::ApiKeyStore,
+    now: hookwarden_store::Millis,
 ) -> Result<(Option<String>, bool), StartError> {
     if store.take_first_start().await? {
         let spec = keys::KeySpec {
@@ -462,15 +482,13 @@ async fn bootstrap_key(
             description: "bootstrap key created on first start".into(),
             expires_at: None,
         };
-        let (key, _) = keys::create(keys, spec).await.map_err(|e| match e {
+        let (key, _) = keys::create(keys, spec, now).await.map_err(|e| match e {
             keys::KeyError::Store(e) => StartError::Store(e),
             keys::KeyError::Invalid(m) => StartError::Config(config::ConfigError(m)),
         })?;
         return Ok((Some(key), false));
     }
-    let usable = keys
-        .count_usable_api_keys(hookwarden_store::now_millis())
-        .await?;
+    let usable = keys.count_usable_api_keys(now).await?;
     Ok((None, usable == 0))
 }
 

@@ -12,7 +12,7 @@
 
 use crate::state::AppState;
 use hookwarden_egress::proxy::{METRICS_UPKEEP_INTERVAL, spawn_metrics_upkeep};
-use hookwarden_store::{Endpoint, Page, now_millis};
+use hookwarden_store::{Endpoint, Page};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -52,13 +52,18 @@ pub fn build() -> Option<(PrometheusRecorder, PrometheusHandle)> {
 }
 
 /// Installs the global recorder once per process and starts its upkeep thread (see
-/// [`spawn_metrics_upkeep`]); later calls return `None`.
+/// [`spawn_metrics_upkeep`]); later calls (several servers in one test process) share it.
 pub fn install() -> Option<PrometheusHandle> {
-    let (recorder, handle) = build()?;
-    metrics::set_global_recorder(recorder).ok()?;
-    describe();
-    spawn_metrics_upkeep(handle.clone(), METRICS_UPKEEP_INTERVAL);
-    Some(handle)
+    static INSTALLED: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let (recorder, handle) = build()?;
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            spawn_metrics_upkeep(handle.clone(), METRICS_UPKEEP_INTERVAL);
+            Some(handle)
+        })
+        .clone()
 }
 
 fn describe() {
@@ -200,7 +205,7 @@ impl Scraper {
 async fn refresh(state: &AppState) -> String {
     let m = &state.config.metrics;
     metrics::gauge!("hookwarden_deliveries_in_memory").set(state.dispatcher.load() as f64);
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let mut failed = false;
     match state.store.queue_stats(now, m.max_due_count).await {
         Ok(q) => {

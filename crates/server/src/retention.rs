@@ -3,7 +3,8 @@
 //! Every instance may run the sweep; the batches are small, independent transactions, so
 //! several sweepers on one PostgreSQL database only share the work.
 
-use hookwarden_store::{Millis, PurgeCounts, Store, StoreError, now_millis};
+use crate::clock::SharedClock;
+use hookwarden_store::{Millis, PurgeCounts, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -36,12 +37,13 @@ pub async fn sweep(
     Ok(total)
 }
 
-/// Runs [`sweep`] every `interval`, deleting what finished more than `keep` ago. A `keep` of
-/// zero disables retention (no task is started).
+/// Runs [`sweep`] every `interval`, deleting what finished more than `keep` ago on `clock`. A
+/// `keep` of zero disables retention (no task is started).
 pub fn spawn(
     store: Arc<dyn Store>,
     keep: Duration,
     interval: Duration,
+    clock: SharedClock,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if keep.is_zero() {
         return None;
@@ -51,7 +53,9 @@ pub fn spawn(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let older_than = now_millis().saturating_sub(keep.as_millis() as Millis);
+            let older_than = clock
+                .now_millis()
+                .saturating_sub(keep.as_millis() as Millis);
             match sweep(&*store, older_than, BATCH).await {
                 Ok(c) if c.total() > 0 => {
                     metrics::counter!("hookwarden_retention_deleted_total", "table" => "deliveries")
@@ -92,8 +96,11 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(&dir.path().join("t.db"), SqliteOptions::default()).unwrap(),
         );
-        let c = sweep(&*store, now_millis(), 10).await.unwrap();
+        let c = sweep(&*store, hookwarden_store::now_millis(), 10)
+            .await
+            .unwrap();
         assert_eq!(c.total(), 0);
-        assert!(spawn(store, Duration::ZERO, Duration::from_secs(1)).is_none());
+        let clock = crate::clock::system();
+        assert!(spawn(store, Duration::ZERO, Duration::from_secs(1), clock).is_none());
     }
 }

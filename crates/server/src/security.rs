@@ -4,7 +4,7 @@
 use crate::config::{Config, ConfigError, EgressConfig};
 use crate::dispatch::Dispatcher;
 use hookwarden_egress::client::ProxyEndpoint;
-use hookwarden_store::{CertificateStore, NewEvent, PublishedRanges, StoreError, now_millis};
+use hookwarden_store::{CertificateStore, NewEvent, PublishedRanges, StoreError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -107,7 +107,9 @@ pub async fn sync_published_ranges(
     config: &Config,
 ) -> Result<PublishedRanges, StoreError> {
     let ranges = normalized_published_ranges(config).map_err(|e| StoreError::Conflict(e.0))?;
-    let sync = certs.sync_published_ranges(ranges, now_millis()).await?;
+    let sync = certs
+        .sync_published_ranges(ranges, dispatcher.clock().now_millis())
+        .await?;
     if let Some(previous) = sync.previous {
         info!(
             ranges = ?sync.current.ranges,
@@ -124,7 +126,7 @@ pub async fn sync_published_ranges(
             event_type: EGRESS_IPS_CHANGED.into(),
             payload: payload.to_string(),
             idempotency_key: None,
-            created_at: now_millis(),
+            created_at: dispatcher.clock().now_millis(),
             source_id: None,
             only_endpoints: None,
         };

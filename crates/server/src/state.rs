@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The server's one clock (see [`crate::clock`]).
+    pub clock: crate::clock::SharedClock,
     pub store: Arc<dyn Store>,
     pub dispatcher: Arc<Dispatcher>,
     pub secrets: SecretBox,

@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub(crate) mod inproc;
 pub(crate) mod pg;
 #[allow(unused_imports)]
 pub(crate) use pg::Db;

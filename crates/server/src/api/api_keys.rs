@@ -112,7 +112,7 @@ pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateApiKey>,
 ) -> ApiResult<impl IntoResponse> {
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let expires_at = match (req.expires_at.as_deref(), req.expires_in_secs) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -146,7 +146,7 @@ pub(super) async fn create(
         description: req.description.unwrap_or_default(),
         expires_at,
     };
-    let (secret, record) = keys::create(&*state.keys, spec).await?;
+    let (secret, record) = keys::create(&*state.keys, spec, state.clock.now_millis()).await?;
     tracing::info!(api_key_id = %record.id, "admin API key created");
     Ok((
         StatusCode::CREATED,
@@ -214,7 +214,11 @@ pub(super) async fn revoke(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<axum::Json<ApiKeyView>> {
-    if !state.keys.revoke_api_key(&id, now_millis()).await? {
+    if !state
+        .keys
+        .revoke_api_key(&id, state.clock.now_millis())
+        .await?
+    {
         return Err(ApiError::not_found("API key"));
     }
     state.api_keys.clear();

@@ -11,7 +11,7 @@ use crate::times::{rfc3339, rfc3339_opt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use hookwarden_store::{CertificateDeletion, CertificateStatus, ClientCertificate, now_millis};
+use hookwarden_store::{CertificateDeletion, CertificateStatus, ClientCertificate};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -95,7 +95,7 @@ pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CreateCertificate>,
 ) -> ApiResult<impl IntoResponse> {
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let name = req.name.unwrap_or_default();
     if name.len() > MAX_NAME || name.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -204,7 +204,7 @@ pub(super) async fn retire(
 ) -> ApiResult<axum::Json<CertificateView>> {
     if !state
         .certs
-        .set_certificate_status(&id, CertificateStatus::Retiring, now_millis())
+        .set_certificate_status(&id, CertificateStatus::Retiring, state.clock.now_millis())
         .await?
     {
         return Err(ApiError::not_found("client certificate"));
@@ -263,7 +263,7 @@ pub(super) async fn check_attachable(state: &AppState, id: &str) -> ApiResult<St
             "CERTIFICATE_NOT_ACTIVE",
             format!("client certificate {id} is {}", c.status.as_str()),
         )),
-        Some(c) if c.not_after <= now_millis() => Err(ApiError::invalid(
+        Some(c) if c.not_after <= state.clock.now_millis() => Err(ApiError::invalid(
             "CERTIFICATE_EXPIRED",
             format!("client certificate {id} has expired"),
         )),

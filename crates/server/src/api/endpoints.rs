@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hookwarden_signatures::Scheme;
-use hookwarden_store::{Endpoint, now_millis};
+use hookwarden_store::Endpoint;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -435,7 +435,7 @@ pub(crate) async fn create(
         }
         None => crypto::new_signing_secret(),
     };
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let enabled = req.enabled.unwrap_or(true);
     let ep = Endpoint {
         id: crypto::new_id("ep"),
@@ -583,7 +583,7 @@ pub(crate) async fn update(
             None => None,
         };
     }
-    let now = now_millis();
+    let now = state.clock.now_millis();
     ep.updated_at = now;
     ep.headers = crate::secrets::seal_headers(&state.secrets, &ep.headers);
     if !state.store.update_endpoint(ep).await? {
@@ -600,7 +600,7 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> ApiResult<()>
     let reason = (!enabled).then(|| "manual".to_owned());
     if !state
         .store
-        .set_endpoint_enabled(id, enabled, reason, now_millis())
+        .set_endpoint_enabled(id, enabled, reason, state.clock.now_millis())
         .await?
     {
         return Err(ApiError::not_found("endpoint"));
@@ -665,7 +665,11 @@ pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<StatusCode> {
-    if !state.store.delete_endpoint(&id, now_millis()).await? {
+    if !state
+        .store
+        .delete_endpoint(&id, state.clock.now_millis())
+        .await?
+    {
         return Err(ApiError::not_found("endpoint"));
     }
     state.dispatcher.endpoints().changed(&id).await;
@@ -750,7 +754,7 @@ pub(crate) async fn rotate_secret(
         }
         None => crypto::new_signing_secret(),
     };
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let expires = now + i64::try_from(grace * 1000).unwrap_or(i64::MAX);
     if !state
         .store

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use hookwarden_store::{
     Attempt, AttemptPage, CreateEventResult, Delivery, DeliveryFilter, DeliveryStatus, Event,
-    EventFilter, NewEvent, now_millis,
+    EventFilter, NewEvent,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -243,7 +243,7 @@ pub(super) async fn create(
         event_type: req.event_type,
         payload: asked_payload.get().to_owned(),
         idempotency_key: key,
-        created_at: now_millis(),
+        created_at: state.clock.now_millis(),
         source_id: None,
         only_endpoints: None,
     };
@@ -634,7 +634,7 @@ pub(super) async fn retry(
     }
     let d = state
         .store
-        .retry_delivery(&id, now_millis())
+        .retry_delivery(&id, state.clock.now_millis())
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     state.dispatcher.wake();
@@ -649,6 +649,9 @@ pub(super) async fn retry(
     responses((status = 200, description = "Counts", body = Stats))
 )]
 pub(super) async fn stats(State(state): State<Arc<AppState>>) -> ApiResult<axum::Json<Stats>> {
-    let c = state.store.delivery_counts(now_millis()).await?;
+    let c = state
+        .store
+        .delivery_counts(state.clock.now_millis())
+        .await?;
     Ok(axum::Json(Stats { deliveries: c }))
 }

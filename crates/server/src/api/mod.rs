@@ -295,15 +295,17 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
         )
         .into_response();
     };
-    match state.api_keys.check(&*state.keys, key).await {
+    match state
+        .api_keys
+        .check(&*state.keys, key, state.clock.now_millis())
+        .await
+    {
         Ok(Some((id, record_use))) => {
             if record_use {
                 let keys = state.keys.clone();
+                let clock = state.clock.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = keys
-                        .touch_api_key(&id, hookwarden_store::now_millis())
-                        .await
-                    {
+                    if let Err(e) = keys.touch_api_key(&id, clock.now_millis()).await {
                         tracing::debug!(error = %e, "could not record an API key's use");
                     }
                 });

@@ -8,7 +8,7 @@ use crate::times::rfc3339;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use hookwarden_store::{CertificateStatus, Page, now_millis};
+use hookwarden_store::{CertificateStatus, Page};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
@@ -120,7 +120,7 @@ pub(crate) async fn egress_ips(
     let stored = state.certs.published_ranges().await?;
     let (ranges, updated_at) = match stored {
         Some(p) => (p.ranges, p.updated_at),
-        None => (Vec::new(), now_millis()),
+        None => (Vec::new(), state.clock.now_millis()),
     };
     let mut resp = if wants_text(&q, &headers) {
         let mut body = ranges.join("\n");

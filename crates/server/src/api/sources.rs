@@ -467,7 +467,7 @@ pub(super) async fn create(
         }
         None => format!("inbound.{}", preset.type_name()),
     };
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let source = Source {
         id: crypto::new_id("src"),
         name,
@@ -618,7 +618,7 @@ pub(super) async fn update(
     };
     require_consistent(&preset, s.secrets.len(), &s.allowed_cidrs)?;
     warn_if_unverified(&preset, &s.id);
-    s.updated_at = now_millis();
+    s.updated_at = state.clock.now_millis();
     if !state.inbound.store.update_source(s).await? {
         return Err(ApiError::not_found("source"));
     }
@@ -686,7 +686,7 @@ pub(super) async fn rotate(
             format!("grace_period_seconds must be 0..={MAX_GRACE_SECS}"),
         ));
     }
-    let now = now_millis();
+    let now = state.clock.now_millis();
     let (tok, new) = new_token(now);
     let old_expires_at = now.saturating_add(req.grace_period_seconds.saturating_mul(1000));
     if !state
@@ -722,7 +722,12 @@ pub(super) async fn revoke(
     ext: Extensions,
     ApiPath(Id(id)): ApiPath<Id>,
 ) -> ApiResult<Json<SourceView>> {
-    if !state.inbound.store.revoke_source(&id, now_millis()).await? {
+    if !state
+        .inbound
+        .store
+        .revoke_source(&id, state.clock.now_millis())
+        .await?
+    {
         return Err(ApiError::not_found("source"));
     }
     state.inbound.cache.invalidate_source(&id);

@@ -10,7 +10,7 @@ use crate::times::parse_time;
 use crate::times::rfc3339;
 use axum::Json;
 use axum::extract::State;
-use hookwarden_store::{Millis, StatsRange, now_millis};
+use hookwarden_store::{Millis, StatsRange};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -158,7 +158,7 @@ pub(super) async fn deliveries(
         return Err(bad("source_id belongs to /api/v1/stats/ingest"));
     }
     valid_id("endpoint_id", &q.endpoint_id)?;
-    let range = stats_range(&q, now_millis())?;
+    let range = stats_range(&q, state.clock.now_millis())?;
     let rows = state
         .store
         .delivery_stats(q.endpoint_id.as_deref(), range)
@@ -224,7 +224,7 @@ async fn ingest(
         return Err(bad("endpoint_id belongs to /api/v1/stats/deliveries"));
     }
     valid_id("source_id", &source_id)?;
-    let range = stats_range(q, now_millis())?;
+    let range = stats_range(q, state.clock.now_millis())?;
     let rows = state
         .inbound
         .store

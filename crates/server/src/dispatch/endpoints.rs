@@ -1,10 +1,11 @@
 //! What the dispatcher keeps in memory per endpoint: decrypted secrets, parsed schemes, the
 //! custom headers as a ready `HeaderMap`, and the rate limiter.
 
+use crate::clock::SharedClock;
 use crate::crypto::SecretBox;
 use hookwarden_egress::client::ClientIdentity;
 use hookwarden_signatures::Scheme;
-use hookwarden_store::{CertificateStore, Endpoint, Store, StoreError, now_millis};
+use hookwarden_store::{CertificateStore, Endpoint, Millis, Store, StoreError};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -78,6 +79,9 @@ pub struct EndpointRuntime {
     /// This endpoint's per-attempt metrics, registered once instead of looked up per attempt.
     pub metrics: Arc<AttemptMetrics>,
     fresh_until: Instant,
+    /// When the first of `secrets` stops signing (the end of a rotation's grace period), on the
+    /// server's clock: the runtime is reloaded from then on.
+    secrets_expire_at: Option<Millis>,
 }
 
 /// Names only: the runtime holds opened secrets, custom header values and the developer payload.
@@ -172,6 +176,7 @@ pub struct EndpointCache {
     store: Arc<dyn Store>,
     secrets: SecretBox,
     ttl: Duration,
+    clock: SharedClock,
     map: RwLock<HashMap<String, Arc<EndpointRuntime>>>,
     loading: tokio::sync::Mutex<()>,
     certs: Option<Arc<dyn CertificateStore>>,
@@ -183,6 +188,7 @@ impl EndpointCache {
             store,
             secrets,
             ttl,
+            clock: crate::clock::system(),
             map: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             certs: None,
@@ -193,6 +199,12 @@ impl EndpointCache {
     /// client certificate is unusable).
     pub fn with_certificates(mut self, certs: Arc<dyn CertificateStore>) -> EndpointCache {
         self.certs = Some(certs);
+        self
+    }
+
+    /// The clock secret expiry is decided by (the system clock unless set).
+    pub fn with_clock(mut self, clock: SharedClock) -> EndpointCache {
+        self.clock = clock;
         self
     }
 
@@ -225,7 +237,10 @@ impl EndpointCache {
     fn cached(&self, id: &str) -> Option<Arc<EndpointRuntime>> {
         let map = self.map.read().ok()?;
         let rt = map.get(id)?;
-        (rt.fresh_until > Instant::now()).then(|| rt.clone())
+        let secrets_valid = rt
+            .secrets_expire_at
+            .is_none_or(|at| self.clock.now_millis() < at);
+        (rt.fresh_until > Instant::now() && secrets_valid).then(|| rt.clone())
     }
 
     /// `Ok(None)` when the endpoint does not exist (deleted).
@@ -243,10 +258,11 @@ impl EndpointCache {
             }
             return Ok(None);
         };
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let records = self.store.active_secrets(id, now).await?;
         let mut secrets = Vec::with_capacity(records.len());
-        let mut fresh_until = Instant::now() + self.ttl;
+        let fresh_until = Instant::now() + self.ttl;
+        let mut secrets_expire_at: Option<Millis> = None;
         for r in &records {
             let plain = self
                 .secrets
@@ -254,9 +270,7 @@ impl EndpointCache {
                 .map_err(|e| LoadError::Unusable(id.into(), e.to_string()))?;
             secrets.push(plain);
             if let Some(exp) = r.expires_at {
-                let left =
-                    Duration::from_millis(u64::try_from(exp.saturating_sub(now)).unwrap_or(0));
-                fresh_until = fresh_until.min(Instant::now() + left);
+                secrets_expire_at = Some(secrets_expire_at.map_or(exp, |e| e.min(exp)));
             }
         }
         if secrets.is_empty() {
@@ -328,6 +342,7 @@ impl EndpointCache {
             developer_payload,
             limiter,
             fresh_until,
+            secrets_expire_at,
         });
         if let Ok(mut map) = self.map.write() {
             map.insert(id.to_owned(), rt.clone());
@@ -380,6 +395,7 @@ impl EndpointCache {
                     identity: rt.identity.clone(),
                     metrics: rt.metrics.clone(),
                     fresh_until: Instant::now(),
+                    secrets_expire_at: rt.secrets_expire_at,
                 }),
             );
         }

@@ -8,13 +8,14 @@
 pub mod endpoints;
 pub mod retry;
 
+use crate::clock::SharedClock;
 use crate::config::{BreakerConfig, DeliveryConfig};
 use endpoints::{Admit, AttemptOutcome, EndpointCache, EndpointRuntime, LoadError};
 use hookwarden_egress::client::{GuardedClient, OutboundRequest};
 use hookwarden_signatures::Outbound;
 use hookwarden_store::{
     BreakerPolicy, Claimed, CreateEventResult, LeaseRequest, NewAttempt, NewEvent, Next, Outcome,
-    Store, StoreError, now_millis,
+    Store, StoreError,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use retry::{RetryPolicy, Verdict};
@@ -37,6 +38,8 @@ pub struct DispatcherOptions {
     pub release_all_leases_at_start: bool,
     /// Usage alerts: every attempt feeds `endpoint.failing`.
     pub alerts: Option<Arc<crate::alerts::Alerts>>,
+    /// What every due time, lease end and recorded time is read from.
+    pub clock: SharedClock,
 }
 
 pub struct Dispatcher {
@@ -61,6 +64,13 @@ struct Inner {
     outcomes: mpsc::UnboundedSender<Msg>,
     stopping: AtomicBool,
     alerts: Option<Arc<crate::alerts::Alerts>>,
+    clock: SharedClock,
+}
+
+impl Inner {
+    fn now_millis(&self) -> hookwarden_store::Millis {
+        self.clock.now_millis()
+    }
 }
 
 impl Dispatcher {
@@ -72,7 +82,7 @@ impl Dispatcher {
         opts: DispatcherOptions,
     ) -> Result<(Dispatcher, DispatcherTasks), StoreError> {
         if opts.release_all_leases_at_start {
-            let n = store.release_leases(None, now_millis()).await?;
+            let n = store.release_leases(None, opts.clock.now_millis()).await?;
             if n > 0 {
                 info!(
                     released = n,
@@ -104,6 +114,7 @@ impl Dispatcher {
             outcomes: tx,
             stopping: AtomicBool::new(false),
             alerts: opts.alerts,
+            clock: opts.clock,
         });
         let claimer = tokio::spawn(claim_loop(inner.clone()));
         let writer = tokio::spawn(outcome_loop(inner.clone(), rx));
@@ -116,6 +127,11 @@ impl Dispatcher {
 
     pub fn endpoints(&self) -> &Arc<EndpointCache> {
         &self.inner.endpoints
+    }
+
+    /// The clock the dispatcher decides by (the server's one clock).
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
     }
 
     /// Wakes the claim loop (after a retry request or re-enabling an endpoint).
@@ -161,7 +177,7 @@ impl Dispatcher {
         tasks.writer.abort();
         if let Err(e) = inner
             .store
-            .release_leases(Some(&inner.owner), now_millis())
+            .release_leases(Some(&inner.owner), inner.now_millis())
             .await
         {
             warn!(error = %e, "could not release leases at shutdown (they expire on their own)");
@@ -223,7 +239,7 @@ async fn publish(inner: &Arc<Inner>, event: NewEvent) -> Result<CreateEventResul
     let stopping = inner.stopping.load(Ordering::Acquire);
     let reserved = if stopping { 0 } else { reserve(inner, 256) };
     // The jobs below carry exactly the lease the store records: an outcome applies only under it.
-    let lease_until = now_millis() + millis(inner.lease);
+    let lease_until = inner.now_millis() + millis(inner.lease);
     let lease = (reserved > 0).then(|| LeaseRequest {
         owner: inner.owner.clone(),
         until: lease_until,
@@ -282,7 +298,7 @@ async fn claim_loop(inner: Arc<Inner>) {
             if granted == 0 {
                 break;
             }
-            let now = now_millis();
+            let now = inner.now_millis();
             let claimed = match inner
                 .store
                 .claim_due(&inner.owner, now, now + millis(inner.lease), granted)
@@ -312,6 +328,7 @@ async fn claim_loop(inner: Arc<Inner>) {
 async fn outcome_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
     // The loop holds only a weak reference: the channel's sender lives in `inner`.
     let store = inner.store.clone();
+    let clock = inner.clock.clone();
     let breaker = inner.breaker;
     let weak = Arc::downgrade(&inner);
     drop(inner);
@@ -339,7 +356,7 @@ async fn outcome_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut delay = Duration::from_millis(100);
         let tripped = loop {
             match store
-                .record_outcomes(batch.clone(), breaker, now_millis())
+                .record_outcomes(batch.clone(), breaker, clock.now_millis())
                 .await
             {
                 Ok(t) => break t,
@@ -376,7 +393,7 @@ async fn outcome_loop(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     event_type: "endpoint.disabled".into(),
                     payload: payload.to_string(),
                     idempotency_key: None,
-                    created_at: now_millis(),
+                    created_at: inner.now_millis(),
                     source_id: None,
                     only_endpoints: None,
                 };
@@ -416,13 +433,13 @@ async fn run_job(inner: Arc<Inner>, job: Claimed) {
         }
         Err(LoadError::Store(e)) => {
             warn!(error = %e, delivery_id = %job.delivery_id, "could not load endpoint; deferring");
-            let at = now_millis() + 5_000;
+            let at = inner.now_millis() + 5_000;
             push(&inner, outcome(&inner, &job, None, Next::Defer { at }));
             return;
         }
         Err(e @ LoadError::Unusable(..)) => {
             error!(error = %e, delivery_id = %job.delivery_id, "endpoint unusable; deferring");
-            let at = now_millis() + 60_000;
+            let at = inner.now_millis() + 60_000;
             push(&inner, outcome(&inner, &job, None, Next::Defer { at }));
             return;
         }
@@ -431,7 +448,14 @@ async fn run_job(inner: Arc<Inner>, job: Claimed) {
         // Disabled since the delivery was leased: hand it back (it becomes paused).
         push(
             &inner,
-            outcome(&inner, &job, None, Next::Retry { at: now_millis() }),
+            outcome(
+                &inner,
+                &job,
+                None,
+                Next::Retry {
+                    at: inner.now_millis(),
+                },
+            ),
         );
         return;
     }
@@ -440,7 +464,7 @@ async fn run_job(inner: Arc<Inner>, job: Claimed) {
             Admit::Wait(w) if w.is_zero() => {}
             Admit::Wait(w) => tokio::time::sleep(w).await,
             Admit::Defer(d) => {
-                let at = now_millis() + millis(d);
+                let at = inner.now_millis() + millis(d);
                 push(&inner, outcome(&inner, &job, None, Next::Defer { at }));
                 metrics::counter!("hookwarden_deliveries_rate_deferred_total").increment(1);
                 return;
@@ -452,7 +476,7 @@ async fn run_job(inner: Arc<Inner>, job: Claimed) {
     };
     // Never send on a lease that could run out mid-request: another instance may own it then.
     let margin = millis(Duration::from_secs(inner.cfg.request_timeout_secs + 5));
-    if job.lease_until - now_millis() < margin {
+    if job.lease_until - inner.now_millis() < margin {
         debug!(delivery_id = %job.delivery_id, "lease too close to expiry; leaving it to be reclaimed");
         return;
     }
@@ -577,7 +601,7 @@ async fn attempt_once(
     job: &Claimed,
     attempt_no: i64,
 ) -> (NewAttempt, Next) {
-    let started_at = now_millis();
+    let started_at = inner.now_millis();
     let started = Instant::now();
     let body = delivery_body(job, endpoint.developer_payload.as_deref());
     let ua = HeaderValue::from_str(&inner.cfg.user_agent)
@@ -627,7 +651,11 @@ async fn attempt_once(
             attempt.response_truncated = resp.body_truncated || resp.body.len() > keep;
             attempt.local_addr = resp.local_addr.map(|a| a.to_string());
             attempt.remote_addr = resp.remote_addr.map(|a| a.to_string());
-            let v = inner.policy.after_status(no, resp.status, &resp.headers);
+            let now = std::time::SystemTime::UNIX_EPOCH
+                + Duration::from_millis(u64::try_from(inner.now_millis()).unwrap_or(0));
+            let v = inner
+                .policy
+                .after_status(no, resp.status, &resp.headers, now);
             if v != Verdict::Success {
                 error_class = Some("http_status");
                 attempt.error_class = Some("http_status".into());
@@ -686,7 +714,7 @@ async fn attempt_once(
     let next = match verdict {
         Verdict::Success => Next::Succeeded,
         Verdict::Retry(d) => Next::Retry {
-            at: now_millis() + millis(d),
+            at: inner.now_millis() + millis(d),
         },
         Verdict::Final => Next::Failed,
     };

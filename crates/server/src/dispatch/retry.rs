@@ -68,12 +68,14 @@ impl RetryPolicy {
             || self.retry_on_status.contains(&status.as_u16())
     }
 
-    /// Decides what follows attempt number `attempt_no` (1-based) that got `status`.
+    /// Decides what follows attempt number `attempt_no` (1-based) that got `status` at `now`
+    /// (an HTTP-date `Retry-After` is relative to it).
     pub fn after_status(
         &self,
         attempt_no: u32,
         status: StatusCode,
         headers: &HeaderMap,
+        now: SystemTime,
     ) -> Verdict {
         if status.is_success() {
             return Verdict::Success;
@@ -84,7 +86,7 @@ impl RetryPolicy {
         if attempt_no >= self.max_attempts {
             return Verdict::Final;
         }
-        let delay = match retry_after(headers, SystemTime::now()) {
+        let delay = match retry_after(headers, now) {
             Some(d)
                 if status == StatusCode::TOO_MANY_REQUESTS
                     || status == StatusCode::SERVICE_UNAVAILABLE =>
@@ -160,15 +162,18 @@ mod tests {
     fn statuses() {
         let p = policy();
         let h = HeaderMap::new();
-        assert_eq!(p.after_status(1, StatusCode::OK, &h), Verdict::Success);
         assert_eq!(
-            p.after_status(1, StatusCode::NO_CONTENT, &h),
+            p.after_status(1, StatusCode::OK, &h, SystemTime::now()),
+            Verdict::Success
+        );
+        assert_eq!(
+            p.after_status(1, StatusCode::NO_CONTENT, &h, SystemTime::now()),
             Verdict::Success
         );
         for s in [500u16, 502, 503, 504, 408, 429] {
             assert!(
                 matches!(
-                    p.after_status(1, StatusCode::from_u16(s).unwrap(), &h),
+                    p.after_status(1, StatusCode::from_u16(s).unwrap(), &h, SystemTime::now()),
                     Verdict::Retry(_)
                 ),
                 "{s}"
@@ -176,13 +181,13 @@ mod tests {
         }
         for s in [400u16, 401, 403, 404, 410, 422, 301, 302] {
             assert_eq!(
-                p.after_status(1, StatusCode::from_u16(s).unwrap(), &h),
+                p.after_status(1, StatusCode::from_u16(s).unwrap(), &h, SystemTime::now()),
                 Verdict::Final,
                 "{s}"
             );
         }
         assert_eq!(
-            p.after_status(15, StatusCode::BAD_GATEWAY, &h),
+            p.after_status(15, StatusCode::BAD_GATEWAY, &h, SystemTime::now()),
             Verdict::Final
         );
         let cfg = DeliveryConfig {
@@ -191,7 +196,7 @@ mod tests {
         };
         let p2 = RetryPolicy::new(&cfg);
         assert!(matches!(
-            p2.after_status(1, StatusCode::NOT_FOUND, &h),
+            p2.after_status(1, StatusCode::NOT_FOUND, &h, SystemTime::now()),
             Verdict::Retry(_)
         ));
     }
@@ -202,22 +207,22 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", "120".parse().unwrap());
         assert_eq!(
-            p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &h),
+            p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &h, SystemTime::now()),
             Verdict::Retry(Duration::from_secs(120))
         );
         h.insert("retry-after", "99999999999".parse().unwrap());
         assert_eq!(
-            p.after_status(1, StatusCode::SERVICE_UNAVAILABLE, &h),
+            p.after_status(1, StatusCode::SERVICE_UNAVAILABLE, &h, SystemTime::now()),
             Verdict::Retry(Duration::from_secs(86400))
         );
         h.insert("retry-after", "0".parse().unwrap());
         assert_eq!(
-            p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &h),
+            p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &h, SystemTime::now()),
             Verdict::Retry(Duration::from_secs(1))
         );
         h.insert("retry-after", "garbage".parse().unwrap());
         assert!(
-            matches!(p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &h), Verdict::Retry(d) if d.as_secs() <= 6)
+            matches!(p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &h, SystemTime::now()), Verdict::Retry(d) if d.as_secs() <= 6)
         );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));

@@ -30,9 +30,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use hookwarden_signatures::inbound::{InboundErrorKind, handshake_response, verify_inbound};
-use hookwarden_store::{
-    AcceptOutcome, InboundAccept, NewAuditEntry, NewEvent, SeenKey, now_millis,
-};
+use hookwarden_store::{AcceptOutcome, InboundAccept, NewAuditEntry, NewEvent, SeenKey};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
@@ -151,7 +149,7 @@ pub async fn ingest(State(state): State<Arc<AppState>>, req: Request) -> Respons
         started: Instant::now(),
         entry: NewAuditEntry {
             token_prefix: token::display_prefix(raw_token),
-            received_at: now_millis(),
+            received_at: inbound.clock.now_millis(),
             client_ip: Some(client_ip.to_string()),
             peer_addr: peer.to_string(),
             // Any bytes the HTTP parser let through (UTF-8 or not) are recorded, lossily.

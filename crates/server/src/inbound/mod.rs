@@ -16,6 +16,7 @@ pub mod token;
 
 pub(crate) use ingest::forwarded_https;
 
+use crate::clock::SharedClock;
 use crate::crypto::SecretBox;
 use audit::AuditLimiter;
 use cache::SourceCache;
@@ -29,6 +30,8 @@ use tracing::{info, warn};
 /// Everything the ingest route and the sources API share.
 pub struct Inbound {
     pub store: Arc<dyn SourceStore>,
+    /// What received times, token lifetimes, replay windows and retention are read from.
+    pub clock: SharedClock,
     pub secrets: SecretBox,
     pub cache: SourceCache,
     pub config: InboundConfig,
@@ -54,6 +57,7 @@ impl Inbound {
         tls_configured: bool,
         public_url: Option<String>,
         alerts: Option<Arc<crate::alerts::Alerts>>,
+        clock: SharedClock,
     ) -> Result<Arc<Inbound>, crate::config::ConfigError> {
         config.validate()?;
         let client_ip = config.client_ip()?;
@@ -74,6 +78,7 @@ impl Inbound {
         let audit = AuditLimiter::new(config.audit_refusals_per_second);
         Ok(Arc::new(Inbound {
             store,
+            clock,
             secrets,
             cache: SourceCache::default(),
             https_required,
@@ -121,9 +126,7 @@ impl Inbound {
     /// Writes the aggregated refusal entries of finished seconds (`all`: every one, at
     /// shutdown).
     pub async fn flush_audit(&self, all: bool) {
-        let entries = self
-            .audit
-            .take_aggregates(hookwarden_store::now_millis(), all);
+        let entries = self.audit.take_aggregates(self.clock.now_millis(), all);
         if entries.is_empty() {
             return;
         }
@@ -134,7 +137,7 @@ impl Inbound {
 
     /// One retention pass: old audit entries, expired replay keys, rotated-out tokens.
     pub async fn purge_once(&self) {
-        let now = hookwarden_store::now_millis();
+        let now = self.clock.now_millis();
         let keep_ms = i64::from(self.config.audit_retention_days) * 86_400_000;
         let cut = now.saturating_sub(keep_ms);
         let mut total = hookwarden_store::InboundPurgeCounts::default();
