@@ -20,7 +20,7 @@ use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -497,7 +497,7 @@ fn connect_status(head: &[u8]) -> Option<u16> {
 /// A `hookwarden egress-proxy` child process, configured as in production: enforce mode, one
 /// allowed host pinned to the loopback server, loopback let through by an explicit allow range.
 struct ProxyChild {
-    child: Child,
+    child: Reaped,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -521,7 +521,7 @@ impl ProxyChild {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("egress-proxy.toml");
         std::fs::write(&cfg, proxy_config(port))?;
-        let mut child = command
+        let child = command
             .args(["egress-proxy", "--config"])
             .arg(&cfg)
             .args(["--listen", "127.0.0.1:0"])
@@ -530,6 +530,7 @@ impl ProxyChild {
             .stderr(Stdio::null())
             .spawn()
             .context("starting hookwarden egress-proxy")?;
+        let mut child = Reaped(child);
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let mut addr = None;
@@ -543,8 +544,6 @@ impl ProxyChild {
         }
         std::thread::spawn(move || for _ in lines {});
         let Some(addr) = addr else {
-            let _ = child.kill();
-            let _ = child.wait();
             bail!("hookwarden egress-proxy did not start");
         };
         Ok(ProxyChild {
@@ -552,13 +551,6 @@ impl ProxyChild {
             addr,
             _dir: dir,
         })
-    }
-}
-
-impl Drop for ProxyChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -590,7 +582,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// A `tinyproxy -d` child process on a free loopback port.
 struct Tinyproxy {
-    child: Child,
+    child: Reaped,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
@@ -605,7 +597,7 @@ impl Tinyproxy {
                 .port();
             let cfg = dir.path().join("tinyproxy.conf");
             std::fs::write(&cfg, tinyproxy_config(port))?;
-            let mut child = Command::new(bin)
+            let child = Command::new(bin)
                 .arg("-d")
                 .arg("-c")
                 .arg(&cfg)
@@ -614,6 +606,7 @@ impl Tinyproxy {
                 .stderr(Stdio::null())
                 .spawn()
                 .context("starting tinyproxy")?;
+            let mut child = Reaped(child);
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
@@ -629,17 +622,8 @@ impl Tinyproxy {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         bail!("tinyproxy did not start")
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -41,9 +41,32 @@ pub(crate) fn hookwarden_bin(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(candidate)
 }
 
+/// A child process, killed and reaped when dropped (also when its start fails half-way).
+pub(crate) struct Reaped(pub(crate) Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `hookwarden serve` child process.
 pub(crate) struct Serve {
-    pub child: Child,
+    pub child: Reaped,
     pub addr: SocketAddr,
     pub key: String,
     _dir: tempfile::TempDir,
@@ -84,7 +107,7 @@ impl Serve {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("bench.toml");
         std::fs::write(&cfg, config)?;
-        let mut child = command
+        let child = command
             .args(["serve", "--config"])
             .arg(&cfg)
             .arg("--data-dir")
@@ -95,6 +118,7 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .context("starting hookwarden serve")?;
+        let mut child = Reaped(child);
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let mut addr = None;
@@ -193,13 +217,6 @@ impl Api {
             bail!("{what} failed: {got} {}", String::from_utf8_lossy(&answer));
         }
         Ok(answer)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -381,7 +398,7 @@ pub(crate) fn round2(x: f64) -> f64 {
 /// process: a reference server with a process of its own, like `serve`. It prints
 /// `<subcommand>: listening on <address>` once it listens.
 pub(crate) struct ChildServer {
-    pub child: Child,
+    pub child: Reaped,
     pub addr: SocketAddr,
 }
 
@@ -402,7 +419,7 @@ impl ChildServer {
     }
 
     fn launch(mut command: Command, subcommand: &str, args: &[&str]) -> Result<ChildServer> {
-        let mut child = command
+        let child = command
             .arg(subcommand)
             .args(args)
             .stdin(Stdio::null())
@@ -410,6 +427,7 @@ impl ChildServer {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {subcommand}"))?;
+        let mut child = Reaped(child);
         let stdout = child.stdout.take().context("no stdout")?;
         let mut line = String::new();
         // One line, or EOF if it exits.
@@ -418,18 +436,9 @@ impl ChildServer {
         match line.trim().strip_prefix(prefix.as_str()).map(str::parse) {
             Some(Ok(addr)) => Ok(ChildServer { child, addr }),
             _ => {
-                let _ = child.kill();
-                let _ = child.wait();
                 bail!("{subcommand} did not start")
             }
         }
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
