@@ -19,6 +19,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::classify::normalize;
+use crate::text::truncate_str;
 
 /// The most entries one list may hold.
 pub const MAX_CIDR_ENTRIES: usize = 4096;
@@ -67,7 +68,7 @@ impl CidrError {
 pub fn parse_cidr(entry: &str) -> Result<IpNet, CidrError> {
     let entry = entry.trim();
     let invalid = || CidrError::Invalid {
-        entry: truncate(entry, MAX_ENTRY_LEN),
+        entry: truncate_str(entry, MAX_ENTRY_LEN).to_owned(),
     };
     if entry.is_empty() || entry.len() > MAX_ENTRY_LEN {
         return Err(invalid());
@@ -279,17 +280,6 @@ impl<'de> serde::Deserialize<'de> for CidrList {
         }
         deserializer.deserialize_any(V)
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`ClientIpConfig`]: the client address behind trusted proxies.
 //! - [`CidrList`]: operator lists of addresses and ranges.
 //! - [`PeerLimiter`], [`StallGuard`]: what every listener bounds per peer and per write.
+//! - [`truncate_str`]: how much of a caller's text a refusal or log line echoes.
 //!
 //! Every refusal carries a stable machine-readable `code()`.
 
@@ -25,6 +26,7 @@ mod guard;
 mod listener;
 mod policy;
 mod resolve;
+mod text;
 mod url_policy;
 
 pub use cidr::{
@@ -44,6 +46,7 @@ pub use policy::{AddressPolicy, Denied, DenyReason};
 pub use resolve::{
     MAX_ANSWERS, Resolve, ResolveFuture, SequenceResolver, StaticResolver, SystemResolver,
 };
+pub use text::truncate_str;
 pub use url_policy::{
     MAX_URL_LEN, Target, TargetHost, TargetScheme, UrlError, UrlPolicy, parse_endpoint_url,
 };
