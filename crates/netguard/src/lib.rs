@@ -41,7 +41,7 @@ pub use guard::{
     Connected, DEFAULT_RESOLVE_TIMEOUT, Guard, GuardError, LOCALHOST_ADDRESSES,
     MAX_CONNECT_ATTEMPTS, TimeoutPhase,
 };
-pub use listener::{PeerLimiter, PeerPermit, StallGuard};
+pub use listener::{PeerLimiter, PeerPermit, StallGuard, accept_with_backoff};
 pub use policy::{AddressPolicy, Denied, DenyReason};
 pub use resolve::{
     MAX_ANSWERS, Resolve, ResolveFuture, SequenceResolver, StaticResolver, SystemResolver,

@@ -16,17 +16,34 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tracing::warn;
 
 use crate::cidr::CidrList;
 use crate::classify::normalize;
+
+/// The next connection on `listener`. A failed accept (out of file descriptors and the like) is
+/// logged and retried after a short pause instead of spinning. Cancel-safe, as
+/// [`TcpListener::accept`] is.
+pub async fn accept_with_backoff(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(x) => return x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
 
 /// The key a peer's connections are counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

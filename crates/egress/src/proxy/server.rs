@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookwarden_netguard::{
     AddressPolicy, CidrList, Connected, Guard, GuardError, PeerLimiter, PeerPermit, Resolve,
-    StallGuard, StaticResolver, SystemResolver, TargetHost, TimeoutPhase,
+    StallGuard, StaticResolver, SystemResolver, TargetHost, TimeoutPhase, accept_with_backoff,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::config::{ConfigError, Limits, ProxyConfig, Validated};
 use super::metrics as m;
@@ -236,15 +236,7 @@ async fn accept_loop(
 ) {
     loop {
         let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            r = accept_with_backoff(&listener) => r,
             _ = stop.changed() => return,
         };
         let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
