@@ -232,15 +232,31 @@ fn parse_kv_signatures<'v>(
     Ok((ts_str, ts, sigs))
 }
 
-fn verify_stripe(c: &StripeConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
-    const H: &str = "stripe-signature";
-    let value = single_header(r.headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
-    let (ts_str, ts, sigs) = parse_kv_signatures(value, ',', "t", "v1", H)?;
+/// Stripe and Paddle: `{header}: {ts_key}=<unix>{sep}{sig_key}=<hex>…` (see
+/// [`parse_kv_signatures`]), each signature an HMAC-SHA256 of `"{ts}{joiner}{body}"`. Returns the
+/// timestamp.
+fn verify_kv_style(
+    r: Received<'_>,
+    tolerance: i64,
+    header: &'static str,
+    sep: char,
+    ts_key: &str,
+    sig_key: &str,
+    joiner: &[u8],
+) -> Result<i64, VerifyError> {
+    let value = single_header(r.headers, header, header, MAX_SIGNATURE_HEADER_LEN)?;
+    let (ts_str, ts, sigs) = parse_kv_signatures(value, sep, ts_key, sig_key, header)?;
     any_secret(r.secrets, |k| {
-        let mac = hmac_sha256(k, &[ts_str.as_bytes(), b".", r.body])?;
+        let mac = hmac_sha256(k, &[ts_str.as_bytes(), joiner, r.body])?;
         Some(sigs.iter().fold(false, |acc, s| acc | ct_eq(&mac, s)))
     })?;
-    check_tolerance(ts, r.now, t(c.tolerance_secs))?;
+    check_tolerance(ts, r.now, tolerance)?;
+    Ok(ts)
+}
+
+fn verify_stripe(c: &StripeConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
+    let tolerance = t(c.tolerance_secs);
+    let ts = verify_kv_style(r, tolerance, "stripe-signature", ',', "t", "v1", b".")?;
     Ok(signed_id(bounded(body_ids(r.body).id), Some(ts)))
 }
 
@@ -361,14 +377,8 @@ fn is_form(headers: &HeaderMap) -> bool {
 }
 
 fn verify_paddle(c: &PaddleConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
-    const H: &str = "paddle-signature";
-    let value = single_header(r.headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
-    let (ts_str, ts, sigs) = parse_kv_signatures(value, ';', "ts", "h1", H)?;
-    any_secret(r.secrets, |k| {
-        let mac = hmac_sha256(k, &[ts_str.as_bytes(), b":", r.body])?;
-        Some(sigs.iter().fold(false, |acc, s| acc | ct_eq(&mac, s)))
-    })?;
-    check_tolerance(ts, r.now, t(c.tolerance_secs))?;
+    let tolerance = t(c.tolerance_secs);
+    let ts = verify_kv_style(r, tolerance, "paddle-signature", ';', "ts", "h1", b":")?;
     let ids = body_ids(r.body);
     Ok(signed_id(
         bounded(ids.notification_id).or_else(|| bounded(ids.event_id)),
@@ -803,32 +813,19 @@ mod tests {
 
     #[test]
     fn templates() {
-        assert_eq!(parse_template("body").unwrap(), vec![Segment::Body]);
-        assert_eq!(
-            parse_template("{timestamp}.{body}").unwrap(),
-            vec![
-                Segment::Timestamp,
-                Segment::Literal(".".into()),
-                Segment::Body
-            ]
-        );
-        assert_eq!(
-            parse_template("v0:{timestamp}:{body}").unwrap(),
-            vec![
-                Segment::Literal("v0:".into()),
-                Segment::Timestamp,
-                Segment::Literal(":".into()),
-                Segment::Body
-            ]
-        );
-        assert_eq!(
-            parse_template("{ {body}} {").unwrap(),
-            vec![
-                Segment::Literal("{ ".into()),
-                Segment::Body,
-                Segment::Literal("} {".into())
-            ]
-        );
+        use Segment::{Body, Timestamp};
+        let lit = |s: &str| Segment::Literal(s.into());
+        for (template, want) in [
+            ("body", vec![Body]),
+            ("{timestamp}.{body}", vec![Timestamp, lit("."), Body]),
+            (
+                "v0:{timestamp}:{body}",
+                vec![lit("v0:"), Timestamp, lit(":"), Body],
+            ),
+            ("{ {body}} {", vec![lit("{ "), Body, lit("} {")]),
+        ] {
+            assert_eq!(parse_template(template).unwrap(), want, "{template}");
+        }
         assert!(parse_template("{timestamp}.{payload}").is_err());
         assert!(parse_template("").is_err());
     }
