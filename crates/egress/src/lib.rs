@@ -10,6 +10,6 @@ pub mod fuzzing;
 pub mod proxy;
 
 pub use client::{
-    ClientConfig, ClientIdentity, ConnInfo, EgressError, ErrorClass, GuardedClient,
+    ClientConfig, ClientIdentity, ConnInfo, EgressError, ErrorClass, GuardedClient, MaybeTls,
     OutboundRequest, OutboundResponse, SendError,
 };

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::classify::normalize;
+use crate::text::truncate_str;
 
 /// The most entries one list may hold.
 pub const MAX_CIDR_ENTRIES: usize = 4096;
@@ -67,7 +68,7 @@ impl CidrError {
 pub fn parse_cidr(entry: &str) -> Result<IpNet, CidrError> {
     let entry = entry.trim();
     let invalid = || CidrError::Invalid {
-        entry: truncate(entry, MAX_ENTRY_LEN),
+        entry: truncate_str(entry, MAX_ENTRY_LEN).to_owned(),
     };
     if entry.is_empty() || entry.len() > MAX_ENTRY_LEN {
         return Err(invalid());
@@ -281,17 +282,6 @@ impl<'de> serde::Deserialize<'de> for CidrList {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,23 +310,15 @@ mod tests {
 
     #[test]
     fn normalises_host_bits_and_mapped_ranges() {
-        assert_eq!(
-            parse_cidr("10.1.2.3/8").expect("ok").to_string(),
-            "10.0.0.0/8"
-        );
-        assert_eq!(
-            parse_cidr("::ffff:10.0.0.0/104").expect("ok").to_string(),
-            "10.0.0.0/8"
-        );
-        assert_eq!(
-            parse_cidr("::ffff:192.168.1.1").expect("ok").to_string(),
-            "192.168.1.1/32"
-        );
-        assert_eq!(
-            parse_cidr("2001:db8::1/32").expect("ok").to_string(),
-            "2001:db8::/32"
-        );
-        assert_eq!(parse_cidr("::/0").expect("ok").to_string(), "::/0");
+        for (entry, want) in [
+            ("10.1.2.3/8", "10.0.0.0/8"),
+            ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+            ("::ffff:192.168.1.1", "192.168.1.1/32"),
+            ("2001:db8::1/32", "2001:db8::/32"),
+            ("::/0", "::/0"),
+        ] {
+            assert_eq!(parse_cidr(entry).expect(entry).to_string(), want);
+        }
     }
 
     #[test]

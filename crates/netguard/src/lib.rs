@@ -12,6 +12,7 @@
 //! - [`ClientIpConfig`]: the client address behind trusted proxies.
 //! - [`CidrList`]: operator lists of addresses and ranges.
 //! - [`PeerLimiter`], [`StallGuard`]: what every listener bounds per peer and per write.
+//! - [`truncate_str`]: how much of a caller's text a refusal or log line echoes.
 //!
 //! Every refusal carries a stable machine-readable `code()`.
 
@@ -25,6 +26,7 @@ mod guard;
 mod listener;
 mod policy;
 mod resolve;
+mod text;
 mod url_policy;
 
 pub use cidr::{
@@ -39,11 +41,12 @@ pub use guard::{
     Connected, DEFAULT_RESOLVE_TIMEOUT, Guard, GuardError, LOCALHOST_ADDRESSES,
     MAX_CONNECT_ATTEMPTS, TimeoutPhase,
 };
-pub use listener::{PeerLimiter, PeerPermit, StallGuard};
+pub use listener::{PeerLimiter, PeerPermit, StallGuard, accept_with_backoff};
 pub use policy::{AddressPolicy, Denied, DenyReason};
 pub use resolve::{
     MAX_ANSWERS, Resolve, ResolveFuture, SequenceResolver, StaticResolver, SystemResolver,
 };
+pub use text::truncate_str;
 pub use url_policy::{
     MAX_URL_LEN, Target, TargetHost, TargetScheme, UrlError, UrlPolicy, parse_endpoint_url,
 };

@@ -16,17 +16,34 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
+use tracing::warn;
 
 use crate::cidr::CidrList;
 use crate::classify::normalize;
+
+/// The next connection on `listener`. A failed accept (out of file descriptors and the like) is
+/// logged and retried after a short pause instead of spinning. Cancel-safe, as
+/// [`TcpListener::accept`] is.
+pub async fn accept_with_backoff(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(x) => return x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
 
 /// The key a peer's connections are counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -277,6 +294,15 @@ mod tests {
         s.parse().expect("ip")
     }
 
+    /// A connected (client, server) pair of loopback TCP streams.
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (client, server)
+    }
+
     #[test]
     fn peers_are_counted_by_address_and_ipv6_prefix() {
         let l = PeerLimiter::new(2, CidrList::parse("10.0.0.0/8").expect("list"));
@@ -317,12 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_the_peer_never_reads_times_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (client, server) = connected_pair().await;
         let mut guarded = StallGuard::new(server, Duration::from_millis(300));
         let chunk = vec![7u8; 64 * 1024];
         let started = std::time::Instant::now();
@@ -339,12 +360,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_that_never_gets_data_times_out_when_bounded() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (_client, server) = connected_pair().await;
         let mut guarded = StallGuard::new(server, Duration::from_secs(60))
             .with_read_timeout(Duration::from_millis(200));
         let mut buf = [0u8; 16];
@@ -357,12 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_but_reading_peer_is_not_cut() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (server, _) = listener.accept().await.expect("accept");
+        let (mut client, server) = connected_pair().await;
         let total = 8 * 1024 * 1024;
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 256 * 1024];

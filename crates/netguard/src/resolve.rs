@@ -286,14 +286,9 @@ mod tests {
         let r = StaticResolver::new()
             .with("Hook.Example.", [ip("127.0.0.1")])
             .with("empty.example", []);
-        assert_eq!(
-            r.resolve("hook.example").await.expect("ok"),
-            vec![ip("127.0.0.1")]
-        );
-        assert_eq!(
-            r.resolve("HOOK.example.").await.expect("ok"),
-            vec![ip("127.0.0.1")]
-        );
+        for name in ["hook.example", "HOOK.example."] {
+            assert_eq!(r.resolve(name).await.expect(name), vec![ip("127.0.0.1")]);
+        }
         assert!(r.resolve("empty.example").await.expect("ok").is_empty());
         let err = r.resolve("missing.example").await.expect_err("missing");
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
@@ -301,14 +296,9 @@ mod tests {
         let with_fb = StaticResolver::new()
             .with("a.example", [ip("127.0.0.2")])
             .with_fallback(Arc::new(r));
-        assert_eq!(
-            with_fb.resolve("a.example").await.expect("ok"),
-            vec![ip("127.0.0.2")]
-        );
-        assert_eq!(
-            with_fb.resolve("hook.example").await.expect("ok"),
-            vec![ip("127.0.0.1")]
-        );
+        for (name, want) in [("a.example", "127.0.0.2"), ("hook.example", "127.0.0.1")] {
+            assert_eq!(with_fb.resolve(name).await.expect(name), vec![ip(want)]);
+        }
     }
 
     #[tokio::test]

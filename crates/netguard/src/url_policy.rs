@@ -20,6 +20,7 @@ use std::net::IpAddr;
 use url::{Host, Url};
 
 use crate::policy::{AddressPolicy, Denied};
+use crate::text::truncate_str;
 
 /// The longest endpoint URL accepted, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
@@ -273,7 +274,7 @@ pub fn parse_endpoint_url(input: &str, opts: &UrlPolicy) -> Result<Target, UrlEr
         "http" if opts.allow_http => TargetScheme::Http,
         _ => {
             return Err(UrlError::SchemeNotAllowed {
-                scheme: truncate(&raw_scheme, 32),
+                scheme: truncate_str(&raw_scheme, 32).to_owned(),
                 allowed: if opts.allow_http {
                     "https or http"
                 } else {
@@ -361,15 +362,4 @@ fn ends_in_number(d: &str) -> bool {
         .or_else(|| last.strip_prefix("0X"))
         .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
     hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }

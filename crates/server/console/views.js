@@ -99,28 +99,35 @@ function pagedList(render, fetchPage) {
   return wrap;
 }
 
-// ---------------------------------------------------------------- endpoints
-
-export async function endpoints(main) {
+// A collection's page: a "New …" button opening its create form, a chart, the paged list (and
+// any panels `after` it).
+function resourcePage(main, { title, create, testid, showForm, chart, listTitle, after = [], path, empty, columns }) {
   const formSlot = h("div", {});
   const list = h("div", {});
   main.append(
-    pageHead("Endpoints", btn("New endpoint", () => showEndpointForm(formSlot, reload), "btn btn-primary", { "data-testid": "new-endpoint" })),
-    formSlot,
-    chartPanel("Deliveries, all endpoints", async (r) => deliveryChart(await api.get(`/stats/deliveries${qs(r)}`), "Finished deliveries")),
-    panel("Receivers", list),
-    sendEventPanel(),
-  );
+    pageHead(title, btn(create, () => showForm(formSlot, reload), "btn btn-primary", { "data-testid": testid })),
+    formSlot, chart, panel(listTitle, list), ...after);
   function reload() {
-    clear(list).append(pagedList((rows) => table([
+    clear(list).append(pagedList((rows) => table(columns, rows, empty), (before) => api.get(`${path}${qs({ limit: 50, before })}`)));
+  }
+  reload();
+}
+
+// ---------------------------------------------------------------- endpoints
+
+export async function endpoints(main) {
+  resourcePage(main, {
+    title: "Endpoints", create: "New endpoint", testid: "new-endpoint", showForm: showEndpointForm,
+    chart: chartPanel("Deliveries, all endpoints", async (r) => deliveryChart(await api.get(`/stats/deliveries${qs(r)}`), "Finished deliveries")),
+    listTitle: "Receivers", after: [sendEventPanel()], path: "/endpoints", empty: "No endpoints yet: add the first receiver.",
+    columns: [
       { label: "Endpoint", cell: (e) => h("div", {}, link(`#/endpoints/${e.id}`, e.description || e.url, { class: "strong" }), h("div", { class: "sub mono" }, e.id)) },
       { label: "URL", cell: (e) => code(e.url) },
       { label: "Status", cell: (e) => statusBadge(e.enabled ? "enabled" : "disabled") },
       { label: "Event types", cell: (e) => (e.event_types.length ? e.event_types.join(", ") : h("span", { class: "muted" }, "all")) },
       { label: "Failures", class: "num", cell: (e) => String(e.consecutive_failures) },
-    ], rows, "No endpoints yet: add the first receiver."), (before) => api.get(`/endpoints${qs({ limit: 50, before })}`)));
-  }
-  reload();
+    ],
+  });
 }
 
 function schemeBoxes(selected) {
@@ -130,6 +137,22 @@ function schemeBoxes(selected) {
 
 function checkedSchemes(root) {
   return [...root.querySelectorAll("input[name=scheme]:checked")].map((i) => i.value);
+}
+
+// Shows a create form in `slot`, `first` focused. On submit, `post` makes the object; the form
+// then gives way to a panel titled with `shown(created)` (a title, a link, the one-time secret),
+// and `done` runs.
+function createForm(slot, form, first, err, done, post, shown) {
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const created = await attempt(err, post);
+    if (!created) return;
+    const [title, where, secret] = shown(created);
+    clear(slot).append(h("div", { class: "panel" }, h("h2", { class: "panel-title" }, title, where), secret));
+    done();
+  });
+  slot.append(form);
+  first.focus();
 }
 
 function showEndpointForm(slot, done) {
@@ -147,20 +170,13 @@ function showEndpointForm(slot, done) {
     field("Signature schemes", schemes), err,
     h("div", { class: "actions" }, h("button", { class: "btn btn-primary", type: "submit" }, "Create endpoint"),
       btn("Cancel", () => clear(slot), "btn btn-ghost")));
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const created = await attempt(err, () => api.post("/endpoints", {
-      url: url.value.trim(), description: desc.value.trim(), event_types: lines(types.value),
-      headers: parseHeaders(headers.value), signature_schemes: checkedSchemes(schemes),
-    }));
-    if (!created) return;
-    clear(slot).append(h("div", { class: "panel" },
-      h("h2", { class: "panel-title" }, "Endpoint created: ", link(`#/endpoints/${created.id}`, created.id)),
-      once("Signing secret", created.secret, "Shown once: give it to the receiver so it can verify signatures.")));
-    done();
-  });
-  slot.append(form);
-  url.focus();
+  createForm(slot, form, url, err, done, () => api.post("/endpoints", {
+    url: url.value.trim(), description: desc.value.trim(), event_types: lines(types.value),
+    headers: parseHeaders(headers.value), signature_schemes: checkedSchemes(schemes),
+  }), (created) => [
+    "Endpoint created: ", link(`#/endpoints/${created.id}`, created.id),
+    once("Signing secret", created.secret, "Shown once: give it to the receiver so it can verify signatures."),
+  ]);
 }
 
 function sendEventPanel() {
@@ -348,23 +364,18 @@ function attemptCard(a) {
 const PRESETS = ["standard-webhooks", "github", "stripe", "slack", "shopify", "twilio", "paddle", "zoom", "twitch", "hookwarden", "none"];
 
 export async function sources(main) {
-  const formSlot = h("div", {});
-  const list = h("div", {});
-  main.append(
-    pageHead("Sources", btn("New source", () => showSourceForm(formSlot, reload), "btn btn-primary", { "data-testid": "new-source" })),
-    formSlot,
-    chartPanel("Inbound requests, all sources", async (r) => ingestChart(await api.get(`/stats/ingest${qs(r)}`), "Requests by outcome")),
-    panel("Secret URLs", list));
-  function reload() {
-    clear(list).append(pagedList((rows) => table([
+  resourcePage(main, {
+    title: "Sources", create: "New source", testid: "new-source", showForm: showSourceForm,
+    chart: chartPanel("Inbound requests, all sources", async (r) => ingestChart(await api.get(`/stats/ingest${qs(r)}`), "Requests by outcome")),
+    listTitle: "Secret URLs", path: "/sources", empty: "No sources yet.",
+    columns: [
       { label: "Source", cell: (x) => h("div", {}, link(`#/sources/${x.id}`, x.name, { class: "strong" }), h("div", { class: "sub mono" }, x.id)) },
       { label: "URL", cell: (x) => code(x.url_hint || "—") },
       { label: "Verification", cell: (x) => (x.verification && x.verification.type) || "—" },
       { label: "Allowlist", cell: (x) => (x.allowed_cidrs.length ? x.allowed_cidrs.join(", ") : h("span", { class: "muted" }, "any address")) },
       { label: "Status", cell: (x) => statusBadge(x.status) },
-    ], rows, "No sources yet."), (before) => api.get(`/sources${qs({ limit: 50, before })}`)));
-  }
-  reload();
+    ],
+  });
 }
 
 function showSourceForm(slot, done) {
@@ -381,21 +392,16 @@ function showSourceForm(slot, done) {
     field("Allowed addresses", cidrs, "Addresses or CIDR ranges, one per line."),
     field("Forward to", forward), err,
     h("div", { class: "actions" }, h("button", { class: "btn btn-primary", type: "submit" }, "Create source"), btn("Cancel", () => clear(slot), "btn btn-ghost")));
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
+  createForm(slot, form, name, err, done, () => {
     const verification = { type: preset.value };
     if (secret.value) verification.secret = secret.value;
-    const created = await attempt(err, () => api.post("/sources", {
+    return api.post("/sources", {
       name: name.value.trim(), verification, allowed_cidrs: lines(cidrs.value), forward_to: lines(forward.value),
-    }));
-    if (!created) return;
-    clear(slot).append(h("div", { class: "panel" },
-      h("h2", { class: "panel-title" }, "Source created: ", link(`#/sources/${created.id}`, created.name)),
-      once("Secret URL", created.url, "Shown once: give it to the provider. Hookwarden keeps only a hash of its token.")));
-    done();
-  });
-  slot.append(form);
-  name.focus();
+    });
+  }, (created) => [
+    "Source created: ", link(`#/sources/${created.id}`, created.name),
+    once("Secret URL", created.url, "Shown once: give it to the provider. Hookwarden keeps only a hash of its token."),
+  ]);
 }
 
 export async function source(main, id) {

@@ -26,42 +26,29 @@ struct Asset {
     body: &'static [u8],
 }
 
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
+
+/// The asset served as `/console/assets/<name>`: the file `console/<name>` beside `src/`.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../console/", $name)),
+        }
+    };
+}
+
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../console/console.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../console/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../console/api.js"),
-    },
-    Asset {
-        name: "dom.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../console/dom.js"),
-    },
-    Asset {
-        name: "charts.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../console/charts.js"),
-    },
-    Asset {
-        name: "views.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../console/views.js"),
-    },
-    Asset {
-        name: "icon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../console/icon.svg"),
-    },
+    asset!("console.css", CSS),
+    asset!("app.js", JS),
+    asset!("api.js", JS),
+    asset!("dom.js", JS),
+    asset!("charts.js", JS),
+    asset!("views.js", JS),
+    asset!("icon.svg", SVG),
 ];
 
 const INDEX: &[u8] = include_bytes!("../console/index.html");

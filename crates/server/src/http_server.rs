@@ -5,7 +5,7 @@
 use crate::tls::{ConnectionTls, MaybeTlsStream, TlsTerminator};
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hookwarden_netguard::{PeerLimiter, StallGuard};
+use hookwarden_netguard::{PeerLimiter, StallGuard, accept_with_backoff};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -56,15 +56,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            r = accept_with_backoff(&listener) => r,
             _ = &mut shutdown => break,
         };
         let Some(peer_permit) = limits.peers.try_acquire(peer.ip()) else {

@@ -184,13 +184,23 @@ impl tower::Service<Uri> for GuardedConnector {
     }
 }
 
-/// A plain or TLS stream.
-pub(crate) enum MaybeTls {
+/// A TCP connection, plain or carrying TLS (`T`: the client's or, for the server's listeners,
+/// the server's TLS stream).
+pub enum MaybeTls<T> {
+    /// No TLS.
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    /// TLS over the connection (boxed: a TLS stream is large).
+    Tls(Box<T>),
 }
 
-impl AsyncRead for MaybeTls {
+impl<T> MaybeTls<T> {
+    /// Whether the connection carries TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -203,7 +213,7 @@ impl AsyncRead for MaybeTls {
     }
 }
 
-impl AsyncWrite for MaybeTls {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -273,7 +283,7 @@ impl TlsFailure {
 
 /// The connection handed to hyper: the stream plus where it left from and went to.
 pub(crate) struct GuardedStream {
-    io: TokioIo<MaybeTls>,
+    io: TokioIo<MaybeTls<TlsStream<TcpStream>>>,
     info: ConnInfo,
     /// `Some` for TLS connections.
     tls_failure: Option<TlsFailure>,

@@ -35,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 
-pub use connector::ConnInfo;
+pub use connector::{ConnInfo, MaybeTls};
 pub use error::{BoxError, EgressError, ErrorClass, SendError};
 pub use proxy::ProxyEndpoint;
 pub use tls::ClientIdentity;

@@ -608,25 +608,29 @@ mod tests {
                 _ => unreachable!(),
             }
         };
-        assert_eq!(
-            code(b"HTTP/1.1 403 Forbidden\r\nX-Hookwarden-Error: DESTINATION_DENIED"),
-            (ErrorClass::Policy, "DESTINATION_DENIED", false)
-        );
-        assert_eq!(
-            code(b"HTTP/1.1 403 Forbidden"),
-            (ErrorClass::Policy, "PROXY_DENIED", false)
-        );
-        assert_eq!(
-            code(b"HTTP/1.1 502 Bad Gateway\r\nX-Hookwarden-Error: DNS_NO_ADDRESSES"),
-            (ErrorClass::Dns, "DNS_NO_ADDRESSES", false)
-        );
-        assert_eq!(
-            code(b"HTTP/1.1 407 Proxy Authentication Required"),
-            (ErrorClass::Proxy, "PROXY_AUTH_FAILED", true)
-        );
-        assert_eq!(
-            code(b"HTTP/1.0 503 Service Unavailable"),
-            (ErrorClass::Proxy, "PROXY_ERROR", true)
-        );
+        for (head, want) in [
+            (
+                &b"HTTP/1.1 403 Forbidden\r\nX-Hookwarden-Error: DESTINATION_DENIED"[..],
+                (ErrorClass::Policy, "DESTINATION_DENIED", false),
+            ),
+            (
+                b"HTTP/1.1 403 Forbidden",
+                (ErrorClass::Policy, "PROXY_DENIED", false),
+            ),
+            (
+                b"HTTP/1.1 502 Bad Gateway\r\nX-Hookwarden-Error: DNS_NO_ADDRESSES",
+                (ErrorClass::Dns, "DNS_NO_ADDRESSES", false),
+            ),
+            (
+                b"HTTP/1.1 407 Proxy Authentication Required",
+                (ErrorClass::Proxy, "PROXY_AUTH_FAILED", true),
+            ),
+            (
+                b"HTTP/1.0 503 Service Unavailable",
+                (ErrorClass::Proxy, "PROXY_ERROR", true),
+            ),
+        ] {
+            assert_eq!(code(head), want, "{}", String::from_utf8_lossy(head));
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookwarden_netguard::{
     AddressPolicy, CidrList, Connected, Guard, GuardError, PeerLimiter, PeerPermit, Resolve,
-    StallGuard, StaticResolver, SystemResolver, TargetHost, TimeoutPhase,
+    StallGuard, StaticResolver, SystemResolver, TargetHost, TimeoutPhase, accept_with_backoff,
 };
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::config::{ConfigError, Limits, ProxyConfig, Validated};
 use super::metrics as m;
@@ -236,15 +236,7 @@ async fn accept_loop(
 ) {
     loop {
         let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            r = accept_with_backoff(&listener) => r,
             _ = stop.changed() => return,
         };
         let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
@@ -508,6 +500,21 @@ impl Log<'_> {
             "proxy decision"
         );
     }
+
+    /// Logs a refusal made before any upstream connection, and answers it.
+    fn refuse(&self, decision: &'static str, action: &'static str, r: &Refusal) -> Response<Body> {
+        self.emit(
+            decision,
+            action,
+            r.code,
+            r.status.as_u16(),
+            None,
+            None,
+            (0, 0),
+            "refused",
+        );
+        r.response()
+    }
 }
 
 fn authenticate(
@@ -562,17 +569,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
                 port: 0,
                 started,
             };
-            log.emit(
-                "deny",
-                "-",
-                r.code,
-                r.status.as_u16(),
-                None,
-                None,
-                (0, 0),
-                "refused",
-            );
-            return r.response();
+            return log.refuse("deny", "-", &r);
         }
     };
     // A Hookwarden client asks for the address it checked and names the host it resolved: the
@@ -600,17 +597,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
                 target.host, target.port
             ),
         );
-        log.emit(
-            "deny",
-            decision.action,
-            code,
-            403,
-            None,
-            None,
-            (0, 0),
-            "refused",
-        );
-        return r.response();
+        return log.refuse("deny", decision.action, &r);
     }
     let (verdict, reason) = match decision.refusal {
         Some(r) => ("report", r.code()),
@@ -622,17 +609,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
             "TOO_MANY_TUNNELS",
             "the proxy is at its limit of upstream connections",
         );
-        log.emit(
-            "deny",
-            decision.action,
-            r.code,
-            503,
-            None,
-            None,
-            (0, 0),
-            "refused",
-        );
-        return r.response();
+        return log.refuse("deny", decision.action, &r);
     };
     let Some(host) = TargetHost::from_host_str(&target.host) else {
         let r = Refusal::new(
@@ -640,17 +617,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
             "HOST_INVALID",
             "the host is malformed",
         );
-        log.emit(
-            "deny",
-            decision.action,
-            r.code,
-            403,
-            None,
-            None,
-            (0, 0),
-            "refused",
-        );
-        return r.response();
+        return log.refuse("deny", decision.action, &r);
     };
     let connect_started = Instant::now();
     let connected = match connect_upstream(&sh, &host, named.as_deref(), target.port).await {
@@ -662,17 +629,7 @@ async fn handle(sh: Arc<Shared>, ctx: Arc<Ctx>, req: Request<Incoming>) -> Respo
             } else {
                 verdict
             };
-            log.emit(
-                decision,
-                "-",
-                r.code,
-                r.status.as_u16(),
-                None,
-                None,
-                (0, 0),
-                "refused",
-            );
-            return r.response();
+            return log.refuse(decision, "-", &r);
         }
     };
     metrics::histogram!(m::CONNECT_SECONDS).record(connect_started.elapsed().as_secs_f64());

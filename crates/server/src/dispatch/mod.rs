@@ -722,14 +722,12 @@ async fn attempt_once(
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
+    let head = hookwarden_netguard::truncate_str(s, max);
+    if head.len() == s.len() {
+        s.to_owned()
+    } else {
+        format!("{head}…")
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

@@ -423,7 +423,14 @@ pub fn verify_inbound(
         }
         providers::validate_secrets(preset, secrets)?;
     }
-    providers::verify(preset, secrets, url, headers, body, now)
+    let received = providers::Received {
+        secrets,
+        url,
+        headers,
+        body,
+        now,
+    };
+    providers::verify(preset, received)
 }
 
 #[cfg(test)]

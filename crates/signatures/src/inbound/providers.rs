@@ -20,6 +20,20 @@ use crate::util::{
     optional_header, parse_prefixed_hex, parse_rfc3339, parse_unix_secs, single_header,
 };
 
+/// One received request, as every provider's check reads it.
+#[derive(Clone, Copy)]
+pub(super) struct Received<'a> {
+    /// The currently active secrets (rotation: any may match).
+    pub(super) secrets: &'a [&'a str],
+    /// The full public URL the provider called (Twilio signs it).
+    pub(super) url: &'a str,
+    pub(super) headers: &'a HeaderMap,
+    /// The raw body, exactly as received.
+    pub(super) body: &'a [u8],
+    /// Unix seconds.
+    pub(super) now: i64,
+}
+
 /// Label used in errors for operator-configured header names.
 const CONFIGURED_SIGNATURE_HEADER: &str = "configured signature header";
 const CONFIGURED_TIMESTAMP_HEADER: &str = "configured timestamp header";
@@ -99,105 +113,80 @@ fn bounded(v: Option<serde_json::Value>) -> Option<String> {
     }
 }
 
-pub(super) fn verify(
-    preset: &Preset,
-    secrets: &[&str],
-    url: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<VerifiedInfo, InboundError> {
-    let r = match (preset.config(), &preset.prepared) {
+pub(super) fn verify(preset: &Preset, r: Received<'_>) -> Result<VerifiedInfo, InboundError> {
+    let result = match (preset.config(), &preset.prepared) {
         (PresetConfig::StandardWebhooks(c), Prepared::StandardWebhooks(pks)) => {
-            verify_standard(c, pks, secrets, headers, body, now)
+            verify_standard(c, pks, r)
         }
-        (PresetConfig::Github(c), _) => verify_github(c, secrets, headers, body),
-        (PresetConfig::Stripe(c), _) => verify_stripe(c, secrets, headers, body, now),
+        (PresetConfig::Github(c), _) => verify_github(c, r),
+        (PresetConfig::Stripe(c), _) => verify_stripe(c, r),
         (PresetConfig::Slack(c), _) => verify_v0_style(
-            secrets,
-            headers,
-            body,
-            now,
+            r,
             t(c.tolerance_secs),
             "x-slack-signature",
             "x-slack-request-timestamp",
         )
-        .map(|ts| signed_id(bounded(body_ids(body).event_id), Some(ts))),
-        (PresetConfig::Shopify(_), _) => verify_shopify(secrets, headers, body),
-        (PresetConfig::Twilio(_), _) => verify_twilio(secrets, url, headers, body),
-        (PresetConfig::Paddle(c), _) => verify_paddle(c, secrets, headers, body, now),
+        .map(|ts| signed_id(bounded(body_ids(r.body).event_id), Some(ts))),
+        (PresetConfig::Shopify(_), _) => verify_shopify(r),
+        (PresetConfig::Twilio(_), _) => verify_twilio(r),
+        (PresetConfig::Paddle(c), _) => verify_paddle(c, r),
         (PresetConfig::Zoom(c), _) => verify_v0_style(
-            secrets,
-            headers,
-            body,
-            now,
+            r,
             t(c.tolerance_secs),
             "x-zm-signature",
             "x-zm-request-timestamp",
         )
         .map(|ts| signed_id(None, Some(ts))),
-        (PresetConfig::Twitch(c), _) => verify_twitch(c, secrets, headers, body, now),
-        (PresetConfig::Discord(c), Prepared::Discord(pk)) => {
-            verify_discord(c, pk, headers, body, now)
-        }
-        (PresetConfig::Sendgrid(c), Prepared::Sendgrid(pk)) => {
-            verify_sendgrid(c, pk, headers, body, now)
-        }
-        (PresetConfig::Glassix(c), _) => verify_glassix(c, secrets, headers, body, now),
-        (PresetConfig::Hookwarden(c), _) => verify_hookwarden(c, secrets, headers, body, now),
-        (PresetConfig::Hmac(c), Prepared::Hmac(p)) => {
-            verify_hmac(c, p, secrets, headers, body, now)
-        }
-        (PresetConfig::BasicAuth(c), _) => verify_basic(c, secrets, headers),
-        (PresetConfig::ApiKey(c), Prepared::ApiKey(h)) => verify_api_key(c, h, secrets, headers),
+        (PresetConfig::Twitch(c), _) => verify_twitch(c, r),
+        (PresetConfig::Discord(c), Prepared::Discord(pk)) => verify_discord(c, pk, r),
+        (PresetConfig::Sendgrid(c), Prepared::Sendgrid(pk)) => verify_sendgrid(c, pk, r),
+        (PresetConfig::Glassix(c), _) => verify_glassix(c, r),
+        (PresetConfig::Hookwarden(c), _) => verify_hookwarden(c, r),
+        (PresetConfig::Hmac(c), Prepared::Hmac(p)) => verify_hmac(c, p, r),
+        (PresetConfig::BasicAuth(c), _) => verify_basic(c, r),
+        (PresetConfig::ApiKey(c), Prepared::ApiKey(h)) => verify_api_key(c, h, r),
         (PresetConfig::NoVerification(_), _) => Ok(VerifiedInfo::default()),
         // A Preset is only built by `prepare`, which pairs each config with its data.
         _ => {
             return Err(cfg_err(preset.type_name(), "preset was not prepared").into());
         }
     };
-    r.map_err(InboundError::from)
+    result.map_err(InboundError::from)
 }
 
 fn verify_standard(
     c: &StandardWebhooksConfig,
     pks: &[ed25519_dalek::VerifyingKey],
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
+    r: Received<'_>,
 ) -> Result<VerifiedInfo, VerifyError> {
-    let names = if headers.contains_key(standard::STANDARD_HEADERS.signature)
-        || !headers.contains_key(standard::SVIX_HEADERS.signature)
+    let names = if r.headers.contains_key(standard::STANDARD_HEADERS.signature)
+        || !r.headers.contains_key(standard::SVIX_HEADERS.signature)
     {
         &standard::STANDARD_HEADERS
     } else {
         &standard::SVIX_HEADERS
     };
-    let keys = standard::Keys::new(secrets, pks)?;
-    let (id, ts) = standard::verify(&keys, names, headers, body, now, t(c.tolerance_secs))?;
+    let keys = standard::Keys::new(r.secrets, pks)?;
+    let (id, ts) = standard::verify(&keys, names, r.headers, r.body, r.now, t(c.tolerance_secs))?;
     Ok(signed_id(Some(id), Some(ts)))
 }
 
-fn verify_github(
-    c: &GithubConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_github(c: &GithubConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const H256: &str = "x-hub-signature-256";
-    match optional_header(headers, H256, H256, MAX_SIGNATURE_HEADER_LEN)? {
+    match optional_header(r.headers, H256, H256, MAX_SIGNATURE_HEADER_LEN)? {
         Some(value) => {
             let sig = parse_prefixed_hex::<32>(value, "sha256=")
                 .ok_or(VerifyError::MalformedHeader(H256))?;
-            any_secret(secrets, |k| Some(ct_eq(&hmac_sha256(k, &[body])?, &sig)))?;
+            any_secret(r.secrets, |k| {
+                Some(ct_eq(&hmac_sha256(k, &[r.body])?, &sig))
+            })?;
         }
-        None if c.allow_sha1_legacy && headers.contains_key("x-hub-signature") => {
-            outbound::verify_hub_sha1(secrets, headers, body)?;
+        None if c.allow_sha1_legacy && r.headers.contains_key("x-hub-signature") => {
+            outbound::verify_hub_sha1(r.secrets, r.headers, r.body)?;
         }
         None => return Err(VerifyError::MissingHeader(H256)),
     }
-    Ok(unsigned_id(id_header(headers, "x-github-delivery")))
+    Ok(unsigned_id(id_header(r.headers, "x-github-delivery")))
 }
 
 /// Parse `t=<unix>{sep}v1=<hex>{sep}v1=<hex>…` style headers (Stripe, Paddle): exactly one
@@ -243,72 +232,72 @@ fn parse_kv_signatures<'v>(
     Ok((ts_str, ts, sigs))
 }
 
-fn verify_stripe(
-    c: &StripeConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<VerifiedInfo, VerifyError> {
-    const H: &str = "stripe-signature";
-    let value = single_header(headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
-    let (ts_str, ts, sigs) = parse_kv_signatures(value, ',', "t", "v1", H)?;
-    any_secret(secrets, |k| {
-        let mac = hmac_sha256(k, &[ts_str.as_bytes(), b".", body])?;
+/// Stripe and Paddle: `{header}: {ts_key}=<unix>{sep}{sig_key}=<hex>…` (see
+/// [`parse_kv_signatures`]), each signature an HMAC-SHA256 of `"{ts}{joiner}{body}"`. Returns the
+/// timestamp.
+fn verify_kv_style(
+    r: Received<'_>,
+    tolerance: i64,
+    header: &'static str,
+    sep: char,
+    ts_key: &str,
+    sig_key: &str,
+    joiner: &[u8],
+) -> Result<i64, VerifyError> {
+    let value = single_header(r.headers, header, header, MAX_SIGNATURE_HEADER_LEN)?;
+    let (ts_str, ts, sigs) = parse_kv_signatures(value, sep, ts_key, sig_key, header)?;
+    any_secret(r.secrets, |k| {
+        let mac = hmac_sha256(k, &[ts_str.as_bytes(), joiner, r.body])?;
         Some(sigs.iter().fold(false, |acc, s| acc | ct_eq(&mac, s)))
     })?;
-    check_tolerance(ts, now, t(c.tolerance_secs))?;
-    Ok(signed_id(bounded(body_ids(body).id), Some(ts)))
+    check_tolerance(ts, r.now, tolerance)?;
+    Ok(ts)
+}
+
+fn verify_stripe(c: &StripeConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
+    let tolerance = t(c.tolerance_secs);
+    let ts = verify_kv_style(r, tolerance, "stripe-signature", ',', "t", "v1", b".")?;
+    Ok(signed_id(bounded(body_ids(r.body).id), Some(ts)))
 }
 
 /// Slack and Zoom: `{sig_header}: v0=<hex HMAC-SHA256("v0:{ts}:{body}")>`.
 fn verify_v0_style(
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
+    r: Received<'_>,
     tolerance: i64,
     sig_header: &'static str,
     ts_header: &'static str,
 ) -> Result<i64, VerifyError> {
-    let ts_str = single_header(headers, ts_header, ts_header, MAX_SHORT_HEADER_LEN)?;
-    let value = single_header(headers, sig_header, sig_header, MAX_SIGNATURE_HEADER_LEN)?;
+    let ts_str = single_header(r.headers, ts_header, ts_header, MAX_SHORT_HEADER_LEN)?;
+    let value = single_header(r.headers, sig_header, sig_header, MAX_SIGNATURE_HEADER_LEN)?;
     let ts = parse_unix_secs(ts_str).ok_or(VerifyError::MalformedHeader(ts_header))?;
     let sig =
         parse_prefixed_hex::<32>(value, "v0=").ok_or(VerifyError::MalformedHeader(sig_header))?;
-    any_secret(secrets, |k| {
+    any_secret(r.secrets, |k| {
         Some(ct_eq(
-            &hmac_sha256(k, &[b"v0:", ts_str.as_bytes(), b":", body])?,
+            &hmac_sha256(k, &[b"v0:", ts_str.as_bytes(), b":", r.body])?,
             &sig,
         ))
     })?;
-    check_tolerance(ts, now, tolerance)?;
+    check_tolerance(ts, r.now, tolerance)?;
     Ok(ts)
 }
 
-fn verify_shopify(
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_shopify(r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const H: &str = "x-shopify-hmac-sha256";
-    let value = single_header(headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
+    let value = single_header(r.headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
     let sig = decode_b64_exact::<32>(value).ok_or(VerifyError::MalformedHeader(H))?;
-    any_secret(secrets, |k| Some(ct_eq(&hmac_sha256(k, &[body])?, &sig)))?;
-    Ok(unsigned_id(id_header(headers, "x-shopify-webhook-id")))
+    any_secret(r.secrets, |k| {
+        Some(ct_eq(&hmac_sha256(k, &[r.body])?, &sig))
+    })?;
+    Ok(unsigned_id(id_header(r.headers, "x-shopify-webhook-id")))
 }
 
-fn verify_twilio(
-    secrets: &[&str],
-    url: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_twilio(r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const H: &str = "x-twilio-signature";
     const SETTINGS: &str = "x-twilio-webhooks-signature-settings";
     const URL: &str = "request url";
-    let value = single_header(headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
-    let sha256 = match optional_header(headers, SETTINGS, SETTINGS, MAX_SHORT_HEADER_LEN)? {
+    let value = single_header(r.headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
+    let sha256 = match optional_header(r.headers, SETTINGS, SETTINGS, MAX_SHORT_HEADER_LEN)? {
         None => false,
         Some(settings) => {
             let alg = settings
@@ -331,29 +320,29 @@ fn verify_twilio(
     }
     .ok_or(VerifyError::MalformedHeader(H))?;
 
-    if url.len() > 8192 {
+    if r.url.len() > 8192 {
         return Err(VerifyError::MalformedHeader(URL));
     }
     let (without_port, with_port) =
-        urlx::port_variants(url).ok_or(VerifyError::MalformedHeader(URL))?;
+        urlx::port_variants(r.url).ok_or(VerifyError::MalformedHeader(URL))?;
 
     let mut params: Vec<(String, String)> = Vec::new();
-    if let Some(expected) = urlx::query_param(url, "bodySHA256") {
+    if let Some(expected) = urlx::query_param(r.url, "bodySHA256") {
         let expected =
             decode_hex_exact::<32>(&expected).ok_or(VerifyError::MalformedHeader(URL))?;
-        let actual: [u8; 32] = Sha256::digest(body).into();
+        let actual: [u8; 32] = Sha256::digest(r.body).into();
         if !ct_eq(&actual, &expected) {
             return Err(VerifyError::BodyHashMismatch);
         }
-    } else if is_form(headers) {
-        params = urlx::form_pairs(body).ok_or(VerifyError::BodyNotSigned)?;
+    } else if is_form(r.headers) {
+        params = urlx::form_pairs(r.body).ok_or(VerifyError::BodyNotSigned)?;
         params.sort_unstable();
         params.dedup();
-    } else if !body.is_empty() {
+    } else if !r.body.is_empty() {
         return Err(VerifyError::BodyNotSigned);
     }
 
-    any_secret(secrets, |k| {
+    any_secret(r.secrets, |k| {
         let mut ok = false;
         for u in [&without_port, &with_port] {
             let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + 2 * params.len());
@@ -371,7 +360,7 @@ fn verify_twilio(
         Some(ok)
     })?;
     Ok(unsigned_id(id_header(
-        headers,
+        r.headers,
         "i-twilio-idempotency-token",
     )))
 }
@@ -387,74 +376,54 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-fn verify_paddle(
-    c: &PaddleConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<VerifiedInfo, VerifyError> {
-    const H: &str = "paddle-signature";
-    let value = single_header(headers, H, H, MAX_SIGNATURE_HEADER_LEN)?;
-    let (ts_str, ts, sigs) = parse_kv_signatures(value, ';', "ts", "h1", H)?;
-    any_secret(secrets, |k| {
-        let mac = hmac_sha256(k, &[ts_str.as_bytes(), b":", body])?;
-        Some(sigs.iter().fold(false, |acc, s| acc | ct_eq(&mac, s)))
-    })?;
-    check_tolerance(ts, now, t(c.tolerance_secs))?;
-    let ids = body_ids(body);
+fn verify_paddle(c: &PaddleConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
+    let tolerance = t(c.tolerance_secs);
+    let ts = verify_kv_style(r, tolerance, "paddle-signature", ';', "ts", "h1", b":")?;
+    let ids = body_ids(r.body);
     Ok(signed_id(
         bounded(ids.notification_id).or_else(|| bounded(ids.event_id)),
         Some(ts),
     ))
 }
 
-fn verify_twitch(
-    c: &TwitchConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_twitch(c: &TwitchConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const ID: &str = "twitch-eventsub-message-id";
     const TS: &str = "twitch-eventsub-message-timestamp";
     const SIG: &str = "twitch-eventsub-message-signature";
-    let id = single_header(headers, ID, ID, MAX_ID_LEN)?;
-    let ts_str = single_header(headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
-    let value = single_header(headers, SIG, SIG, MAX_SIGNATURE_HEADER_LEN)?;
+    let id = single_header(r.headers, ID, ID, MAX_ID_LEN)?;
+    let ts_str = single_header(r.headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
+    let value = single_header(r.headers, SIG, SIG, MAX_SIGNATURE_HEADER_LEN)?;
     let ts = parse_rfc3339(ts_str).ok_or(VerifyError::MalformedHeader(TS))?;
     let sig =
         parse_prefixed_hex::<32>(value, "sha256=").ok_or(VerifyError::MalformedHeader(SIG))?;
-    any_secret(secrets, |k| {
+    any_secret(r.secrets, |k| {
         Some(ct_eq(
-            &hmac_sha256(k, &[id.as_bytes(), ts_str.as_bytes(), body])?,
+            &hmac_sha256(k, &[id.as_bytes(), ts_str.as_bytes(), r.body])?,
             &sig,
         ))
     })?;
-    check_tolerance(ts, now, t(c.tolerance_secs))?;
+    check_tolerance(ts, r.now, t(c.tolerance_secs))?;
     Ok(signed_id(Some(id.to_owned()), Some(ts)))
 }
 
 fn verify_discord(
     c: &DiscordConfig,
     pk: &ed25519_dalek::VerifyingKey,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
+    r: Received<'_>,
 ) -> Result<VerifiedInfo, VerifyError> {
     const SIG: &str = "x-signature-ed25519";
     const TS: &str = "x-signature-timestamp";
-    let value = single_header(headers, SIG, SIG, MAX_SIGNATURE_HEADER_LEN)?;
-    let ts_str = single_header(headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
+    let value = single_header(r.headers, SIG, SIG, MAX_SIGNATURE_HEADER_LEN)?;
+    let ts_str = single_header(r.headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
     let ts = parse_unix_secs(ts_str).ok_or(VerifyError::MalformedHeader(TS))?;
     let sig = decode_hex_exact::<64>(value).ok_or(VerifyError::MalformedHeader(SIG))?;
-    let mut msg = Vec::with_capacity(ts_str.len() + body.len());
+    let mut msg = Vec::with_capacity(ts_str.len() + r.body.len());
     msg.extend_from_slice(ts_str.as_bytes());
-    msg.extend_from_slice(body);
+    msg.extend_from_slice(r.body);
     pk.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&sig))
         .map_err(|_| VerifyError::SignatureMismatch)?;
-    check_tolerance(ts, now, t(c.tolerance_secs))?;
-    Ok(signed_id(bounded(body_ids(body).id), Some(ts)))
+    check_tolerance(ts, r.now, t(c.tolerance_secs))?;
+    Ok(signed_id(bounded(body_ids(r.body).id), Some(ts)))
 }
 
 /// Base64 DER SubjectPublicKeyInfo, optionally PEM-armoured, of a P-256 key.
@@ -475,14 +444,12 @@ pub(super) fn parse_p256_public_key(s: &str) -> Option<p256::ecdsa::VerifyingKey
 fn verify_sendgrid(
     c: &SendgridConfig,
     pk: &p256::ecdsa::VerifyingKey,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
+    r: Received<'_>,
 ) -> Result<VerifiedInfo, VerifyError> {
     const SIG: &str = "x-twilio-email-event-webhook-signature";
     const TS: &str = "x-twilio-email-event-webhook-timestamp";
-    let value = single_header(headers, SIG, SIG, 256)?;
-    let ts_str = single_header(headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
+    let value = single_header(r.headers, SIG, SIG, 256)?;
+    let ts_str = single_header(r.headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
     let ts = parse_unix_secs(ts_str).ok_or(VerifyError::MalformedHeader(TS))?;
     let mut der = [0u8; 192];
     let n = B64
@@ -492,38 +459,32 @@ fn verify_sendgrid(
         .map_err(|_| VerifyError::MalformedHeader(SIG))?;
     let digest = Sha256::new()
         .chain_update(ts_str.as_bytes())
-        .chain_update(body)
+        .chain_update(r.body)
         .finalize();
     pk.verify_prehash(&digest, &sig)
         .map_err(|_| VerifyError::SignatureMismatch)?;
-    check_tolerance(ts, now, t(c.tolerance_secs))?;
+    check_tolerance(ts, r.now, t(c.tolerance_secs))?;
     Ok(signed_id(None, Some(ts)))
 }
 
-fn verify_glassix(
-    c: &GlassixConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_glassix(c: &GlassixConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const BODY_SIG: &str = "x-hub-signature";
     const DATE: &str = "x-glassix-auth-date";
     const DATE_SIG: &str = "x-glassix-auth-signature";
     let mut verified_any = false;
-    if c.require_body_signature || headers.contains_key(BODY_SIG) {
-        outbound::verify_hub_sha1(secrets, headers, body)?;
+    if c.require_body_signature || r.headers.contains_key(BODY_SIG) {
+        outbound::verify_hub_sha1(r.secrets, r.headers, r.body)?;
         verified_any = true;
     }
     let mut ts = None;
-    if c.require_date_signature || headers.contains_key(DATE_SIG) {
+    if c.require_date_signature || r.headers.contains_key(DATE_SIG) {
         ts = Some(outbound::verify_date_sha1(
-            secrets,
-            headers,
+            r.secrets,
+            r.headers,
             DATE,
             DATE_SIG,
             crate::util::parse_date_flexible,
-            now,
+            r.now,
             t(c.tolerance_secs),
         )?);
         verified_any = true;
@@ -534,18 +495,19 @@ fn verify_glassix(
     Ok(signed_id(None, ts))
 }
 
-fn verify_hookwarden(
-    c: &HookwardenConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_hookwarden(c: &HookwardenConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     let mut info = VerifiedInfo::default();
     let mut first_err: Option<VerifyError> = None;
     let mut any_ok = false;
     for scheme in &c.schemes {
-        match outbound::verify_scheme(*scheme, secrets, headers, body, now, t(c.tolerance_secs)) {
+        match outbound::verify_scheme(
+            *scheme,
+            r.secrets,
+            r.headers,
+            r.body,
+            r.now,
+            t(c.tolerance_secs),
+        ) {
             Ok((id, ts)) => {
                 any_ok = true;
                 if let Some(id) = id {
@@ -705,13 +667,10 @@ fn parse_template(s: &str) -> Result<Vec<Segment>, ConfigError> {
 fn verify_hmac(
     c: &HmacConfig,
     p: &HmacPrepared,
-    secrets: &[&str],
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
+    r: Received<'_>,
 ) -> Result<VerifiedInfo, VerifyError> {
     let value = single_header(
-        headers,
+        r.headers,
         p.header.as_str(),
         CONFIGURED_SIGNATURE_HEADER,
         MAX_SIGNATURE_HEADER_LEN,
@@ -721,7 +680,7 @@ fn verify_hmac(
         .as_ref()
         .map(|h| {
             single_header(
-                headers,
+                r.headers,
                 h.as_str(),
                 CONFIGURED_TIMESTAMP_HEADER,
                 MAX_SHORT_HEADER_LEN,
@@ -731,7 +690,7 @@ fn verify_hmac(
     let id = p
         .id_header
         .as_ref()
-        .map(|h| single_header(headers, h.as_str(), CONFIGURED_ID_HEADER, MAX_ID_LEN))
+        .map(|h| single_header(r.headers, h.as_str(), CONFIGURED_ID_HEADER, MAX_ID_LEN))
         .transpose()?;
     let ts = match ts_str {
         None => None,
@@ -784,12 +743,12 @@ fn verify_hmac(
         .iter()
         .map(|seg| match seg {
             Segment::Literal(l) => l.as_bytes(),
-            Segment::Body => body,
+            Segment::Body => r.body,
             Segment::Timestamp => ts_str.unwrap_or_default().as_bytes(),
             Segment::Id => id.unwrap_or_default().as_bytes(),
         })
         .collect();
-    any_secret(secrets, |k| {
+    any_secret(r.secrets, |k| {
         Some(match c.algorithm {
             HmacAlgorithm::Sha1 => ct_eq(&hmac_sha1(k, &parts)?, sig),
             HmacAlgorithm::Sha256 => ct_eq(&hmac_sha256(k, &parts)?, sig),
@@ -797,7 +756,7 @@ fn verify_hmac(
         })
     })?;
     if let Some(ts) = ts {
-        check_tolerance(ts, now, t(c.tolerance_secs))?;
+        check_tolerance(ts, r.now, t(c.tolerance_secs))?;
     }
     let id_signed = p.template.contains(&Segment::Id);
     Ok(VerifiedInfo {
@@ -807,13 +766,9 @@ fn verify_hmac(
     })
 }
 
-fn verify_basic(
-    c: &BasicAuthConfig,
-    secrets: &[&str],
-    headers: &HeaderMap,
-) -> Result<VerifiedInfo, VerifyError> {
+fn verify_basic(c: &BasicAuthConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const H: &str = "authorization";
-    let value = single_header(headers, H, H, 1024)?;
+    let value = single_header(r.headers, H, H, 1024)?;
     let (scheme, cred) = value
         .split_once(' ')
         .ok_or(VerifyError::MalformedHeader(H))?;
@@ -832,24 +787,23 @@ fn verify_basic(
         decoded.get(colon + 1..).unwrap_or_default(),
     );
     let user_ok = ct_eq_hidden_len(user, c.username.as_bytes());
-    any_secret(secrets, |k| Some(user_ok & ct_eq_hidden_len(pass, k)))?;
+    any_secret(r.secrets, |k| Some(user_ok & ct_eq_hidden_len(pass, k)))?;
     Ok(VerifiedInfo::default())
 }
 
 fn verify_api_key(
     c: &ApiKeyConfig,
     header: &HeaderName,
-    secrets: &[&str],
-    headers: &HeaderMap,
+    r: Received<'_>,
 ) -> Result<VerifiedInfo, VerifyError> {
-    let value = single_header(headers, header.as_str(), CONFIGURED_KEY_HEADER, 1024)?;
+    let value = single_header(r.headers, header.as_str(), CONFIGURED_KEY_HEADER, 1024)?;
     let key = match &c.prefix {
         Some(p) => value
             .strip_prefix(p.as_str())
             .ok_or(VerifyError::MalformedHeader(CONFIGURED_KEY_HEADER))?,
         None => value,
     };
-    any_secret(secrets, |k| Some(ct_eq_hidden_len(key.as_bytes(), k)))?;
+    any_secret(r.secrets, |k| Some(ct_eq_hidden_len(key.as_bytes(), k)))?;
     Ok(VerifiedInfo::default())
 }
 
@@ -859,32 +813,19 @@ mod tests {
 
     #[test]
     fn templates() {
-        assert_eq!(parse_template("body").unwrap(), vec![Segment::Body]);
-        assert_eq!(
-            parse_template("{timestamp}.{body}").unwrap(),
-            vec![
-                Segment::Timestamp,
-                Segment::Literal(".".into()),
-                Segment::Body
-            ]
-        );
-        assert_eq!(
-            parse_template("v0:{timestamp}:{body}").unwrap(),
-            vec![
-                Segment::Literal("v0:".into()),
-                Segment::Timestamp,
-                Segment::Literal(":".into()),
-                Segment::Body
-            ]
-        );
-        assert_eq!(
-            parse_template("{ {body}} {").unwrap(),
-            vec![
-                Segment::Literal("{ ".into()),
-                Segment::Body,
-                Segment::Literal("} {".into())
-            ]
-        );
+        use Segment::{Body, Timestamp};
+        let lit = |s: &str| Segment::Literal(s.into());
+        for (template, want) in [
+            ("body", vec![Body]),
+            ("{timestamp}.{body}", vec![Timestamp, lit("."), Body]),
+            (
+                "v0:{timestamp}:{body}",
+                vec![lit("v0:"), Timestamp, lit(":"), Body],
+            ),
+            ("{ {body}} {", vec![lit("{ "), Body, lit("} {")]),
+        ] {
+            assert_eq!(parse_template(template).unwrap(), want, "{template}");
+        }
         assert!(parse_template("{timestamp}.{payload}").is_err());
         assert!(parse_template("").is_err());
     }
