@@ -97,37 +97,22 @@ fn request(url: &str, i: u64) -> Result<Request<Full<Bytes>>> {
     Ok(b.body(Full::new(Bytes::from(body)))?)
 }
 
-/// Closed loop: `concurrency` clients send back to back for `secs`.
-async fn closed_loop(url: &str, concurrency: usize, secs: u64, first: u64) -> Result<Phase> {
-    let client = http_client(concurrency * 2);
-    let next = Arc::new(AtomicU64::new(first));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let end = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, next, errors) =
-            (client.clone(), url.to_owned(), next.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < end {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let req = request(&url, i)?;
-                let t = Instant::now();
-                let (status, _) = send(&client, req).await?;
-                lat.push(t.elapsed().as_micros() as u64);
-                if status != 202 {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    Phase::gather(tasks, started, &errors).await
+/// How a phase's clients pace their requests.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// Closed loop: back to back until `secs` have passed.
+    Closed { secs: u64 },
+    /// Open loop at `rate` requests/s for `secs`: request k is due at k / rate and its latency
+    /// counts from that moment (so queueing behind a slow server is measured, not hidden).
+    Open { rate: f64, secs: u64 },
 }
 
-/// Open loop at `rate` requests/s for `secs`: request k is due at k / rate; its latency counts
-/// from that moment (so queueing behind a slow server is measured, not hidden).
+/// Closed loop: `concurrency` clients send back to back for `secs`.
+async fn closed_loop(url: &str, concurrency: usize, secs: u64, first: u64) -> Result<Phase> {
+    drive_phase(url, concurrency, Pace::Closed { secs }, first).await
+}
+
+/// Open loop at `rate` requests/s for `secs` (see [`Pace::Open`]).
 async fn open_loop(
     url: &str,
     concurrency: usize,
@@ -135,8 +120,12 @@ async fn open_loop(
     secs: u64,
     first: u64,
 ) -> Result<Phase> {
+    drive_phase(url, concurrency, Pace::Open { rate, secs }, first).await
+}
+
+/// `concurrency` clients send signed requests `first`, `first + 1`, … paced by `pace`.
+async fn drive_phase(url: &str, concurrency: usize, pace: Pace, first: u64) -> Result<Phase> {
     let client = http_client(concurrency * 2);
-    let total = (rate * secs as f64).max(1.0) as u64;
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -148,18 +137,29 @@ async fn open_loop(
             let mut lat = Vec::new();
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= total {
-                    return Ok::<_, anyhow::Error>(lat);
-                }
-                let due = start + Duration::from_secs_f64(k as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
-                let req = request(&url, first + k)?;
-                let (status, _) = send(&client, req).await?;
-                lat.push(due.elapsed().as_micros() as u64);
+                let from = match pace {
+                    Pace::Closed { secs } => {
+                        if start.elapsed() >= Duration::from_secs(secs) {
+                            break;
+                        }
+                        Instant::now()
+                    }
+                    Pace::Open { rate, secs } => {
+                        if k >= (rate * secs as f64).max(1.0) as u64 {
+                            break;
+                        }
+                        let due = start + Duration::from_secs_f64(k as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                };
+                let (status, _) = send(&client, request(&url, first + k)?).await?;
+                lat.push(from.elapsed().as_micros() as u64);
                 if status != 202 {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            Ok::<_, anyhow::Error>(lat)
         }));
     }
     Phase::gather(tasks, start, &errors).await
