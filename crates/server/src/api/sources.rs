@@ -528,6 +528,17 @@ async fn load(state: &AppState, id: &str) -> ApiResult<SourceRecord> {
         .ok_or_else(|| ApiError::not_found("source"))
 }
 
+/// After a change to a source: this instance's cache forgets it and the other instances hear of
+/// it.
+async fn changed(state: &AppState, id: &str) {
+    state.inbound.cache.invalidate_source(id);
+    crate::changes::announce(
+        &*state.store,
+        hookwarden_store::Change::Source(id.to_owned()),
+    )
+    .await;
+}
+
 #[utoipa::path(
     get,
     path = "/sources/{id}",
@@ -622,8 +633,7 @@ pub(super) async fn update(
     if !state.inbound.store.update_source(s).await? {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
@@ -646,8 +656,7 @@ pub(super) async fn delete(
     if !state.inbound.store.delete_source(&id).await? {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -697,8 +706,7 @@ pub(super) async fn rotate(
     {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     let r = load(&state, &id).await?;
     let base = base_url(&state, &headers, &ext);
     let url = format!("{base}/in/{tok}");
@@ -730,8 +738,7 @@ pub(super) async fn revoke(
     {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
