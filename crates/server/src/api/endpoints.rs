@@ -612,43 +612,43 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> ApiResult<()>
     Ok(())
 }
 
-/// `POST /endpoints/{id}/enable` and `/disable`: one template, so the twins cannot drift apart.
-macro_rules! set_enabled_route {
-    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $enabled:literal) => {
-        $(#[doc = $doc])*
-        #[utoipa::path(
-            post,
-            path = $path,
-            tag = "endpoints",
-            params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
-            responses(
-                (status = 200, description = "The endpoint", body = EndpointView),
-                (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
-            )
-        )]
-        pub(crate) async fn $name(
-            State(state): State<Arc<AppState>>,
-            ApiPath(Id(id)): ApiPath<Id>,
-        ) -> ApiResult<axum::Json<EndpointView>> {
-            set_enabled(&state, &id, $enabled).await?;
-            Ok(axum::Json(load(&state, &id).await?.into()))
-        }
-    };
+/// Enables the endpoint (also one the circuit breaker disabled); its pending deliveries resume.
+#[utoipa::path(
+    post,
+    path = "/endpoints/{id}/enable",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn enable(
+    State(state): State<Arc<AppState>>,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<axum::Json<EndpointView>> {
+    set_enabled(&state, &id, true).await?;
+    Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
-set_enabled_route!(
-    /// Enables the endpoint (also one the circuit breaker disabled); its pending deliveries resume.
-    enable,
-    "/endpoints/{id}/enable",
-    true
-);
-
-set_enabled_route!(
-    /// Disables the endpoint: its deliveries wait until it is enabled again.
-    disable,
-    "/endpoints/{id}/disable",
-    false
-);
+/// Disables the endpoint: its deliveries wait until it is enabled again.
+#[utoipa::path(
+    post,
+    path = "/endpoints/{id}/disable",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn disable(
+    State(state): State<Arc<AppState>>,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<axum::Json<EndpointView>> {
+    set_enabled(&state, &id, false).await?;
+    Ok(axum::Json(load(&state, &id).await?.into()))
+}
 
 /// Deletes the endpoint; its pending deliveries are cancelled.
 #[utoipa::path(
