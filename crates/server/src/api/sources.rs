@@ -679,16 +679,12 @@ pub(super) async fn rotate(
     headers: HeaderMap,
     ext: Extensions,
     ApiPath(Id(id)): ApiPath<Id>,
-    ApiBytes(body): ApiBytes,
+    body: ApiBytes,
 ) -> ApiResult<Json<SourceView>> {
     // The body is optional: empty or `null` means the defaults.
-    let req: RotateSource = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateSource::default()
-    } else {
-        serde_json::from_slice::<Option<RotateSource>>(&body)
-            .map_err(|e| ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}")))?
-            .unwrap_or_default()
-    };
+    let req: RotateSource = body.json_or_default(|e| {
+        ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}"))
+    })?;
     if !(0..=MAX_GRACE_SECS).contains(&req.grace_period_seconds) {
         return Err(invalid(
             "INVALID_GRACE_PERIOD",
