@@ -725,21 +725,15 @@ pub(crate) struct RotatedSecret {
 pub(crate) async fn rotate_secret(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
-    ApiBytes(body): ApiBytes,
+    body: ApiBytes,
 ) -> ApiResult<impl IntoResponse> {
     // The body is optional: empty or `null` means the defaults.
-    let req: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateRequest::default()
-    } else {
-        serde_json::from_slice::<Option<RotateRequest>>(&body)
-            .map_err(|e| {
-                ApiError::invalid(
-                    "VALIDATION_FAILED",
-                    format!("invalid rotation request: {e}"),
-                )
-            })?
-            .unwrap_or_default()
-    };
+    let req: RotateRequest = body.json_or_default(|e| {
+        ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("invalid rotation request: {e}"),
+        )
+    })?;
     let grace = req.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECS);
     if grace > MAX_GRACE_SECS {
         return Err(ApiError::invalid(

@@ -31,6 +31,22 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     }
 }
 
+impl ApiBytes {
+    /// The body as an optional JSON `T`: empty (or only whitespace) and `null` mean
+    /// `T::default()`; a body that is not a `T` is refused with the error `refuse` makes.
+    pub fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        refuse: impl FnOnce(serde_json::Error) -> ApiError,
+    ) -> Result<T, ApiError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        Ok(serde_json::from_slice::<Option<T>>(&self.0)
+            .map_err(refuse)?
+            .unwrap_or_default())
+    }
+}
+
 /// A resource id (`ep_…`, `evt_…`, `dlv_…`) in a path or query: 1 to 64 ASCII letters, digits,
 /// `_` or `-`. Anything else cannot name a resource and is refused (400) before storage sees it
 /// (PostgreSQL text cannot even hold a NUL byte).
@@ -54,7 +70,31 @@ impl<'de> serde::Deserialize<'de> for Id {
 
 #[cfg(test)]
 mod tests {
-    use super::Id;
+    use super::{ApiBytes, Id};
+    use crate::error::ApiError;
+
+    #[test]
+    fn optional_json_bodies_default_when_empty_or_null() {
+        #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Req {
+            n: Option<u32>,
+        }
+        let read = |body: &'static str| {
+            ApiBytes(bytes::Bytes::from(body)).json_or_default::<Req>(|e| {
+                ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}"))
+            })
+        };
+        for empty in ["", " \r\n\t", "null", " null "] {
+            assert_eq!(read(empty).unwrap(), Req::default(), "{empty:?}");
+        }
+        assert_eq!(read(r#"{"n": 3}"#).unwrap(), Req { n: Some(3) });
+        for bad in ["{", r#"{"m": 1}"#, "[]", "x"] {
+            let e = read(bad).unwrap_err();
+            assert_eq!(e.code, "INVALID_JSON", "{bad:?}");
+            assert!(e.message.starts_with("Malformed JSON: "), "{bad:?}: {e:?}");
+        }
+    }
 
     #[test]
     fn ids_are_short_and_plain() {

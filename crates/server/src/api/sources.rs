@@ -528,6 +528,17 @@ async fn load(state: &AppState, id: &str) -> ApiResult<SourceRecord> {
         .ok_or_else(|| ApiError::not_found("source"))
 }
 
+/// After a change to a source: this instance's cache forgets it and the other instances hear of
+/// it.
+async fn changed(state: &AppState, id: &str) {
+    state.inbound.cache.invalidate_source(id);
+    crate::changes::announce(
+        &*state.store,
+        hookwarden_store::Change::Source(id.to_owned()),
+    )
+    .await;
+}
+
 #[utoipa::path(
     get,
     path = "/sources/{id}",
@@ -622,8 +633,7 @@ pub(super) async fn update(
     if !state.inbound.store.update_source(s).await? {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }
@@ -646,8 +656,7 @@ pub(super) async fn delete(
     if !state.inbound.store.delete_source(&id).await? {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -670,16 +679,12 @@ pub(super) async fn rotate(
     headers: HeaderMap,
     ext: Extensions,
     ApiPath(Id(id)): ApiPath<Id>,
-    ApiBytes(body): ApiBytes,
+    body: ApiBytes,
 ) -> ApiResult<Json<SourceView>> {
     // The body is optional: empty or `null` means the defaults.
-    let req: RotateSource = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateSource::default()
-    } else {
-        serde_json::from_slice::<Option<RotateSource>>(&body)
-            .map_err(|e| ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}")))?
-            .unwrap_or_default()
-    };
+    let req: RotateSource = body.json_or_default(|e| {
+        ApiError::bad_request("INVALID_JSON", format!("Malformed JSON: {e}"))
+    })?;
     if !(0..=MAX_GRACE_SECS).contains(&req.grace_period_seconds) {
         return Err(invalid(
             "INVALID_GRACE_PERIOD",
@@ -697,8 +702,7 @@ pub(super) async fn rotate(
     {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     let r = load(&state, &id).await?;
     let base = base_url(&state, &headers, &ext);
     let url = format!("{base}/in/{tok}");
@@ -730,8 +734,7 @@ pub(super) async fn revoke(
     {
         return Err(ApiError::not_found("source"));
     }
-    state.inbound.cache.invalidate_source(&id);
-    crate::changes::announce(&*state.store, hookwarden_store::Change::Source(id.clone())).await;
+    changed(&state, &id).await;
     let r = load(&state, &id).await?;
     Ok(Json(view(r, &base_url(&state, &headers, &ext), None)))
 }

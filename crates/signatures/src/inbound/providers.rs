@@ -171,15 +171,25 @@ fn verify_standard(
     Ok(signed_id(Some(id), Some(ts)))
 }
 
+/// `value` (of header `header`) is `{prefix}<hex HMAC-SHA256 of the message>` under one of the
+/// secrets; the message is `parts` one after the other.
+fn hex_hmac_matches(
+    secrets: &[&str],
+    header: &'static str,
+    value: &str,
+    prefix: &str,
+    parts: &[&[u8]],
+) -> Result<(), VerifyError> {
+    let sig =
+        parse_prefixed_hex::<32>(value, prefix).ok_or(VerifyError::MalformedHeader(header))?;
+    any_secret(secrets, |k| Some(ct_eq(&hmac_sha256(k, parts)?, &sig)))
+}
+
 fn verify_github(c: &GithubConfig, r: Received<'_>) -> Result<VerifiedInfo, VerifyError> {
     const H256: &str = "x-hub-signature-256";
     match optional_header(r.headers, H256, H256, MAX_SIGNATURE_HEADER_LEN)? {
         Some(value) => {
-            let sig = parse_prefixed_hex::<32>(value, "sha256=")
-                .ok_or(VerifyError::MalformedHeader(H256))?;
-            any_secret(r.secrets, |k| {
-                Some(ct_eq(&hmac_sha256(k, &[r.body])?, &sig))
-            })?;
+            hex_hmac_matches(r.secrets, H256, value, "sha256=", &[r.body])?;
         }
         None if c.allow_sha1_legacy && r.headers.contains_key("x-hub-signature") => {
             outbound::verify_hub_sha1(r.secrets, r.headers, r.body)?;
@@ -270,14 +280,8 @@ fn verify_v0_style(
     let ts_str = single_header(r.headers, ts_header, ts_header, MAX_SHORT_HEADER_LEN)?;
     let value = single_header(r.headers, sig_header, sig_header, MAX_SIGNATURE_HEADER_LEN)?;
     let ts = parse_unix_secs(ts_str).ok_or(VerifyError::MalformedHeader(ts_header))?;
-    let sig =
-        parse_prefixed_hex::<32>(value, "v0=").ok_or(VerifyError::MalformedHeader(sig_header))?;
-    any_secret(r.secrets, |k| {
-        Some(ct_eq(
-            &hmac_sha256(k, &[b"v0:", ts_str.as_bytes(), b":", r.body])?,
-            &sig,
-        ))
-    })?;
+    let message = [b"v0:".as_slice(), ts_str.as_bytes(), b":", r.body];
+    hex_hmac_matches(r.secrets, sig_header, value, "v0=", &message)?;
     check_tolerance(ts, r.now, tolerance)?;
     Ok(ts)
 }
@@ -394,14 +398,8 @@ fn verify_twitch(c: &TwitchConfig, r: Received<'_>) -> Result<VerifiedInfo, Veri
     let ts_str = single_header(r.headers, TS, TS, MAX_SHORT_HEADER_LEN)?;
     let value = single_header(r.headers, SIG, SIG, MAX_SIGNATURE_HEADER_LEN)?;
     let ts = parse_rfc3339(ts_str).ok_or(VerifyError::MalformedHeader(TS))?;
-    let sig =
-        parse_prefixed_hex::<32>(value, "sha256=").ok_or(VerifyError::MalformedHeader(SIG))?;
-    any_secret(r.secrets, |k| {
-        Some(ct_eq(
-            &hmac_sha256(k, &[id.as_bytes(), ts_str.as_bytes(), r.body])?,
-            &sig,
-        ))
-    })?;
+    let message = [id.as_bytes(), ts_str.as_bytes(), r.body];
+    hex_hmac_matches(r.secrets, SIG, value, "sha256=", &message)?;
     check_tolerance(ts, r.now, t(c.tolerance_secs))?;
     Ok(signed_id(Some(id.to_owned()), Some(ts)))
 }
