@@ -159,16 +159,25 @@ fn must(all: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// Histogram samples are folded into their buckets by a thread of their own, not only by a
-/// scrape (crates/server/tests/metrics_upkeep.rs shows what that saves).
+/// scrape (crates/server/tests/metrics_upkeep.rs shows what that saves). The thread is started
+/// before the process says it listens, but it names itself only once it first runs, which on a
+/// loaded machine can be a moment later: its name is looked for during a bounded wait.
 fn assert_upkeep_thread(pid: u32) {
-    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .collect::<Vec<_>>();
-    assert!(
-        threads.iter().any(|c| c.trim() == "metrics-upkeep"),
-        "no metrics upkeep thread in process {pid}: {threads:?}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .collect::<Vec<_>>();
+        if threads.iter().any(|c| c.trim() == "metrics-upkeep") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics upkeep thread in process {pid}: {threads:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `/metrics` through `api` (with its key).
