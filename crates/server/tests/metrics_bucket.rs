@@ -7,7 +7,10 @@
 //!
 //! What the design still allows, and the test bounds: a push that read the tail before a drain
 //! detached it, and claims its slot after the drain read that block, loses that one sample — at
-//! most one per drain and recording thread.
+//! most one per drain and recording thread. A thread preempted in that window in two successive
+//! drains loses two consecutive samples (seen once in five runs on a loaded 2-core machine, among
+//! about 5,000 single losses); a lost block loses a run of many (thousands, unpatched). Runs up
+//! to `MAX_RUN` are the first kind.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -23,6 +26,9 @@ const ROUNDS: usize = 10;
 /// Recording threads (more than this machine's two cores, so that one is preempted mid-push).
 const THREADS: u64 = 3;
 const PER_THREAD: u64 = 200_000;
+/// The longest run of one thread's consecutive samples that single losses in successive drains
+/// can explain (see above); a lost block of 64 slots shared by 3 threads takes about 21 of each.
+const MAX_RUN: u64 = 4;
 
 #[test]
 fn draining_while_recording_loses_no_block_of_samples() {
@@ -83,7 +89,7 @@ fn draining_while_recording_loses_no_block_of_samples() {
     }
     eprintln!("{lost} samples lost in {drains} drains; longest run of lost samples {longest_gap}");
     assert!(
-        longest_gap <= 1,
+        longest_gap <= MAX_RUN,
         "a run of {longest_gap} consecutive samples was lost: a drain lost a block"
     );
     assert!(
