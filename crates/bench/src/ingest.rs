@@ -223,17 +223,19 @@ pub(crate) struct FloorArgs {
     /// `full` or `normal`, as the `ingest` scenario's option.
     #[arg(long, default_value = "full")]
     sqlite_synchronous: String,
+    /// The directory its database goes in (the parent's temporary directory: the process is
+    /// killed, not stopped, so it cannot remove a directory of its own).
+    #[arg(long)]
+    data_dir: PathBuf,
 }
 
 /// `hookwarden-bench bare-durable`: the durable floor in a process of its own (for
-/// `--instructions`, which counts one process's instructions). Its database is a temporary
-/// directory, removed when it exits normally.
+/// `--instructions`, which counts one process's instructions).
 pub(crate) async fn serve_floor(args: FloorArgs) -> Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("the durable floor listens on loopback only");
     }
-    let dir = tempfile::tempdir()?;
-    let app = durable_floor_app(dir.path(), &args.sqlite_synchronous)?;
+    let app = durable_floor_app(&args.data_dir, &args.sqlite_synchronous)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("bare-durable: listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
@@ -465,10 +467,16 @@ async fn instructions(args: &Args) -> Result<()> {
     counts.push(sequential(&cg, bare.child.id(), "bare_handler", &url, sizes).await?);
     drop(bare);
 
+    let floor_dir = tempfile::tempdir()?;
     let floor = ChildServer::start_under(
         &cg,
         "bare-durable",
-        &["--sqlite-synchronous", &args.sqlite_synchronous],
+        &[
+            "--sqlite-synchronous",
+            &args.sqlite_synchronous,
+            "--data-dir",
+            &floor_dir.path().to_string_lossy(),
+        ],
     )?;
     let url = format!("http://{}/in/wh_floor", floor.addr);
     counts.push(sequential(&cg, floor.child.id(), "durable_floor", &url, sizes).await?);
