@@ -295,10 +295,7 @@ async fn load(
     let mut setup = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let t = Instant::now();
-        let stream = open(route).await?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        let (sender, _) = http1(route).await?;
         setup.push(t.elapsed().as_micros() as u64);
         senders.push(sender);
     }
@@ -385,10 +382,7 @@ async fn through(
             })
             .await;
     }
-    let stream = open(route).await?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let (mut sender, _) = http1(route).await?;
     let uri = format!("http://{}/egress-bench", route.authority);
     requests(&mut sender, &uri, &route.authority, sizes.warmup, None).await?;
     cg.count(pid, (name, "request"), sizes.measured, || {
@@ -428,10 +422,7 @@ async fn requests(
 async fn tunnel_each(route: &Route, n: usize) -> Result<()> {
     let uri = format!("http://{}/egress-bench", route.authority);
     for _ in 0..n {
-        let stream = open(route).await?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
-        let conn = tokio::spawn(conn);
+        let (mut sender, conn) = http1(route).await?;
         requests(&mut sender, &uri, &route.authority, 1, None).await?;
         drop(sender);
         // The connection task ends once the client side is closed.
@@ -440,6 +431,20 @@ async fn tunnel_each(route: &Route, n: usize) -> Result<()> {
     // Let the proxy see the last close before the count is taken.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
+}
+
+/// An HTTP/1 client on a new connection (or tunnel) of `route`; the connection runs on a task
+/// of its own, which ends once the client side is dropped and the peer has closed.
+async fn http1(
+    route: &Route,
+) -> Result<(
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)> {
+    let stream = open(route).await?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+    Ok((sender, tokio::spawn(conn)))
 }
 
 /// A TCP connection to the server, directly or through a proxy's `CONNECT` tunnel.

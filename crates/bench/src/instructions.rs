@@ -129,12 +129,12 @@ impl Callgrind {
     }
 
     /// Zeroes the counters of process `pid` (a program started by [`Callgrind::command`]).
-    pub(crate) fn zero(&self, pid: u32) -> Result<()> {
+    fn zero(&self, pid: u32) -> Result<()> {
         control(pid, "-z")
     }
 
     /// Dumps the counters of process `pid`: the dump file and its total instruction count.
-    pub(crate) fn dump(&self, pid: u32) -> Result<(PathBuf, u64)> {
+    fn dump(&self, pid: u32) -> Result<(PathBuf, u64)> {
         let before = self.dumps(pid)?;
         control(pid, "-d")?;
         // The dump is written by the process itself: wait for the new file, bounded.
