@@ -34,6 +34,11 @@ pub fn rfc3339_opt(ms: Option<Millis>) -> Option<String> {
     ms.map(rfc3339)
 }
 
+/// Unix milliseconds as a `SystemTime` (for HTTP dates); `None` before 1970.
+pub fn system_time(ms: Millis) -> Option<std::time::SystemTime> {
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).ok()?))
+}
+
 /// A query or body time: unix milliseconds or RFC 3339 (any offset). `name` is the parameter's
 /// name, for the `INVALID_QUERY` refusal.
 pub fn parse_time(name: &str, v: &str) -> ApiResult<Millis> {

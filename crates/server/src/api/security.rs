@@ -93,7 +93,7 @@ fn wants_text(q: &FormatQuery, headers: &HeaderMap) -> bool {
 }
 
 fn last_modified(ms: i64) -> Option<HeaderValue> {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).ok()?);
+    let t = crate::times::system_time(ms)?;
     HeaderValue::from_str(&httpdate::fmt_http_date(t)).ok()
 }
 

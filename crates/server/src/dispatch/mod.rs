@@ -651,8 +651,8 @@ async fn attempt_once(
             attempt.response_truncated = resp.body_truncated || resp.body.len() > keep;
             attempt.local_addr = resp.local_addr.map(|a| a.to_string());
             attempt.remote_addr = resp.remote_addr.map(|a| a.to_string());
-            let now = std::time::SystemTime::UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(inner.now_millis()).unwrap_or(0));
+            let now =
+                crate::times::system_time(inner.now_millis()).unwrap_or(std::time::UNIX_EPOCH);
             let v = inner
                 .policy
                 .after_status(no, resp.status, &resp.headers, now);
