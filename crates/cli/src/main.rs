@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
+mod api_client;
+mod probe;
+
 /// mimalloc: the dispatcher and the SQLite writer allocate and free many small buffers per
 /// delivery; glibc malloc spent ~15 % of the CPU there in the delivery benchmark.
 #[global_allocator]
@@ -52,6 +55,10 @@ enum Command {
     Verify(VerifyArgs),
     /// Run the egress forward proxy (HTTP CONNECT and absolute-form HTTP) in the foreground.
     EgressProxy(EgressProxyArgs),
+    /// Test that a receiver really refuses forged, stale and replayed webhooks: sends a short
+    /// series of `hookwarden.probe` requests and reports which ones it refused. Exits 0 for
+    /// grade A, 1 for B, C or F, 3 when inconclusive.
+    Probe(probe::ProbeArgs),
 }
 
 #[derive(Args)]
@@ -788,6 +795,7 @@ fn main() -> ExitCode {
         }
         Command::Sign(args) => sign(args).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => verify(args),
+        Command::Probe(args) => runtime().and_then(|rt| rt.block_on(probe::run(args))),
         Command::EgressProxy(args) if args.hash_password => {
             hash_password().map(|()| ExitCode::SUCCESS)
         }

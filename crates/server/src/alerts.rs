@@ -588,6 +588,12 @@ impl Alerts {
         }
     }
 
+    /// Raises an alert decided elsewhere (a probe grade that dropped): counted, logged and
+    /// published like the detectors' own.
+    pub fn raise(&self, a: Alert) {
+        self.emit(a);
+    }
+
     fn emit(&self, a: Alert) {
         metrics::counter!("hookwarden_alerts_total", "kind" => a.kind).increment(1);
         warn!(

@@ -23,6 +23,8 @@ pub struct Config {
     pub inbound: crate::inbound::config::InboundConfig,
     /// Usage alerts (`source.anomaly`, `endpoint.failing`).
     pub alerts: crate::alerts::AlertsConfig,
+    /// The receiver security probe (`POST /api/v1/endpoints/{id}/probe`).
+    pub probe: crate::probe::ProbeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -539,6 +541,7 @@ impl Config {
         }
         self.inbound.validate()?;
         self.alerts.validate()?;
+        self.probe.validate(self.server.request_timeout_secs)?;
         let m = &self.metrics;
         if m.max_endpoint_series > 10_000 {
             return Err(ConfigError(

@@ -16,6 +16,7 @@ pub mod http_server;
 pub mod inbound;
 pub mod keys;
 pub mod metrics;
+pub mod probe;
 pub mod retention;
 pub mod secrets;
 pub mod security;
@@ -290,7 +291,7 @@ pub async fn start_with_clock(
     let owner = crypto::new_id("dispatcher");
     let (dispatcher, dispatcher_tasks) = Dispatcher::start(
         dyn_store.clone(),
-        client,
+        client.clone(),
         endpoints.clone(),
         DispatcherOptions {
             delivery: config.delivery.clone(),
@@ -305,6 +306,18 @@ pub async fn start_with_clock(
     )
     .await?;
     let dispatcher = Arc::new(dispatcher);
+    let prober = Arc::new(probe::Prober::new(probe::ProberParts {
+        cfg: config.probe.clone(),
+        client,
+        probes: stores.probes.clone(),
+        endpoints: endpoints.clone(),
+        secrets: secrets.clone(),
+        clock: clock.clone(),
+        user_agent: config.delivery.user_agent.clone(),
+        delivery_timeout: Duration::from_secs(config.delivery.request_timeout_secs),
+        alerts: alerts.clone(),
+        dispatcher: Arc::downgrade(&dispatcher),
+    }));
     security::sync_published_ranges(&*cert_store, &dispatcher, &config).await?;
 
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
@@ -362,6 +375,9 @@ pub async fn start_with_clock(
         Duration::from_secs(config.storage.retention_interval_secs),
         clock.clone(),
     ));
+    background.push(prober.spawn_upkeep(Duration::from_secs(
+        config.storage.retention_interval_secs.clamp(60, 3600),
+    )));
     let published_certs = Arc::new(api::security::PublishedCache::default());
     {
         let (endpoints, inbound) = (endpoints.clone(), inbound.clone());
@@ -405,6 +421,7 @@ pub async fn start_with_clock(
         certs: cert_store,
         inbound,
         published_certs,
+        prober,
     });
     let app = api::router(state.clone());
     // Load balancers in `inbound.trusted_proxies` carry many clients: not counted per peer.

@@ -33,6 +33,8 @@ pub struct AppState {
     pub inbound: Arc<crate::inbound::Inbound>,
     /// The public list of client certificates, read at most once a second.
     pub published_certs: Arc<crate::api::security::PublishedCache>,
+    /// The receiver security probe.
+    pub prober: Arc<crate::probe::Prober>,
 }
 
 impl AppState {

@@ -5,7 +5,9 @@ use crate::StartError;
 use crate::config::{Backend, Config};
 use hookwarden_store::postgres::{PgOptions, PgStore};
 use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
-use hookwarden_store::{ApiKeyStore, CertificateStore, SealedStore, SourceStore, Store};
+use hookwarden_store::{
+    ApiKeyStore, CertificateStore, ProbeStore, SealedStore, SourceStore, Store,
+};
 use std::sync::Arc;
 
 /// The opened database, as each trait the server uses.
@@ -16,6 +18,7 @@ pub struct Stores {
     pub sources: Arc<dyn SourceStore>,
     pub keys: Arc<dyn ApiKeyStore>,
     pub sealed: Arc<dyn SealedStore>,
+    pub probes: Arc<dyn ProbeStore>,
     backend: Opened,
 }
 
@@ -66,6 +69,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 sources: s.clone(),
                 keys: s.clone(),
                 sealed: s.clone(),
+                probes: s.clone(),
                 backend: Opened::Sqlite(s),
             })
         }
@@ -79,6 +83,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 sources: p.clone(),
                 keys: p.clone(),
                 sealed: p.clone(),
+                probes: p.clone(),
                 backend: Opened::Postgres(p),
             })
         }

@@ -12,14 +12,16 @@ use crate::*;
 use std::collections::BTreeMap;
 
 mod bounded;
+mod probes;
 mod text;
 
 pub use bounded::{
     certificate_pages_bounded_in_bytes, pages_bounded_in_bytes, source_pages_bounded_in_bytes,
 };
+pub use probes::probe_store;
 pub use text::{audit_payload_bytes, nul_in_text};
 
-fn endpoint(id: &str, types: &[&str]) -> Endpoint {
+pub(crate) fn endpoint(id: &str, types: &[&str]) -> Endpoint {
     Endpoint {
         id: id.into(),
         url: format!("https://{id}.example/hook"),

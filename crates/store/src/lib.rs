@@ -39,6 +39,7 @@ mod listing;
 mod machine;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod probes;
 mod row;
 mod sealed;
 mod sources;
@@ -50,6 +51,7 @@ pub use api_keys::*;
 pub use certs::*;
 pub use error::{DbError, StoreError};
 pub use listing::Listed;
+pub use probes::*;
 pub use sealed::*;
 pub use sources::*;
 pub use types::*;

@@ -107,6 +107,7 @@ mod errors;
 mod api_keys;
 mod certs;
 mod deliveries;
+mod probes;
 mod rows;
 mod schema;
 mod sealed;
@@ -526,9 +527,13 @@ impl Store for PgStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE endpoint_secrets SET expires_at = $2 WHERE endpoint_id = $1")
+                // Its secrets go with it (retired ones too: they were kept for probes only).
+                sqlx::query("DELETE FROM endpoint_secrets WHERE endpoint_id = $1")
                     .bind(id)
-                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM endpoint_probes WHERE endpoint_id = $1")
+                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
                 true

@@ -305,3 +305,18 @@ pub(crate) fn source_token<R: ReadRow>(r: &R, at: usize) -> Result<SourceToken, 
         revoked_at: r.col(at + 3)?,
     })
 }
+
+/// A probe report's columns, as [`probe`] reads them.
+pub(crate) const PROBE_COLS: &str = "id, endpoint_id, created_at, triggered_by, grade, report";
+
+/// Columns: [`PROBE_COLS`].
+pub(crate) fn probe<R: ReadRow>(r: &R) -> Result<crate::probes::ProbeRecord, R::Error> {
+    Ok(crate::probes::ProbeRecord {
+        id: r.col(0)?,
+        endpoint_id: r.col(1)?,
+        created_at: r.col(2)?,
+        trigger: r.col(3)?,
+        grade: r.col(4)?,
+        report: r.col(5)?,
+    })
+}

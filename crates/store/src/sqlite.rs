@@ -29,6 +29,7 @@ mod api_keys;
 mod certs;
 mod checkpoint;
 mod deliveries;
+mod probes;
 mod replay;
 mod rows;
 mod schema;
@@ -450,8 +451,11 @@ impl Store for SqliteStore {
                 ")"
             ))?
             .execute(params![id, now])?;
-            c.prepare_cached("UPDATE endpoint_secrets SET expires_at = ?2 WHERE endpoint_id = ?1")?
-                .execute(params![id, now])?;
+            // Its secrets go with it (retired ones too: they were kept for probes only).
+            c.prepare_cached("DELETE FROM endpoint_secrets WHERE endpoint_id = ?1")?
+                .execute([&id])?;
+            c.prepare_cached("DELETE FROM endpoint_probes WHERE endpoint_id = ?1")?
+                .execute([&id])?;
             Ok(true)
         })
         .await

@@ -1083,6 +1083,14 @@ async fn sealed_store_conformance() {
 }
 
 #[tokio::test]
+async fn probe_store_conformance() {
+    let Some(dbs) = Databases::new() else { return };
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::probe_store(&s).await;
+}
+
+#[tokio::test]
 async fn certificate_store_conformance() {
     let Some(dbs) = Databases::new() else { return };
     let url = dbs.create().await;

@@ -462,6 +462,9 @@ pub(crate) async fn create(
         .store
         .create_endpoint(ep.clone(), state.secrets.seal(&secret))
         .await?;
+    state
+        .prober
+        .changed(&ep.id, crate::probe::Trigger::EndpointCreated);
     let body = CreatedEndpoint {
         endpoint: EndpointView::from(Endpoint { headers, ..ep }),
         secret,
@@ -552,8 +555,11 @@ pub(crate) async fn update(
     ApiJson(req): ApiJson<UpdateEndpoint>,
 ) -> ApiResult<axum::Json<EndpointView>> {
     let mut ep = load(&state, &id).await?;
+    let mut url_changed = false;
     if let Some(url) = req.url {
-        ep.url = state.check_endpoint_url(&url).await?;
+        let url = state.check_endpoint_url(&url).await?;
+        url_changed = url != ep.url;
+        ep.url = url;
     }
     if let Some(d) = req.description {
         validate_text("description", &d, MAX_DESCRIPTION)?;
@@ -593,6 +599,9 @@ pub(crate) async fn update(
         set_enabled(&state, &id, enabled).await?;
     }
     state.dispatcher.endpoints().changed(&id).await;
+    if url_changed {
+        state.prober.changed(&id, crate::probe::Trigger::UrlChanged);
+    }
     Ok(axum::Json(load(&state, &id).await?.into()))
 }
 
@@ -758,6 +767,9 @@ pub(crate) async fn rotate_secret(
         return Err(ApiError::not_found("endpoint"));
     }
     state.dispatcher.endpoints().changed(&id).await;
+    state
+        .prober
+        .changed(&id, crate::probe::Trigger::SecretRotated);
     Ok(axum::Json(RotatedSecret {
         endpoint_id: id,
         secret,

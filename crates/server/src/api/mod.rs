@@ -6,6 +6,7 @@ pub(crate) mod endpoints;
 mod events;
 pub mod extract;
 pub mod openapi;
+mod probes;
 pub(crate) mod security;
 mod sources;
 mod stats;
@@ -49,6 +50,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(endpoints::rotate_secret))
         .routes(routes!(endpoints::enable))
         .routes(routes!(endpoints::disable))
+        .routes(routes!(probes::probe))
+        .routes(routes!(probes::list))
         .routes(routes!(events::endpoint_deliveries))
         .routes(routes!(events::create, events::list))
         .routes(routes!(events::get_one))

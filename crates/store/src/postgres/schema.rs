@@ -28,6 +28,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "api_key_lifecycle",
         include_str!("0100_api_key_lifecycle.sql"),
     ),
+    (
+        110,
+        "endpoint_probes",
+        include_str!("0110_endpoint_probes.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").

@@ -41,6 +41,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "api_key_lifecycle",
         include_str!("0100_api_key_lifecycle.sql"),
     ),
+    (
+        110,
+        "endpoint_probes",
+        include_str!("0110_endpoint_probes.sql"),
+    ),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a

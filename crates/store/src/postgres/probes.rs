@@ -1,0 +1,118 @@
+//! [`ProbeStore`] for PostgreSQL. Same semantics as the SQLite backend (the conformance suite
+//! is the contract).
+
+use super::{MAX_TRIES, PgStore, TxError, limit_of, names_nothing};
+use crate::probes::*;
+use crate::row::{self, PROBE_COLS};
+use crate::{Listed, Millis, Page, Result, SecretRecord, StoreError};
+use async_trait::async_trait;
+use std::time::Duration;
+
+#[async_trait]
+impl ProbeStore for PgStore {
+    async fn insert_probe(&self, probe: ProbeRecord, keep: usize) -> Result<()> {
+        probe.check_storable()?;
+        let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
+        in_tx!(self.pool, |tx| {
+            // Locks the endpoint: a concurrent delete waits, and so does a second report's prune.
+            let exists = sqlx::query(
+                "SELECT 1 FROM endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+            )
+            .bind(&probe.endpoint_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if exists.is_none() {
+                return Err(TxError::from(StoreError::NotFound));
+            }
+            sqlx::query(
+                "INSERT INTO endpoint_probes (id, endpoint_id, created_at, triggered_by, grade, report) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&probe.id)
+            .bind(&probe.endpoint_id)
+            .bind(probe.created_at)
+            .bind(&probe.trigger)
+            .bind(&probe.grade)
+            .bind(&probe.report)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM endpoint_probes WHERE endpoint_id = $1 AND id < \
+                 (SELECT id FROM endpoint_probes WHERE endpoint_id = $1 \
+                  ORDER BY id DESC LIMIT 1 OFFSET $2 - 1)",
+            )
+            .bind(&probe.endpoint_id)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        })
+    }
+
+    async fn list_probes(&self, endpoint_id: &str, page: Page) -> Result<Listed<ProbeRecord>> {
+        let limit = limit_of(&page);
+        if names_nothing(endpoint_id) {
+            return Ok(Listed::of_one_more(Vec::new(), limit));
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {PROBE_COLS} FROM endpoint_probes WHERE endpoint_id = $1 \
+             AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(endpoint_id)
+        .bind(page.before.as_deref().filter(|b| !names_nothing(b)))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows.iter().map(row::probe).collect::<Result<Vec<_>>>()?;
+        Ok(Listed::of_one_more(rows, limit))
+    }
+
+    async fn retired_secret(
+        &self,
+        endpoint_id: &str,
+        now: Millis,
+        retired_after: Millis,
+    ) -> Result<Option<SecretRecord>> {
+        if names_nothing(endpoint_id) {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
+             WHERE endpoint_id = $1 AND expires_at <= $2 AND expires_at > $3 \
+             ORDER BY expires_at DESC, id DESC LIMIT 1",
+        )
+        .bind(endpoint_id)
+        .bind(now)
+        .bind(retired_after)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row::secret).transpose()
+    }
+
+    async fn purge_retired_secrets(&self, retired_before: Millis, batch: usize) -> Result<u64> {
+        let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        Ok(sqlx::query(
+            "DELETE FROM endpoint_secrets WHERE id IN (SELECT id FROM endpoint_secrets \
+             WHERE expires_at IS NOT NULL AND expires_at < $1 LIMIT $2)",
+        )
+        .bind(retired_before)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn endpoints_due_for_probe(&self, since: Millis, limit: usize) -> Result<Vec<String>> {
+        let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(100);
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT e.id FROM endpoints e WHERE e.deleted_at IS NULL AND e.enabled \
+             AND NOT EXISTS (SELECT 1 FROM endpoint_probes p \
+                             WHERE p.endpoint_id = e.id AND p.created_at > $1) \
+             ORDER BY e.id LIMIT $2",
+        )
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}

@@ -1,0 +1,57 @@
+//! Receiver security probes: the stored reports, and the retired signing secrets a probe signs
+//! with to see whether a receiver still accepts them after a rotation's grace has ended.
+
+use crate::{Listed, Millis, Page, Result, SecretRecord};
+use async_trait::async_trait;
+
+/// One probe of an endpoint's receiver, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRecord {
+    /// `prb_…` (a ULID: ids sort by creation).
+    pub id: String,
+    pub endpoint_id: String,
+    pub created_at: Millis,
+    /// What started it: `manual`, `endpoint_created`, `url_changed`, `secret_rotated`,
+    /// `scheduled`.
+    pub trigger: String,
+    /// The overall grade (`A`, `B`, `C`, `F`, `inconclusive`).
+    pub grade: String,
+    /// The report as JSON text (bounded by the prober: a fixed number of cases, each with a
+    /// bounded response excerpt).
+    pub report: String,
+}
+
+impl ProbeRecord {
+    pub(crate) fn check_storable(&self) -> Result<()> {
+        crate::text::storable("probe id", &self.id)?;
+        crate::text::storable("endpoint id", &self.endpoint_id)?;
+        crate::text::storable("probe trigger", &self.trigger)?;
+        crate::text::storable("probe grade", &self.grade)?;
+        crate::text::storable("probe report", &self.report)
+    }
+}
+
+/// Persistence of probe reports and access to retired secrets.
+#[async_trait]
+pub trait ProbeStore: Send + Sync + 'static {
+    /// Stores a report, then keeps only the newest `keep` reports of its endpoint. `NotFound`
+    /// when the endpoint does not exist (or was deleted).
+    async fn insert_probe(&self, probe: ProbeRecord, keep: usize) -> Result<()>;
+    /// An endpoint's reports, newest first (keyset by id; rows are bounded, only `page.limit`
+    /// bounds a page).
+    async fn list_probes(&self, endpoint_id: &str, page: Page) -> Result<Listed<ProbeRecord>>;
+    /// The most recently retired secret of the endpoint: the one whose grace ended last, at or
+    /// before `now` and after `retired_after`. Never an active secret.
+    async fn retired_secret(
+        &self,
+        endpoint_id: &str,
+        now: Millis,
+        retired_after: Millis,
+    ) -> Result<Option<SecretRecord>>;
+    /// Deletes up to `batch` secrets whose grace ended before `retired_before` (kept until then
+    /// for probes only); returns how many went.
+    async fn purge_retired_secrets(&self, retired_before: Millis, batch: usize) -> Result<u64>;
+    /// Up to `limit` enabled endpoints without a probe since `since`, by id (for scheduled
+    /// probes).
+    async fn endpoints_due_for_probe(&self, since: Millis, limit: usize) -> Result<Vec<String>>;
+}

@@ -1,0 +1,14 @@
+-- Receiver security probes: a bounded history of reports per endpoint; retired secrets are
+-- found by their expiry (kept sealed for probes until retention removes them).
+CREATE TABLE endpoint_probes (
+    id          TEXT PRIMARY KEY,
+    endpoint_id TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    triggered_by TEXT NOT NULL,
+    grade       TEXT NOT NULL,
+    report      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX endpoint_probes_by_endpoint ON endpoint_probes (endpoint_id, id);
+CREATE INDEX endpoint_secrets_by_expiry ON endpoint_secrets (expires_at) WHERE expires_at IS NOT NULL;
+-- Secrets of endpoints deleted by an earlier release: deletion now removes them.
+DELETE FROM endpoint_secrets WHERE endpoint_id IN (SELECT id FROM endpoints WHERE deleted_at IS NOT NULL);
