@@ -132,6 +132,22 @@ try {
   check(Number(await page.locator("[data-testid=delivery-chart] [data-series=succeeded]").textContent()) >= 3, "endpoint chart counts the successes");
   await shot(page, "endpoint");
 
+  // The receiver probe: this receiver answers 200 to everything, so the report says every
+  // forged case failed and the grade is inconclusive (it may verify after answering).
+  check((await page.locator("[data-testid=probe-panel]").textContent()).includes("Not probed yet"), "no probe yet");
+  await page.click("[data-testid=probe-endpoint]");
+  await page.locator("[data-testid=probe-report]").waitFor({ timeout: T });
+  const report = page.locator("[data-testid=probe-report]");
+  check((await report.getAttribute("data-grade")) === "inconclusive", "probe grade of an accept-all receiver is inconclusive");
+  check((await report.locator("[data-verdict=fail]").count()) >= 10, "probe: forged cases failed");
+  check((await report.locator("[data-verdict=pass]").count()) === 1, "probe: only the valid case passed");
+  const reportText = await report.textContent();
+  check(reportText.includes("accepts every request") && reportText.includes("compare_digest") && reportText.includes("from standardwebhooks import Webhook"), "probe advice and sample shown");
+  await page.reload();
+  await page.locator("[data-testid=probe-report]").waitFor({ timeout: T });
+  check((await page.locator("[data-testid=probe-report]").getAttribute("data-grade")) === "inconclusive", "the stored report is shown again");
+  await shot(page, "probe");
+
   // Delivery detail: attempt with status, masked request headers, source address.
   await page.locator("main table a.mono").first().click();
   await page.locator("[data-testid=attempt]").first().waitFor();

@@ -21,12 +21,12 @@ export class ApiError extends Error {
 let onUnauthorized = () => {};
 export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
 
-async function request(method, path, body, auth, notify = true) {
+async function request(method, path, body, auth, notify = true, timeoutMs = TIMEOUT_MS) {
   const headers = { Accept: "application/json" };
   if (auth) headers.Authorization = `Bearer ${session.key || ""}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+  const timer = setTimeout(() => ctl.abort(), timeoutMs);
   let resp;
   try {
     resp = await fetch(`/api/v1${path}`, {
@@ -52,6 +52,8 @@ export const api = {
   get: (p) => request("GET", p, undefined, true),
   post: (p, b) => request("POST", p, b === undefined ? {} : b, true),
   patch: (p, b) => request("PATCH", p, b, true),
+  /** A POST that answers when long work is done (a receiver probe: up to its deadline). */
+  postLong: (p, b) => request("POST", p, b === undefined ? {} : b, true, true, 60000),
   del: (p) => request("DELETE", p, undefined, true),
   /** Checks the key being signed in with (a refusal is reported, not a session end). */
   verify: (p) => request("GET", p, undefined, true, false),

@@ -238,9 +238,95 @@ export async function endpoint(main, id) {
         ["Created", fmtTime(e.created_at)],
       ])),
       await editEndpointPanel(e, main, id)),
+    probePanel(e),
     chartPanel("Deliveries of this endpoint", async (r) => deliveryChart(await api.get(`/stats/deliveries${qs({ ...r, endpoint_id: e.id })}`), "Finished deliveries")),
     panel("Delivery history", deliveryBrowser({ endpoint_id: e.id })),
   );
+}
+
+// ---------------------------------------------------------------- receiver probe
+
+const VERDICT_KIND = { pass: "ok", fail: "bad", inconclusive: "warn" };
+const GRADE_KIND = { A: "ok", B: "warn", C: "warn", F: "bad", inconclusive: "muted" };
+
+// How to verify each scheme correctly (Python), shown beside a failure.
+const SAMPLES = {
+  "standard-webhooks": `from standardwebhooks import Webhook  # pip install standardwebhooks
+wh = Webhook(SECRET)                       # "whsec_…"
+seen = set()                               # a shared store (Redis, a table) in production
+def receive(body: bytes, headers) -> int:
+    try:
+        wh.verify(body, headers)           # signature (constant time) and timestamp (5 min)
+    except Exception:
+        return 401
+    if headers["webhook-id"] in seen:      # replay
+        return 200                         # already processed: acknowledge, do nothing
+    seen.add(headers["webhook-id"])
+    return 200`,
+  "github-sha256": `import hmac, hashlib
+def receive(body: bytes, headers) -> int:
+    sent = headers.get("x-hub-signature-256", "")
+    want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return 200 if sent and hmac.compare_digest(sent, want) else 401`,
+  "hub-sha1": `import hmac, hashlib
+def receive(body: bytes, headers) -> int:
+    sent = headers.get("x-hub-signature", "")
+    want = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+    return 200 if sent and hmac.compare_digest(sent, want) else 401`,
+  "date-sha1": `import hmac, hashlib, datetime
+def receive(body: bytes, headers) -> int:
+    date = headers.get("x-hookwarden-auth-date", "")
+    sent = headers.get("x-hookwarden-auth-signature", "")
+    want = "sha1=" + hmac.new(SECRET.encode(), date.encode(), hashlib.sha1).hexdigest()
+    if not (sent and hmac.compare_digest(sent, want)):
+        return 401
+    at = datetime.datetime.fromisoformat(date.replace("Z", "+00:00"))
+    skew = abs((datetime.datetime.now(datetime.timezone.utc) - at).total_seconds())
+    return 200 if skew <= 300 else 401`,
+};
+
+function probeReport(p) {
+  const failed = p.cases.filter((c) => c.verdict === "fail");
+  const schemes = [...new Set(failed.map((c) => c.scheme || p.schemes[0]).filter((x) => SAMPLES[x]))];
+  return h("div", { "data-testid": "probe-report", "data-grade": p.grade },
+    h("p", { class: "probe-summary" }, "Grade ", badge(p.grade, GRADE_KIND[p.grade] || "muted"), " ", p.summary,
+      h("span", { class: "field-hint" }, ` — ${p.requests_sent} requests, ${p.duration_ms} ms, ${fmtTime(p.created_at)} (${p.trigger})`)),
+    table([
+      { label: "Case", cell: (c) => h("span", {}, code(c.case), c.scheme ? ` ${c.scheme}` : "") },
+      { label: "Sent", cell: (c) => c.description },
+      { label: "Expected", cell: (c) => c.expected },
+      { label: "Observed", cell: (c) => (c.observed.status ? `HTTP ${c.observed.status}` : c.observed.error || "—") },
+      { label: "Verdict", cell: (c) => h("span", { "data-verdict": c.verdict }, badge(c.verdict, VERDICT_KIND[c.verdict])) },
+    ], p.cases, "No request was sent."),
+    failed.length ? h("div", { class: "probe-advice" }, h("h3", {}, "How to fix"),
+      [...new Set(failed.map((c) => c.advice))].map((a) => h("p", { class: "alert alert-bad" }, a)),
+      schemes.map((sc) => h("div", {}, h("p", { class: "field-hint" }, `Verifying ${sc} correctly (Python):`),
+        h("pre", { class: "mono sample" }, SAMPLES[sc])))) : null,
+    p.not_applicable.length ? h("p", { class: "field-hint" }, "Not applicable: ",
+      p.not_applicable.map((n) => `${n.case}${n.scheme ? ` (${n.scheme})` : ""}: ${n.reason}`).join("; ")) : null);
+}
+
+// The receiver security probe: the newest report, and a button to probe now.
+function probePanel(e) {
+  const body = h("div", {});
+  const err = h("div", {});
+  const run = async () => {
+    button.disabled = true;
+    button.textContent = "Probing…";
+    const p = await attempt(err, () => api.postLong(`/endpoints/${encodeURIComponent(e.id)}/probe`));
+    button.disabled = false;
+    button.textContent = "Probe receiver";
+    if (p) clear(body).append(probeReport(p));
+  };
+  const button = btn("Probe receiver", run, "btn", { "data-testid": "probe-endpoint" });
+  (async () => {
+    const r = await attempt(err, () => api.get(`/endpoints/${encodeURIComponent(e.id)}/probes?limit=1`));
+    if (!r) return;
+    clear(body).append(r.data.length ? probeReport(r.data[0])
+      : h("p", { class: "empty" }, "Not probed yet. A probe sends this receiver a short series of forged, stale and replayed requests and reports which ones it refused."));
+  })();
+  return h("section", { class: "panel", "data-testid": "probe-panel" },
+    h("div", { class: "panel-head" }, h("h2", { class: "panel-title" }, "Receiver security"), button), err, body);
 }
 
 async function editEndpointPanel(e, main, id) {
