@@ -35,6 +35,8 @@ const EXPECTED: &[&str] = &[
     "POST /api/v1/endpoints/{id}/secret/rotate",
     "POST /api/v1/endpoints/{id}/enable",
     "POST /api/v1/endpoints/{id}/disable",
+    "POST /api/v1/endpoints/{id}/probe",
+    "GET /api/v1/endpoints/{id}/probes",
     "GET /api/v1/endpoints/{id}/deliveries",
     "POST /api/v1/events",
     "GET /api/v1/events",

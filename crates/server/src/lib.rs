@@ -376,7 +376,7 @@ pub async fn start_with_clock(
         clock.clone(),
     ));
     background.push(prober.spawn_upkeep(Duration::from_secs(
-        config.storage.retention_interval_secs.clamp(60, 3600),
+        config.storage.retention_interval_secs.clamp(1, 3600),
     )));
     let published_certs = Arc::new(api::security::PublishedCache::default());
     {

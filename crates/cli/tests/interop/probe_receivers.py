@@ -21,10 +21,10 @@ Every mode apart from accept_all and async_200 refuses (401) a request missing a
 webhook-* headers, with a timestamp that is not a plain integer, or with no "v1," entry.
 
 Usage: probe_receivers.py MODE [--cert PEM --key PEM --client-ca PEM]; the secret is the
-whsec_<base64> value in env PROBE_SECRET. Binds 127.0.0.1 on a free port, prints
-"LISTENING <port>" and serves (POST, any path) until killed: 200 "ok" when accepted, 401 with a
-short reason when refused (413 for a body without Content-Length or over 1 MiB); one line per
-request on stderr.
+whsec_<base64> value in env PROBE_SECRET (several, space-separated: accepted if any verifies).
+Binds 127.0.0.1 on a free port, prints "LISTENING <port>" and serves (POST, any path) until
+killed: 200 "ok" when accepted, 401 with a short reason when refused (413 for a body without
+Content-Length or over 1 MiB); one line per request on stderr.
 """
 import argparse
 import base64
@@ -146,6 +146,19 @@ def make_verifier(mode, secret):
     return lambda headers, body: verify_library(hook, headers, body)
 
 
+def any_of(verifiers):
+    """Accepts when any verifier does (one per secret); refuses with the last refusal."""
+    def verify(headers, body):
+        last = None
+        for v in verifiers:
+            try:
+                return v(headers, body)
+            except Refused as e:
+                last = e
+        raise last
+    return verify
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30
@@ -233,9 +246,10 @@ def main():
     ap.add_argument("--key")
     ap.add_argument("--client-ca")
     args = ap.parse_args()
-    secret = os.environ.get("PROBE_SECRET", "")
-    if not secret.startswith("whsec_"):
-        ap.error("env PROBE_SECRET must hold a whsec_<base64> secret")
+    # Several secrets (space-separated): a receiver in a rotation's grace, valid if any verifies.
+    secrets = os.environ.get("PROBE_SECRET", "").split()
+    if not secrets or not all(x.startswith("whsec_") for x in secrets):
+        ap.error("env PROBE_SECRET must hold whsec_<base64> secrets")
     tls = None
     if args.mode == "mtls":
         if not (args.cert and args.key and args.client_ca):
@@ -244,7 +258,7 @@ def main():
         tls.load_cert_chain(args.cert, args.key)
         tls.verify_mode = ssl.CERT_REQUIRED
         tls.load_verify_locations(args.client_ca)
-    server = Server(args.mode, make_verifier(args.mode, secret), tls)
+    server = Server(args.mode, any_of([make_verifier(args.mode, x) for x in secrets]), tls)
     print(f"LISTENING {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -51,7 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(endpoints::enable))
         .routes(routes!(endpoints::disable))
         .routes(routes!(probes::probe))
-        .routes(routes!(probes::list))
+        .routes(routes!(probes::list_probes))
         .routes(routes!(events::endpoint_deliveries))
         .routes(routes!(events::create, events::list))
         .routes(routes!(events::get_one))

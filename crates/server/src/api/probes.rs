@@ -115,7 +115,7 @@ fn refusal(e: ProbeError) -> Response {
         (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
     )
 )]
-pub(crate) async fn list(
+pub(crate) async fn list_probes(
     State(state): State<Arc<AppState>>,
     ApiPath(Id(id)): ApiPath<Id>,
     ApiQuery(q): ApiQuery<PageQuery>,

@@ -520,7 +520,7 @@ impl Prober {
         {
             let left = last.created_at.saturating_add(min) - now;
             return Err(ProbeError::RateLimited {
-                retry_after_secs: u64::try_from(left / 1000 + 1).unwrap_or(1),
+                retry_after_secs: u64::try_from((left + 999) / 1000).unwrap_or(1).max(1),
                 min_interval_secs: self.cfg.min_interval_secs,
             });
         }
