@@ -657,7 +657,6 @@ async fn automatic_and_scheduled_probes() {
         }
     };
     let wait_for = |n: usize| {
-        let triggers = triggers;
         async move {
             for _ in 0..100 {
                 let t = triggers().await;
