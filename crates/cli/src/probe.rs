@@ -159,7 +159,7 @@ async fn via_api(args: &ProbeArgs, id: &str) -> Result<serde_json::Value> {
 
 fn print_report(header: &str, r: &Report) {
     println!(
-        "{header} of {} ({}): grade {} — {}",
+        "{header} ({}, {}): grade {} — {}",
         r.url,
         r.schemes.join(", "),
         grade_str(r.grade),

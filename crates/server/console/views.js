@@ -5,7 +5,7 @@ import { h, clear, fmtTime, badge, statusBadge, table, field, dl, panel, code, o
 import { deliveryChart, ingestChart } from "./charts.js";
 
 const SCHEMES = ["standard-webhooks", "github-sha256", "hub-sha1", "date-sha1"];
-const ALERT_TYPES = ["source.anomaly", "endpoint.failing", "endpoint.disabled"];
+const ALERT_TYPES = ["source.anomaly", "endpoint.failing", "endpoint.disabled", "endpoint.probe_grade_dropped"];
 const RANGES = [
   { label: "Last hour", ms: 3600e3, bucket: "5m" },
   { label: "Last 24 hours", ms: 86400e3, bucket: "1h" },
