@@ -656,17 +656,15 @@ async fn automatic_and_scheduled_probes() {
                 .collect::<Vec<_>>()
         }
     };
-    let wait_for = |n: usize| {
-        async move {
-            for _ in 0..100 {
-                let t = triggers().await;
-                if t.len() >= n {
-                    return t;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let wait_for = |n: usize| async move {
+        for _ in 0..100 {
+            let t = triggers().await;
+            if t.len() >= n {
+                return t;
             }
-            panic!("fewer than {n} probes: {:?}", triggers().await);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        panic!("fewer than {n} probes: {:?}", triggers().await);
     };
     let first = wait_for(1).await;
     // Created, then (the upkeep runs every second) possibly scheduled right after: the first
@@ -691,5 +689,41 @@ async fn automatic_and_scheduled_probes() {
     s.advance_ms(3_601_000);
     let t = wait_for(3).await;
     assert_eq!(t[0], "scheduled", "{t:?}");
+    s.shutdown().await;
+}
+
+/// A receiver that does not answer in time: the probe ends within its own limits (the valid
+/// request times out, so nothing else is sent) and says why.
+#[tokio::test]
+async fn a_silent_receiver_cannot_hold_a_probe() {
+    let s = InProcess::start(&test_config(
+        "[probe]\nmin_interval_secs = 0\nrequest_timeout_secs = 1\ndeadline_secs = 2\n",
+    ))
+    .await;
+    let api = s.api();
+    let slow = common::Receiver::start().await;
+    slow.set_default(Reply {
+        delay: std::time::Duration::from_secs(4),
+        ..Reply::status(200)
+    });
+    let (id, _) = api.endpoint(json!({"url": slow.url("/hook")})).await;
+    let started = std::time::Instant::now();
+    let report = probe(&api, &id).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report["grade"], "inconclusive", "{report:#}");
+    assert_eq!(report["requests_sent"], 1);
+    let valid = &report["cases"][0];
+    assert_eq!(
+        (
+            valid["verdict"].as_str(),
+            valid["observed"]["error"].as_str()
+        ),
+        (Some("inconclusive"), Some("REQUEST_TIMEOUT")),
+        "{valid}"
+    );
     s.shutdown().await;
 }

@@ -541,7 +541,7 @@ impl Config {
         }
         self.inbound.validate()?;
         self.alerts.validate()?;
-        self.probe.validate(self.server.request_timeout_secs)?;
+        self.probe.validate()?;
         let m = &self.metrics;
         if m.max_endpoint_series > 10_000 {
             return Err(ConfigError(

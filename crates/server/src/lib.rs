@@ -315,6 +315,7 @@ pub async fn start_with_clock(
         clock: clock.clone(),
         user_agent: config.delivery.user_agent.clone(),
         delivery_timeout: Duration::from_secs(config.delivery.request_timeout_secs),
+        server_request_timeout: Duration::from_secs(config.server.request_timeout_secs),
         alerts: alerts.clone(),
         dispatcher: Arc::downgrade(&dispatcher),
     }));

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 /// The most requests one probe sends (every case, with all four schemes, plus replay and mTLS).
 pub const MAX_REQUESTS: usize = 2 + 4 * CaseKind::PER_SCHEME.len() + 2;
+/// Below this much time left, a request is not sent.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(100);
 /// Response bytes kept per case.
 const EXCERPT_BYTES: usize = 200;
 
@@ -36,8 +38,9 @@ const EXCERPT_BYTES: usize = 200;
 pub struct ProbeConfig {
     /// Each probe request's time limit (at most `delivery.request_timeout_secs`).
     pub request_timeout_secs: u64,
-    /// The whole probe's time limit: cases not sent by then are inconclusive. Below
-    /// `server.request_timeout_secs`, since the API answers when the probe is done.
+    /// The whole probe's time limit: cases not sent by then are inconclusive. The API answers
+    /// when the probe is done, so a probe run through it also ends half a second before
+    /// `server.request_timeout_secs`.
     pub deadline_secs: u64,
     /// One probe per endpoint at most this often (`429 PROBE_RATE_LIMITED` otherwise).
     pub min_interval_secs: u64,
@@ -67,21 +70,13 @@ impl Default for ProbeConfig {
 }
 
 impl ProbeConfig {
-    pub fn validate(
-        &self,
-        server_request_timeout_secs: u64,
-    ) -> Result<(), crate::config::ConfigError> {
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
         let err = |m: String| Err(crate::config::ConfigError(m));
         if !(1..=60).contains(&self.request_timeout_secs) {
             return err("probe.request_timeout_secs must be 1..=60".into());
         }
-        if self.deadline_secs < self.request_timeout_secs
-            || self.deadline_secs >= server_request_timeout_secs
-        {
-            return err(format!(
-                "probe.deadline_secs must be at least probe.request_timeout_secs and below \
-                 server.request_timeout_secs ({server_request_timeout_secs})"
-            ));
+        if !(1..=600).contains(&self.deadline_secs) {
+            return err("probe.deadline_secs must be 1..=600".into());
         }
         if self.min_interval_secs > 86_400 {
             return err("probe.min_interval_secs must be at most 86400".into());
@@ -179,7 +174,7 @@ pub async fn execute(
                 },
                 Answer::Unknown(why),
             ),
-            None if started.elapsed() >= limits.deadline => {
+            None if limits.deadline.saturating_sub(started.elapsed()) < MIN_REQUEST_TIME => {
                 stop = Some("not sent: the probe's time limit was reached");
                 (
                     Observed {
@@ -192,7 +187,10 @@ pub async fn execute(
             None => {
                 pace(target.limiter.as_deref(), started, limits.deadline).await;
                 sent += 1;
-                send_one(client, target, limits, probe_id, p).await
+                // Never past the deadline, whatever the request's own limit.
+                let left = limits.deadline.saturating_sub(started.elapsed());
+                let timeout = limits.request_timeout.min(left).max(MIN_REQUEST_TIME);
+                send_one(client, target, timeout, &limits.user_agent, probe_id, p).await
             }
         };
         let (verdict, reason) = report::judge(p.kind, answer, &observed);
@@ -254,7 +252,8 @@ async fn pace(limiter: Option<&RateLimiter>, started: Instant, deadline: Duratio
 async fn send_one(
     client: &GuardedClient,
     target: &Target,
-    limits: &RunLimits,
+    timeout: Duration,
+    user_agent: &HeaderValue,
     probe_id: &str,
     p: &Planned,
 ) -> (Observed, Answer) {
@@ -263,7 +262,7 @@ async fn send_one(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(http::header::USER_AGENT, limits.user_agent.clone());
+    headers.insert(http::header::USER_AGENT, user_agent.clone());
     headers.insert(
         HeaderName::from_static("x-hookwarden-event-type"),
         HeaderValue::from_static("hookwarden.probe"),
@@ -290,7 +289,7 @@ async fn send_one(
         } else {
             None
         },
-        timeout: Some(limits.request_timeout),
+        timeout: Some(timeout),
     };
     let started = Instant::now();
     let result = client.send(req).await;
@@ -413,6 +412,7 @@ pub struct Prober {
     clock: SharedClock,
     user_agent: HeaderValue,
     delivery_timeout: Duration,
+    server_request_timeout: Duration,
     running: Mutex<HashSet<String>>,
     alerts: Option<Arc<crate::alerts::Alerts>>,
     dispatcher: std::sync::Weak<crate::dispatch::Dispatcher>,
@@ -439,6 +439,8 @@ pub struct ProberParts {
     pub clock: SharedClock,
     pub user_agent: String,
     pub delivery_timeout: Duration,
+    /// `server.request_timeout_secs`: a probe through the API ends before it.
+    pub server_request_timeout: Duration,
     pub alerts: Option<Arc<crate::alerts::Alerts>>,
     pub dispatcher: std::sync::Weak<crate::dispatch::Dispatcher>,
 }
@@ -455,6 +457,7 @@ impl Prober {
             secrets: p.secrets,
             clock: p.clock,
             delivery_timeout: p.delivery_timeout,
+            server_request_timeout: p.server_request_timeout,
             running: Mutex::new(HashSet::new()),
             alerts: p.alerts,
             dispatcher: p.dispatcher,
@@ -462,10 +465,15 @@ impl Prober {
     }
 
     fn limits(&self) -> RunLimits {
+        // The API answers when the probe is done: end it before the request's own time limit.
+        let answer_by = self
+            .server_request_timeout
+            .saturating_sub(Duration::from_millis(500))
+            .max(Duration::from_millis(500));
         RunLimits {
             request_timeout: Duration::from_secs(self.cfg.request_timeout_secs)
                 .min(self.delivery_timeout),
-            deadline: Duration::from_secs(self.cfg.deadline_secs),
+            deadline: Duration::from_secs(self.cfg.deadline_secs).min(answer_by),
             user_agent: self.user_agent.clone(),
         }
     }
