@@ -694,6 +694,76 @@ async fn retries_with_backoff_then_succeeds_and_final_4xx_stops() {
     s.shutdown().await;
 }
 
+/// An endpoint's own retry schedule: each retry comes exactly its delay later (no jitter), the
+/// delivery fails for good after one attempt more than the schedule has, and the schedule is
+/// validated, shown, changed and removed through the API (on SQLite here; the conformance suite
+/// stores it on both backends).
+#[tokio::test]
+async fn a_per_endpoint_retry_schedule_replaces_the_backoff() {
+    let s = InProcess::start(&test_config("")).await;
+    let api = s.api();
+    let rx = Receiver::start().await;
+    rx.set_default(Reply::status(503));
+    for bad in [
+        json!([0]),
+        json!([2_592_001]),
+        json!(vec![1; 51]),
+        json!("5"),
+    ] {
+        let (st, v) = api
+            .post(
+                "/api/v1/endpoints",
+                json!({"url": rx.url("/hook"), "retry_schedule": bad}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    let (ep, _) = api
+        .endpoint(json!({"url": rx.url("/hook"), "retry_schedule": [3, 30]}))
+        .await;
+    let (_, v) = api.get(&format!("/api/v1/endpoints/{ep}")).await;
+    assert_eq!(v["retry_schedule"], json!([3, 30]));
+    let evt = api.event("t", json!({})).await;
+    rx.wait_count(1, 30).await;
+    retried_after(&s, &rx, 1, 3_000).await;
+    retried_after(&s, &rx, 2, 30_000).await;
+    // Three attempts: failed for good, although [delivery] allows many more.
+    let v = api
+        .wait_for(&format!("/api/v1/events/{evt}/deliveries"), 10, |v| {
+            v["data"][0]["status"] == "failed"
+        })
+        .await;
+    assert_eq!(v["data"][0]["attempt_count"], 3);
+    s.advance_ms(3_600_000);
+    tokio::time::sleep(inproc::NOTICE).await;
+    assert_eq!(rx.count(), 3);
+    // Removed: the deployment's backoff again (test_config: 1 s, many attempts).
+    let (st, v) = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/endpoints/{ep}"),
+            Some(json!({"retry_schedule": null})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["retry_schedule"], json!([]));
+    let (st, v) = api
+        .call(
+            "PATCH",
+            &format!("/api/v1/endpoints/{ep}"),
+            Some(json!({"retry_schedule": [0]})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("VALIDATION_FAILED"))
+    );
+    api.event("t", json!({})).await;
+    rx.wait_count(4, 30).await;
+    retried_after(&s, &rx, 4, 1_000).await;
+    s.shutdown().await;
+}
+
 #[tokio::test]
 async fn attempts_are_bounded_and_errors_classified() {
     let dir = tempfile::tempdir().unwrap();

@@ -234,6 +234,7 @@ export async function endpoint(main, id) {
         ["Event types", e.event_types.length ? e.event_types.join(", ") : "all"],
         ["Signature schemes", e.signature_schemes.join(", ")],
         ["Client certificate", e.client_certificate_id ? code(e.client_certificate_id) : "none"],
+        ["Retry schedule", e.retry_schedule && e.retry_schedule.length ? e.retry_schedule.map((d) => `${d} s`).join(", ") : "default backoff"],
         ["Consecutive failures", String(e.consecutive_failures)],
         ["Created", fmtTime(e.created_at)],
       ])),
@@ -335,6 +336,7 @@ async function editEndpointPanel(e, main, id) {
   const types = h("input", { class: "input", value: e.event_types.join(", ") });
   const headers = h("textarea", { class: "input mono", rows: 3, value: headersText(e.headers) });
   const schemes = schemeBoxes(e.signature_schemes);
+  const retry = h("input", { class: "input", value: (e.retry_schedule || []).join(", "), "aria-label": "Retry schedule" });
   const certs = await api.get("/client-certificates?limit=250").catch(() => ({ data: [] }));
   const cert = h("select", { class: "input" }, h("option", { value: "" }, "none"),
     certs.data.filter((c) => c.status === "active" || c.id === e.client_certificate_id).map((c) =>
@@ -343,7 +345,8 @@ async function editEndpointPanel(e, main, id) {
   const form = h("form", { class: "form", "data-testid": "edit-endpoint" },
     field("URL", url), field("Description", desc), field("Event types", types, "Comma-separated; empty means every type."),
     field("Custom headers", headers, "Masked values (****) left as they are keep the stored secret."),
-    field("Signature schemes", schemes), field("Client certificate (mTLS)", cert), err,
+    field("Signature schemes", schemes), field("Client certificate (mTLS)", cert),
+    field("Retry schedule", retry, "Seconds before each retry, comma-separated (e.g. 5, 300, 1800, 7200); empty: the default backoff."), err,
     h("div", { class: "actions" }, h("button", { class: "btn btn-primary", type: "submit" }, "Save changes")));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -351,6 +354,7 @@ async function editEndpointPanel(e, main, id) {
       url: url.value.trim(), description: desc.value.trim(), event_types: lines(types.value),
       headers: parseHeaders(headers.value), signature_schemes: checkedSchemes(schemes),
       client_certificate_id: cert.value || null,
+      retry_schedule: lines(retry.value).map(Number),
     }));
     if (ok) {
       toast("Endpoint saved");

@@ -341,6 +341,7 @@ mod tests {
             disabled_reason: reason.map(str::to_owned),
             disabled_at: None,
             client_certificate_id: None,
+            retry_schedule: Vec::new(),
             consecutive_failures: failures,
             failing_since: None,
             created_at: 0,

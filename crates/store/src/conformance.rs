@@ -35,6 +35,7 @@ pub(crate) fn endpoint(id: &str, types: &[&str]) -> Endpoint {
         disabled_reason: None,
         disabled_at: None,
         client_certificate_id: None,
+        retry_schedule: Vec::new(),
         consecutive_failures: 0,
         failing_since: None,
         created_at: 1_000,
@@ -213,6 +214,40 @@ pub async fn endpoint_crud_and_subscriptions<S: Store>(s: &S) {
     assert_eq!(
         s.get_endpoint("ep_b").await.unwrap().unwrap().description,
         "changed"
+    );
+    // A retry schedule is stored, changed and cleared like any other field.
+    let mut b = s.get_endpoint("ep_b").await.unwrap().unwrap();
+    assert!(b.retry_schedule.is_empty());
+    b.retry_schedule = vec![5, 300, 2_592_000];
+    assert!(s.update_endpoint(b.clone()).await.unwrap());
+    assert_eq!(
+        s.get_endpoint("ep_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .retry_schedule,
+        vec![5, 300, 2_592_000]
+    );
+    b.retry_schedule.clear();
+    assert!(s.update_endpoint(b).await.unwrap());
+    assert!(
+        s.get_endpoint("ep_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .retry_schedule
+            .is_empty()
+    );
+    let mut c = endpoint("ep_c", &["none.such"]);
+    c.retry_schedule = vec![1];
+    s.create_endpoint(c, "whsec_c".into()).await.unwrap();
+    assert_eq!(
+        s.get_endpoint("ep_c")
+            .await
+            .unwrap()
+            .unwrap()
+            .retry_schedule,
+        vec![1]
     );
     assert!(
         !s.update_endpoint(endpoint("ep_missing", &[]))

@@ -361,10 +361,11 @@ impl Store for PgStore {
         let event_types = serde_json::to_string(&ep.event_types)?;
         let headers = serde_json::to_string(&ep.headers)?;
         let schemes = serde_json::to_string(&ep.signature_schemes)?;
+        let retry_schedule = serde_json::to_string(&ep.retry_schedule)?;
         in_tx!(self.pool, |tx| {
             sqlx::query(&format!(
                 "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ))
             .bind(&ep.id)
             .bind(&ep.url)
@@ -382,6 +383,7 @@ impl Store for PgStore {
             .bind(ep.failing_since)
             .bind(ep.created_at)
             .bind(ep.updated_at)
+            .bind(&retry_schedule)
             .execute(&mut *tx)
             .await?;
             write_event_types(&mut tx, &ep.id, &ep.event_types).await?;
@@ -446,11 +448,13 @@ impl Store for PgStore {
         let event_types = serde_json::to_string(&ep.event_types)?;
         let headers = serde_json::to_string(&ep.headers)?;
         let schemes = serde_json::to_string(&ep.signature_schemes)?;
+        let retry_schedule = serde_json::to_string(&ep.retry_schedule)?;
         in_tx!(self.pool, |tx| {
             let n = sqlx::query(
                 "UPDATE endpoints SET url = $2, description = $3, event_types = $4, headers = $5, \
                  developer_payload = $6, signature_schemes = $7, rate_limit_per_second = $8, \
-                 client_certificate_id = $9, updated_at = $10 WHERE id = $1 AND deleted_at IS NULL",
+                 client_certificate_id = $9, updated_at = $10, retry_schedule = $11 \
+                 WHERE id = $1 AND deleted_at IS NULL",
             )
             .bind(&ep.id)
             .bind(&ep.url)
@@ -462,6 +466,7 @@ impl Store for PgStore {
             .bind(ep.rate_limit_per_second.map(i64::from))
             .bind(&ep.client_certificate_id)
             .bind(ep.updated_at)
+            .bind(&retry_schedule)
             .execute(&mut *tx)
             .await?
             .rows_affected();

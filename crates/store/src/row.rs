@@ -96,7 +96,8 @@ fn json<R: ReadRow, T: serde::de::DeserializeOwned>(r: &R, i: usize) -> Result<T
 /// An endpoint's columns, as [`endpoint`] reads them.
 pub(crate) const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
     signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
-    client_certificate_id, consecutive_failures, failing_since, created_at, updated_at";
+    client_certificate_id, consecutive_failures, failing_since, created_at, updated_at, \
+    retry_schedule";
 
 /// Columns: [`ENDPOINT_COLS`].
 pub(crate) fn endpoint<R: ReadRow>(r: &R) -> Result<Endpoint, R::Error> {
@@ -118,6 +119,7 @@ pub(crate) fn endpoint<R: ReadRow>(r: &R) -> Result<Endpoint, R::Error> {
         failing_since: r.col(13)?,
         created_at: r.col(14)?,
         updated_at: r.col(15)?,
+        retry_schedule: json(r, 16)?,
     })
 }
 

@@ -323,7 +323,7 @@ impl Store for SqliteStore {
         storable("secret", &secret)?;
         self.write(move |c| {
             c.prepare_cached(&format!(
-                "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
             ))?
             .execute(params![
                 ep.id,
@@ -342,6 +342,7 @@ impl Store for SqliteStore {
                 ep.failing_since,
                 ep.created_at,
                 ep.updated_at,
+                serde_json::to_string(&ep.retry_schedule)?,
             ])?;
             write_event_types(c, &ep.id, &ep.event_types)?;
             c.prepare_cached(
@@ -388,7 +389,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE endpoints SET url = ?2, description = ?3, event_types = ?4, headers = ?5, \
                      developer_payload = ?6, signature_schemes = ?7, rate_limit_per_second = ?8, \
-                     client_certificate_id = ?9, updated_at = ?10 WHERE id = ?1 AND deleted_at IS NULL",
+                     client_certificate_id = ?9, updated_at = ?10, retry_schedule = ?11 \
+                     WHERE id = ?1 AND deleted_at IS NULL",
                 )?
                 .execute(params![
                     ep.id,
@@ -401,6 +403,7 @@ impl Store for SqliteStore {
                     ep.rate_limit_per_second,
                     ep.client_certificate_id,
                     ep.updated_at,
+                    serde_json::to_string(&ep.retry_schedule)?,
                 ])?;
             if n == 0 {
                 return Ok(false);

@@ -52,6 +52,10 @@ pub struct Endpoint {
     pub disabled_reason: Option<String>,
     pub disabled_at: Option<Millis>,
     pub client_certificate_id: Option<String>,
+    /// Delays in seconds before each retry (retry `n` waits `retry_schedule[n - 1]`; the
+    /// delivery fails for good after `len + 1` attempts). Empty: the deployment's backoff.
+    #[serde(default)]
+    pub retry_schedule: Vec<u32>,
     pub consecutive_failures: i64,
     pub failing_since: Option<Millis>,
     pub created_at: Millis,

@@ -149,6 +149,7 @@ fn endpoint(id: &str) -> Endpoint {
         disabled_reason: None,
         disabled_at: None,
         client_certificate_id: None,
+        retry_schedule: Vec::new(),
         consecutive_failures: 0,
         failing_since: None,
         created_at: 1,

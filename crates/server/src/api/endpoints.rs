@@ -112,6 +112,12 @@ pub(crate) struct CreateEndpoint {
     /// A client certificate (`cert_…`, active) to present to this endpoint (mTLS).
     #[serde(default)]
     client_certificate_id: Option<String>,
+    /// Delays in seconds before each retry, e.g. `[5, 300, 1800, 7200]` (at most 50, each 1 s to
+    /// 30 days): retry `n` waits the `n`th, and the delivery fails for good after one attempt
+    /// more than the list has. Empty or absent: the deployment's backoff (`[delivery]`).
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    retry_schedule: Option<Vec<u32>>,
 }
 
 /// Only the fields given change.
@@ -142,6 +148,11 @@ pub(crate) struct UpdateEndpoint {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     client_certificate_id: Option<Option<String>>,
+    /// A list sets the endpoint's retry schedule (as on create); `[]` or `null` returns it to the
+    /// deployment's backoff.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<u32>>, max_items = 50)]
+    retry_schedule: Option<Option<Vec<u32>>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -161,6 +172,8 @@ pub(crate) struct EndpointView {
     disabled_reason: Option<String>,
     disabled_at: Option<String>,
     client_certificate_id: Option<String>,
+    /// Delays in seconds before each retry; empty: the deployment's backoff.
+    retry_schedule: Vec<u32>,
     consecutive_failures: i64,
     failing_since: Option<String>,
     created_at: String,
@@ -189,6 +202,7 @@ impl From<Endpoint> for EndpointView {
             disabled_reason: e.disabled_reason,
             disabled_at: rfc3339_opt(e.disabled_at),
             client_certificate_id: e.client_certificate_id,
+            retry_schedule: e.retry_schedule,
             consecutive_failures: e.consecutive_failures,
             failing_since: rfc3339_opt(e.failing_since),
             created_at: rfc3339(e.created_at),
@@ -368,6 +382,27 @@ fn validate_text(field: &str, v: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
+/// Most delays in a retry schedule.
+pub(crate) const MAX_RETRY_SCHEDULE: usize = 50;
+/// Longest delay in a retry schedule: 30 days (as `delivery.backoff_max_secs`).
+const MAX_RETRY_DELAY_SECS: u32 = 30 * 86_400;
+
+fn validate_retry_schedule(s: Vec<u32>) -> ApiResult<Vec<u32>> {
+    if s.len() > MAX_RETRY_SCHEDULE {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("retry_schedule holds at most {MAX_RETRY_SCHEDULE} delays"),
+        ));
+    }
+    if s.iter().any(|d| !(1..=MAX_RETRY_DELAY_SECS).contains(d)) {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("each retry_schedule delay is 1 to {MAX_RETRY_DELAY_SECS} seconds"),
+        ));
+    }
+    Ok(s)
+}
+
 fn validate_rate(r: Option<u32>) -> ApiResult<Option<u32>> {
     match r {
         Some(0) | None => Ok(None),
@@ -453,6 +488,7 @@ pub(crate) async fn create(
         disabled_reason: (!enabled).then(|| "manual".to_owned()),
         disabled_at: (!enabled).then_some(now),
         client_certificate_id,
+        retry_schedule: validate_retry_schedule(req.retry_schedule.unwrap_or_default())?,
         consecutive_failures: 0,
         failing_since: None,
         created_at: now,
@@ -588,6 +624,9 @@ pub(crate) async fn update(
             Some(c) => Some(super::certificates::check_attachable(&state, &c).await?),
             None => None,
         };
+    }
+    if let Some(s) = req.retry_schedule {
+        ep.retry_schedule = validate_retry_schedule(s.unwrap_or_default())?;
     }
     let now = state.clock.now_millis();
     ep.updated_at = now;

@@ -640,6 +640,15 @@ async fn attempt_once(
     let result = inner.client.send(req).await;
     attempt.duration_ms = millis(started.elapsed());
     let mut error_class: Option<&'static str> = None;
+    let custom;
+    let policy = if endpoint.endpoint.retry_schedule.is_empty() {
+        &inner.policy
+    } else {
+        custom = inner
+            .policy
+            .with_schedule(&endpoint.endpoint.retry_schedule);
+        &custom
+    };
     let verdict = match result {
         Ok(resp) => {
             attempt.status_code = Some(i64::from(resp.status.as_u16()));
@@ -653,9 +662,7 @@ async fn attempt_once(
             attempt.remote_addr = resp.remote_addr.map(|a| a.to_string());
             let now =
                 crate::times::system_time(inner.now_millis()).unwrap_or(std::time::UNIX_EPOCH);
-            let v = inner
-                .policy
-                .after_status(no, resp.status, &resp.headers, now);
+            let v = policy.after_status(no, resp.status, &resp.headers, now);
             if v != Verdict::Success {
                 error_class = Some("http_status");
                 attempt.error_class = Some("http_status".into());
@@ -669,7 +676,7 @@ async fn attempt_once(
             error_class = Some(e.class().as_str());
             attempt.error_class = Some(e.class().as_str().to_owned());
             attempt.error_message = Some(truncate(&e.to_string(), 1024));
-            inner.policy.after_error(no, e.is_retryable())
+            policy.after_error(no, e.is_retryable())
         }
     };
     let outcome = match verdict {

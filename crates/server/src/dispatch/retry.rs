@@ -22,6 +22,8 @@ pub struct RetryPolicy {
     jitter: f64,
     retry_after_max: Duration,
     retry_on_status: Vec<u16>,
+    /// An endpoint's own delays (seconds) before each retry, used exactly (no jitter).
+    schedule: Vec<u32>,
 }
 
 impl RetryPolicy {
@@ -34,6 +36,20 @@ impl RetryPolicy {
             jitter: cfg.jitter,
             retry_after_max: Duration::from_secs(cfg.retry_after_max_secs),
             retry_on_status: cfg.retry_on_status.clone(),
+            schedule: Vec::new(),
+        }
+    }
+
+    /// This policy for an endpoint with its own retry schedule: retry `n` waits `schedule[n -
+    /// 1]` seconds exactly, and the delivery fails for good after `schedule.len() + 1` attempts.
+    /// Which answers are retried, and `Retry-After` on 429 and 503, stay as configured.
+    pub fn with_schedule(&self, schedule: &[u32]) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: u32::try_from(schedule.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1),
+            schedule: schedule.to_vec(),
+            ..self.clone()
         }
     }
 
@@ -52,6 +68,16 @@ impl RetryPolicy {
 
     /// `base_delay(n)` spread by ±jitter, never below one second's tenth nor above the maximum.
     pub fn delay(&self, n: u32) -> Duration {
+        if !self.schedule.is_empty() {
+            let i = usize::try_from(n.saturating_sub(1)).unwrap_or(usize::MAX);
+            let secs = self
+                .schedule
+                .get(i)
+                .or(self.schedule.last())
+                .copied()
+                .unwrap_or(1);
+            return Duration::from_secs(u64::from(secs));
+        }
         let base = self.base_delay(n).as_secs_f64();
         let factor = if self.jitter > 0.0 {
             1.0 + rand::random_range(-self.jitter..=self.jitter)
@@ -132,6 +158,42 @@ mod tests {
 
     fn policy() -> RetryPolicy {
         RetryPolicy::new(&DeliveryConfig::default())
+    }
+
+    #[test]
+    fn an_endpoint_schedule_is_used_exactly_and_bounds_the_attempts() {
+        let p = policy().with_schedule(&[5, 60, 3600]);
+        let now = SystemTime::now();
+        let none = HeaderMap::new();
+        let err = StatusCode::INTERNAL_SERVER_ERROR;
+        assert_eq!(
+            p.after_status(1, err, &none, now),
+            Verdict::Retry(Duration::from_secs(5))
+        );
+        assert_eq!(
+            p.after_status(2, err, &none, now),
+            Verdict::Retry(Duration::from_secs(60))
+        );
+        assert_eq!(
+            p.after_error(3, true),
+            Verdict::Retry(Duration::from_secs(3600))
+        );
+        // Four attempts in all: the fourth is final, whatever the configured max_attempts.
+        assert_eq!(p.after_status(4, err, &none, now), Verdict::Final);
+        assert_eq!(p.after_error(4, true), Verdict::Final);
+        // What is retried is unchanged: a 400 is final, a 429's Retry-After is honoured.
+        assert_eq!(
+            p.after_status(1, StatusCode::BAD_REQUEST, &none, now),
+            Verdict::Final
+        );
+        let mut ra = HeaderMap::new();
+        ra.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(
+            p.after_status(1, StatusCode::TOO_MANY_REQUESTS, &ra, now),
+            Verdict::Retry(Duration::from_secs(7))
+        );
+        // The configured policy itself is untouched.
+        assert!(policy().max_attempts > 4);
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "endpoint_probes",
         include_str!("0110_endpoint_probes.sql"),
     ),
+    (
+        120,
+        "endpoint_retry_schedule",
+        include_str!("0120_endpoint_retry_schedule.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").

@@ -46,6 +46,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "endpoint_probes",
         include_str!("0110_endpoint_probes.sql"),
     ),
+    (
+        120,
+        "endpoint_retry_schedule",
+        include_str!("0120_endpoint_retry_schedule.sql"),
+    ),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a
