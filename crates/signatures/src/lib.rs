@@ -41,7 +41,7 @@ mod util;
 
 pub use error::{SignError, UnknownScheme, VerifyError};
 pub use outbound::{DEFAULT_TOLERANCE_SECS, Outbound, Scheme, headers, sign, verify};
-pub use standard::MAX_MSG_ID_LEN;
+pub use standard::{MAX_MSG_ID_LEN, ed25519_private_key, ed25519_public_key};
 pub use util::{MAX_SHORT_HEADER_LEN, MAX_SIGNATURE_HEADER_LEN, MAX_SIGNATURES};
 
 #[cfg(test)]

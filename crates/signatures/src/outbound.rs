@@ -44,6 +44,11 @@ pub enum Scheme {
     /// (one `v1,` entry per secret, space-separated), key = base64 of the secret after
     /// `whsec_` (a secret without the prefix is read as raw base64).
     StandardWebhooks,
+    /// `standard-webhooks-v1a`: the same three headers, with
+    /// `webhook-signature: v1a,<base64 ed25519 signature of "{id}.{timestamp}.{body}">` (one
+    /// entry per key). Signed with `whsk_` private keys (base64 of the 32-byte seed); receivers
+    /// verify with the `whpk_` public keys only, so a leak on their side cannot forge webhooks.
+    StandardWebhooksV1a,
     /// `github-sha256`: `x-hub-signature-256: sha256=<hex HMAC-SHA256(secret, body)>`.
     GithubSha256,
     /// `hub-sha1`: `x-hub-signature: sha1=<hex HMAC-SHA1(secret, body)>` (GitHub legacy,
@@ -58,17 +63,20 @@ pub enum Scheme {
 
 impl Scheme {
     /// Every scheme, in a stable order.
-    pub const ALL: [Scheme; 4] = [
+    pub const ALL: [Scheme; 5] = [
         Scheme::StandardWebhooks,
+        Scheme::StandardWebhooksV1a,
         Scheme::GithubSha256,
         Scheme::HubSha1,
         Scheme::DateSha1,
     ];
 
-    /// The stable name: `standard-webhooks`, `github-sha256`, `hub-sha1`, `date-sha1`.
+    /// The stable name: `standard-webhooks`, `standard-webhooks-v1a`, `github-sha256`,
+    /// `hub-sha1`, `date-sha1`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Scheme::StandardWebhooks => "standard-webhooks",
+            Scheme::StandardWebhooksV1a => "standard-webhooks-v1a",
             Scheme::GithubSha256 => "github-sha256",
             Scheme::HubSha1 => "hub-sha1",
             Scheme::DateSha1 => "date-sha1",
@@ -78,6 +86,11 @@ impl Scheme {
     /// Whether the scheme's signature covers the request body.
     pub fn signs_body(&self) -> bool {
         !matches!(self, Scheme::DateSha1)
+    }
+
+    /// Whether the scheme signs with ed25519 private keys (`whsk_`) rather than shared secrets.
+    pub fn is_asymmetric(&self) -> bool {
+        matches!(self, Scheme::StandardWebhooksV1a)
     }
 }
 
@@ -149,6 +162,14 @@ pub fn sign(
                 (WEBHOOK_SIGNATURE, sig),
             ])
         }
+        Scheme::StandardWebhooksV1a => {
+            let (id, ts, sig) = standard::sign_ed25519(secrets, msg)?;
+            Ok(vec![
+                (WEBHOOK_ID, id),
+                (WEBHOOK_TIMESTAMP, ts),
+                (WEBHOOK_SIGNATURE, sig),
+            ])
+        }
         Scheme::GithubSha256 => {
             let key = plain_key(first)?;
             let mac = hmac_sha256(key, &[msg.body]).ok_or(SignError::InvalidSecret)?;
@@ -206,7 +227,13 @@ pub(crate) fn verify_scheme(
         return Err(VerifyError::NoSecrets);
     }
     match scheme {
-        Scheme::StandardWebhooks => {
+        Scheme::StandardWebhooks | Scheme::StandardWebhooksV1a => {
+            // v1a verifies with public keys only: a shared secret there is a mistake.
+            if scheme == Scheme::StandardWebhooksV1a
+                && !secrets.iter().all(|s| s.starts_with("whpk_"))
+            {
+                return Err(VerifyError::InvalidSecret);
+            }
             let keys = standard::Keys::new(secrets, &[])?;
             let (id, ts) = standard::verify(
                 &keys,

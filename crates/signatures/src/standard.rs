@@ -75,6 +75,62 @@ pub(crate) fn sign(
     Ok((msg.msg_id.to_owned(), ts, sig))
 }
 
+/// Sign with ed25519 keys (`whsk_` + base64 of the 32-byte seed): returns the values of
+/// `webhook-id`, `webhook-timestamp`, `webhook-signature` (`v1a,<base64>` per key).
+pub(crate) fn sign_ed25519(
+    keys: &[&str],
+    msg: &Outbound<'_>,
+) -> Result<(String, String, String), SignError> {
+    if keys.is_empty() {
+        return Err(SignError::NoSecrets);
+    }
+    if !valid_msg_id(msg.msg_id) {
+        return Err(SignError::InvalidMessageId);
+    }
+    if !(0..=util::MAX_UNIX_SECS).contains(&msg.timestamp) {
+        return Err(SignError::InvalidTimestamp);
+    }
+    let ts = msg.timestamp.to_string();
+    let mut signed = Vec::with_capacity(msg.msg_id.len() + ts.len() + 2 + msg.body.len());
+    signed.extend_from_slice(msg.msg_id.as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(ts.as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(msg.body);
+    let mut sig = String::with_capacity(keys.len() * 93);
+    for key in keys {
+        let sk = signing_key(key).ok_or(SignError::InvalidSecret)?;
+        let s = ed25519_dalek::Signer::sign(&sk, &signed);
+        if !sig.is_empty() {
+            sig.push(' ');
+        }
+        sig.push_str("v1a,");
+        push_b64(&mut sig, &s.to_bytes());
+    }
+    Ok((msg.msg_id.to_owned(), ts, sig))
+}
+
+fn signing_key(whsk: &str) -> Option<ed25519_dalek::SigningKey> {
+    let seed = util::decode_b64_lenient_exact::<32>(whsk.strip_prefix("whsk_")?)?;
+    Some(ed25519_dalek::SigningKey::from_bytes(&seed))
+}
+
+/// A `whsk_` private key made from 32 random bytes (the caller's CSPRNG: this crate does no
+/// I/O).
+pub fn ed25519_private_key(seed: [u8; 32]) -> String {
+    let mut s = String::from("whsk_");
+    push_b64(&mut s, &seed);
+    s
+}
+
+/// The `whpk_` public key of a `whsk_` private key; `None` when it is not one.
+pub fn ed25519_public_key(whsk: &str) -> Option<String> {
+    let sk = signing_key(whsk)?;
+    let mut s = String::from("whpk_");
+    push_b64(&mut s, sk.verifying_key().as_bytes());
+    Some(s)
+}
+
 /// A message id we are willing to put in a header and in the signed content.
 pub(crate) fn valid_msg_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_MSG_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())

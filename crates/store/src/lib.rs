@@ -90,12 +90,21 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_endpoint(&self, id: &str, now: Millis) -> Result<bool>;
     /// Secrets usable at `now`, newest first.
     async fn active_secrets(&self, endpoint_id: &str, now: Millis) -> Result<Vec<SecretRecord>>;
-    /// Adds `new_secret` as the current secret; the previously active secrets expire at
-    /// `old_expires_at` (never later than an expiry they already had).
+    /// Adds `new_secret` as the current HMAC secret; the previously active HMAC secrets expire
+    /// at `old_expires_at` (never later than an expiry they already had).
     async fn rotate_secret(
         &self,
         endpoint_id: &str,
         new_secret: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool>;
+    /// [`Store::rotate_secret`] for the endpoint's ed25519 signing keys (`standard-webhooks-v1a`),
+    /// which rotate on their own; with none yet, adds the first.
+    async fn rotate_signing_key(
+        &self,
+        endpoint_id: &str,
+        new_key: String,
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool>;

@@ -551,7 +551,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         sqlx::query(
-            "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
+            "SELECT id, endpoint_id, secret, created_at, expires_at, kind FROM endpoint_secrets \
              WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY id DESC",
         )
         .bind(endpoint_id)
@@ -570,44 +570,19 @@ impl Store for PgStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
-        storable("secret", &new_secret)?;
-        if names_nothing(endpoint_id) {
-            return Ok(false);
-        }
-        in_tx!(self.pool, |tx| {
-            // Locking the endpoint serialises rotations of one endpoint across instances.
-            let exists = sqlx::query(
-                "UPDATE endpoints SET updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .bind(endpoint_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if exists == 0 {
-                false
-            } else {
-                sqlx::query(
-                    "UPDATE endpoint_secrets SET expires_at = LEAST(COALESCE(expires_at, $2), $2) \
-                     WHERE endpoint_id = $1 AND (expires_at IS NULL OR expires_at > $3)",
-                )
-                .bind(endpoint_id)
-                .bind(old_expires_at)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO endpoint_secrets (endpoint_id, secret, created_at, expires_at) \
-                     VALUES ($1, $2, $3, NULL)",
-                )
-                .bind(endpoint_id)
-                .bind(&new_secret)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                true
-            }
-        })
+        self.rotate_kind(endpoint_id, SecretKind::Hmac, new_secret, old_expires_at, now)
+            .await
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        endpoint_id: &str,
+        new_key: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        self.rotate_kind(endpoint_id, SecretKind::Ed25519, new_key, old_expires_at, now)
+            .await
     }
 
     async fn create_event(
@@ -1047,6 +1022,60 @@ impl Store for PgStore {
         }
         in_tx!(self.pool, |tx| {
             purge_tx(&mut tx, older_than, batch).await?
+        })
+    }
+}
+
+impl PgStore {
+    /// Rotates the endpoint's secrets of one kind (see [`Store::rotate_secret`]).
+    async fn rotate_kind(
+        &self,
+        endpoint_id: &str,
+        kind: SecretKind,
+        new_secret: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        storable("secret", &new_secret)?;
+        if names_nothing(endpoint_id) {
+            return Ok(false);
+        }
+        in_tx!(self.pool, |tx| {
+            // Locking the endpoint serialises rotations of one endpoint across instances.
+            let exists = sqlx::query(
+                "UPDATE endpoints SET updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(endpoint_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if exists == 0 {
+                false
+            } else {
+                sqlx::query(
+                    "UPDATE endpoint_secrets SET expires_at = LEAST(COALESCE(expires_at, $2), $2) \
+                     WHERE endpoint_id = $1 AND kind = $4 \
+                     AND (expires_at IS NULL OR expires_at > $3)",
+                )
+                .bind(endpoint_id)
+                .bind(old_expires_at)
+                .bind(now)
+                .bind(kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO endpoint_secrets (endpoint_id, secret, created_at, expires_at, kind) \
+                     VALUES ($1, $2, $3, NULL, $4)",
+                )
+                .bind(endpoint_id)
+                .bind(&new_secret)
+                .bind(now)
+                .bind(kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+                true
+            }
         })
     }
 }

@@ -40,11 +40,12 @@ pub trait ProbeStore: Send + Sync + 'static {
     /// An endpoint's reports, newest first (keyset by id; rows are bounded, only `page.limit`
     /// bounds a page).
     async fn list_probes(&self, endpoint_id: &str, page: Page) -> Result<Listed<ProbeRecord>>;
-    /// The most recently retired secret of the endpoint: the one whose grace ended last, at or
-    /// before `now` and after `retired_after`. Never an active secret.
+    /// The most recently retired secret of `kind` of the endpoint: the one whose grace ended
+    /// last, at or before `now` and after `retired_after`. Never an active secret.
     async fn retired_secret(
         &self,
         endpoint_id: &str,
+        kind: crate::SecretKind,
         now: Millis,
         retired_after: Millis,
     ) -> Result<Option<SecretRecord>>;

@@ -217,11 +217,14 @@ pub(crate) fn attempt<R: ReadRow>(r: &R) -> Result<Attempt, R::Error> {
     })
 }
 
-/// Columns: `id, endpoint_id, secret, created_at, expires_at`.
+/// Columns: `id, endpoint_id, secret, created_at, expires_at, kind`.
 pub(crate) fn secret<R: ReadRow>(r: &R) -> Result<SecretRecord, R::Error> {
+    let kind: String = r.col(5)?;
     Ok(SecretRecord {
         id: r.col(0)?,
         endpoint_id: r.col(1)?,
+        kind: crate::types::SecretKind::parse(&kind)
+            .ok_or_else(|| R::corrupt(5, format!("unknown secret kind {kind:?}")))?,
         secret: r.col(2)?,
         created_at: r.col(3)?,
         expires_at: r.col(4)?,

@@ -468,7 +468,7 @@ impl Store for SqliteStore {
         let id = endpoint_id.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
+                "SELECT id, endpoint_id, secret, created_at, expires_at, kind FROM endpoint_secrets \
                  WHERE endpoint_id = ?1 AND (expires_at IS NULL OR expires_at > ?2) ORDER BY id DESC",
             )?;
             let rows = stmt.query_map(params![id, now], |r| row::secret(r))?;
@@ -484,30 +484,19 @@ impl Store for SqliteStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
-        storable("secret", &new_secret)?;
-        let id = endpoint_id.to_owned();
-        self.write(move |c| {
-            let exists: Option<i64> = c
-                .prepare_cached("SELECT 1 FROM endpoints WHERE id = ?1 AND deleted_at IS NULL")?
-                .query_row([&id], |r| r.get(0))
-                .optional()?;
-            if exists.is_none() {
-                return Ok(false);
-            }
-            c.prepare_cached(
-                "UPDATE endpoint_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) \
-                 WHERE endpoint_id = ?1 AND (expires_at IS NULL OR expires_at > ?3)",
-            )?
-            .execute(params![id, old_expires_at, now])?;
-            c.prepare_cached(
-                "INSERT INTO endpoint_secrets (endpoint_id, secret, created_at, expires_at) VALUES (?1, ?2, ?3, NULL)",
-            )?
-            .execute(params![id, new_secret, now])?;
-            c.prepare_cached("UPDATE endpoints SET updated_at = ?2 WHERE id = ?1")?
-                .execute(params![id, now])?;
-            Ok(true)
-        })
-        .await
+        self.rotate_kind(endpoint_id, SecretKind::Hmac, new_secret, old_expires_at, now)
+            .await
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        endpoint_id: &str,
+        new_key: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        self.rotate_kind(endpoint_id, SecretKind::Ed25519, new_key, old_expires_at, now)
+            .await
     }
 
     async fn create_event(
@@ -982,5 +971,43 @@ impl Store for SqliteStore {
             return Ok(PurgeCounts::default());
         }
         self.write(move |c| purge_tx(c, older_than, batch)).await
+    }
+}
+
+impl SqliteStore {
+    /// Rotates the endpoint's secrets of one kind (see [`Store::rotate_secret`]).
+    async fn rotate_kind(
+        &self,
+        endpoint_id: &str,
+        kind: SecretKind,
+        new_secret: String,
+        old_expires_at: Millis,
+        now: Millis,
+    ) -> Result<bool> {
+        storable("secret", &new_secret)?;
+        let id = endpoint_id.to_owned();
+        self.write(move |c| {
+            let exists: Option<i64> = c
+                .prepare_cached("SELECT 1 FROM endpoints WHERE id = ?1 AND deleted_at IS NULL")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Ok(false);
+            }
+            c.prepare_cached(
+                "UPDATE endpoint_secrets SET expires_at = MIN(COALESCE(expires_at, ?2), ?2) \
+                 WHERE endpoint_id = ?1 AND kind = ?4 AND (expires_at IS NULL OR expires_at > ?3)",
+            )?
+            .execute(params![id, old_expires_at, now, kind.as_str()])?;
+            c.prepare_cached(
+                "INSERT INTO endpoint_secrets (endpoint_id, secret, created_at, expires_at, kind) \
+                 VALUES (?1, ?2, ?3, NULL, ?4)",
+            )?
+            .execute(params![id, new_secret, now, kind.as_str()])?;
+            c.prepare_cached("UPDATE endpoints SET updated_at = ?2 WHERE id = ?1")?
+                .execute(params![id, now])?;
+            Ok(true)
+        })
+        .await
     }
 }

@@ -62,11 +62,39 @@ pub struct Endpoint {
     pub updated_at: Millis,
 }
 
+/// What an endpoint secret signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretKind {
+    /// A symmetric `whsec_` secret (HMAC schemes).
+    Hmac,
+    /// An ed25519 private key `whsk_` (`standard-webhooks-v1a`).
+    Ed25519,
+}
+
+impl SecretKind {
+    /// As stored: `hmac`, `ed25519`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::Hmac => "hmac",
+            SecretKind::Ed25519 => "ed25519",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SecretKind> {
+        match s {
+            "hmac" => Some(SecretKind::Hmac),
+            "ed25519" => Some(SecretKind::Ed25519),
+            _ => None,
+        }
+    }
+}
+
 /// A signing secret of an endpoint. `secret` is as stored (possibly encrypted at rest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRecord {
     pub id: i64,
     pub endpoint_id: String,
+    pub kind: SecretKind,
     pub secret: String,
     pub created_at: Millis,
     /// When set, the secret stops being used at this time (rotation grace period).

@@ -85,36 +85,36 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
     assert_eq!(s.endpoints_due_for_probe(100, 10).await.unwrap(), ["ep_a"]);
 
     // Retired secrets: only those whose grace has ended, the last to end first.
-    assert!(s.retired_secret("ep_a", 1_000, 0).await.unwrap().is_none());
+    assert!(s.retired_secret("ep_a", SecretKind::Hmac, 1_000, 0).await.unwrap().is_none());
     assert!(
         s.rotate_secret("ep_a", "whsec_a2".into(), 2_000, 1_500)
             .await
             .unwrap()
     );
     // During the grace the old secret is active, not retired.
-    assert!(s.retired_secret("ep_a", 1_999, 0).await.unwrap().is_none());
-    let r = s.retired_secret("ep_a", 2_000, 0).await.unwrap().unwrap();
+    assert!(s.retired_secret("ep_a", SecretKind::Hmac, 1_999, 0).await.unwrap().is_none());
+    let r = s.retired_secret("ep_a", SecretKind::Hmac, 2_000, 0).await.unwrap().unwrap();
     assert_eq!((r.secret.as_str(), r.expires_at), ("whsec_a1", Some(2_000)));
     assert!(
         s.rotate_secret("ep_a", "whsec_a3".into(), 3_000, 2_500)
             .await
             .unwrap()
     );
-    let r = s.retired_secret("ep_a", 5_000, 0).await.unwrap().unwrap();
+    let r = s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 0).await.unwrap().unwrap();
     assert_eq!(r.secret, "whsec_a2");
     // Retired too long ago: not offered.
     assert!(
-        s.retired_secret("ep_a", 5_000, 3_000)
+        s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 3_000)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(s.retired_secret("ep_b", 5_000, 0).await.unwrap().is_none());
+    assert!(s.retired_secret("ep_b", SecretKind::Hmac, 5_000, 0).await.unwrap().is_none());
     // Purged once kept long enough; active secrets never are.
     assert_eq!(s.purge_retired_secrets(2_500, 100).await.unwrap(), 1);
     assert_eq!(s.purge_retired_secrets(2_500, 100).await.unwrap(), 0);
     assert_eq!(
-        s.retired_secret("ep_a", 5_000, 0)
+        s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 0)
             .await
             .unwrap()
             .unwrap()
@@ -131,6 +131,36 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
         .collect();
     assert_eq!(active, ["whsec_a3"]);
 
+    // Signing keys rotate on their own and are retired by kind.
+    assert!(s.rotate_signing_key("ep_a", "whsk_k1".into(), 4_000, 3_500).await.unwrap());
+    assert!(s.rotate_signing_key("ep_a", "whsk_k2".into(), 4_500, 4_000).await.unwrap());
+    let active: Vec<_> = s
+        .active_secrets("ep_a", 4_200)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.kind, r.secret))
+        .collect();
+    assert_eq!(
+        active,
+        [
+            (SecretKind::Ed25519, "whsk_k2".to_string()),
+            (SecretKind::Ed25519, "whsk_k1".to_string()),
+            (SecretKind::Hmac, "whsec_a3".to_string())
+        ]
+    );
+    let r = s.retired_secret("ep_a", SecretKind::Ed25519, 5_000, 0).await.unwrap().unwrap();
+    assert_eq!(r.secret, "whsk_k1");
+    assert_eq!(
+        s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 0).await.unwrap(),
+        None,
+        "the HMAC secret retired before was purged"
+    );
+    // An HMAC rotation leaves the signing keys alone.
+    assert!(s.rotate_secret("ep_a", "whsec_a5".into(), 5_000, 4_800).await.unwrap());
+    let kinds: Vec<_> = s.active_secrets("ep_a", 4_900).await.unwrap().into_iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [SecretKind::Hmac, SecretKind::Ed25519, SecretKind::Hmac]);
+
     // Deleting an endpoint removes its secrets (retired ones too) and its reports.
     assert!(
         s.rotate_secret("ep_a", "whsec_a4".into(), 6_000, 5_500)
@@ -138,7 +168,8 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
             .unwrap()
     );
     assert!(s.delete_endpoint("ep_a", 7_000).await.unwrap());
-    assert!(s.retired_secret("ep_a", 8_000, 0).await.unwrap().is_none());
+    assert!(s.retired_secret("ep_a", SecretKind::Hmac, 8_000, 0).await.unwrap().is_none());
+    assert!(s.retired_secret("ep_a", SecretKind::Ed25519, 8_000, 0).await.unwrap().is_none());
     assert!(s.active_secrets("ep_a", 7_000).await.unwrap().is_empty());
     assert!(
         s.list_probes("ep_a", page(10, None))

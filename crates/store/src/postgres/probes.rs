@@ -69,6 +69,7 @@ impl ProbeStore for PgStore {
     async fn retired_secret(
         &self,
         endpoint_id: &str,
+        kind: crate::SecretKind,
         now: Millis,
         retired_after: Millis,
     ) -> Result<Option<SecretRecord>> {
@@ -76,13 +77,14 @@ impl ProbeStore for PgStore {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
-             WHERE endpoint_id = $1 AND expires_at <= $2 AND expires_at > $3 \
+            "SELECT id, endpoint_id, secret, created_at, expires_at, kind FROM endpoint_secrets \
+             WHERE endpoint_id = $1 AND expires_at <= $2 AND expires_at > $3 AND kind = $4 \
              ORDER BY expires_at DESC, id DESC LIMIT 1",
         )
         .bind(endpoint_id)
         .bind(now)
         .bind(retired_after)
+        .bind(kind.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(row::secret).transpose()

@@ -38,6 +38,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "endpoint_retry_schedule",
         include_str!("0120_endpoint_retry_schedule.sql"),
     ),
+    (
+        130,
+        "endpoint_signing_keys",
+        include_str!("0130_endpoint_signing_keys.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").

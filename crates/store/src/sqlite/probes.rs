@@ -62,17 +62,20 @@ impl ProbeStore for SqliteStore {
     async fn retired_secret(
         &self,
         endpoint_id: &str,
+        kind: crate::SecretKind,
         now: Millis,
         retired_after: Millis,
     ) -> Result<Option<SecretRecord>> {
         let id = endpoint_id.to_owned();
         self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT id, endpoint_id, secret, created_at, expires_at FROM endpoint_secrets \
-                 WHERE endpoint_id = ?1 AND expires_at <= ?2 AND expires_at > ?3 \
+                "SELECT id, endpoint_id, secret, created_at, expires_at, kind FROM endpoint_secrets \
+                 WHERE endpoint_id = ?1 AND expires_at <= ?2 AND expires_at > ?3 AND kind = ?4 \
                  ORDER BY expires_at DESC, id DESC LIMIT 1",
             )?
-            .query_row(params![id, now, retired_after], |r| row::secret(r))
+            .query_row(params![id, now, retired_after, kind.as_str()], |r| {
+                row::secret(r)
+            })
             .optional()?)
         })
         .await

@@ -51,6 +51,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "endpoint_retry_schedule",
         include_str!("0120_endpoint_retry_schedule.sql"),
     ),
+    (
+        130,
+        "endpoint_signing_keys",
+        include_str!("0130_endpoint_signing_keys.sql"),
+    ),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a
