@@ -11,6 +11,33 @@ use std::time::Duration;
 /// Largest answer read.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// Refuses a base URL that would send the admin key in clear over a network: plain `http://`
+/// is for loopback only.
+pub(crate) fn check_base(base: &str) -> Result<()> {
+    let uri: http::Uri = base
+        .parse()
+        .with_context(|| format!("{base} is not a URL"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") => {
+            let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                bail!(
+                    "{base}: the admin key would travel in clear; use https:// (plain http:// is \
+                     for 127.0.0.1, ::1 and localhost only)"
+                )
+            }
+        }
+        _ => bail!("{base}: the API URL must start with https:// or http://"),
+    }
+}
+
 /// `POST url` with an empty JSON body and the admin key; returns the status and the body.
 pub(crate) async fn post(url: &str, key: &str, timeout: Duration) -> Result<(u16, Bytes)> {
     tokio::time::timeout(timeout, post_inner(url, key))

@@ -89,7 +89,12 @@ async fn local(args: &ProbeArgs) -> Result<Report> {
     let Some(url) = &args.url else {
         bail!("--url or --endpoint is required");
     };
-    let secrets = args.secret.collect()?;
+    // `whsk_` keys sign standard-webhooks-v1a; the others are the HMAC secrets.
+    let (signing_keys, secrets): (Vec<String>, Vec<String>) = args
+        .secret
+        .collect()?
+        .into_iter()
+        .partition(|s| s.starts_with("whsk_"));
     let schemes = args
         .schemes
         .iter()
@@ -101,6 +106,18 @@ async fn local(args: &ProbeArgs) -> Result<Report> {
         ),
         None => None,
     };
+    let (retired_signing_key, retired) = match retired {
+        Some(r) if r.starts_with("whsk_") => (Some(r), None),
+        r => (None, r),
+    };
+    if schemes.iter().any(Scheme::is_asymmetric) && signing_keys.is_empty() {
+        bail!(
+            "standard-webhooks-v1a signs with an ed25519 private key: give a whsk_ key as a secret"
+        );
+    }
+    if schemes.iter().any(|s| !s.is_asymmetric()) && secrets.is_empty() {
+        bail!("no HMAC secret given for the HMAC schemes");
+    }
     let cfg = StoreArgs {
         config: args.config.clone(),
         data_dir: None,
@@ -117,6 +134,8 @@ async fn local(args: &ProbeArgs) -> Result<Report> {
         schemes,
         secrets,
         retired,
+        signing_keys,
+        retired_signing_key,
         headers: http::HeaderMap::new(),
         identity: None,
         limiter: None,
@@ -128,8 +147,8 @@ async fn local(args: &ProbeArgs) -> Result<Report> {
             .unwrap_or(http::HeaderValue::from_static("Hookwarden")),
     };
     let probe_id = hookwarden_server::crypto::new_id("prb");
-    let now = hookwarden_store::now_millis() / 1000;
-    Ok(hookwarden_server::probe::execute(&client, &target, &limits, &probe_id, now).await)
+    let now = || hookwarden_store::now_millis() / 1000;
+    Ok(hookwarden_server::probe::execute(&client, &target, &limits, &probe_id, &now).await)
 }
 
 async fn via_api(args: &ProbeArgs, id: &str) -> Result<serde_json::Value> {
@@ -143,6 +162,7 @@ async fn via_api(args: &ProbeArgs, id: &str) -> Result<serde_json::Value> {
         bail!("{id:?} is not an endpoint id");
     }
     let base = args.api_url.trim_end_matches('/');
+    crate::api_client::check_base(base)?;
     let url = format!("{base}/api/v1/endpoints/{id}/probe");
     let (status, body) = crate::api_client::post(&url, &key, Duration::from_secs(60)).await?;
     let v: serde_json::Value = serde_json::from_slice(&body)

@@ -36,6 +36,8 @@ const EXPECTED: &[&str] = &[
     "POST /api/v1/endpoints/{id}/enable",
     "POST /api/v1/endpoints/{id}/disable",
     "POST /api/v1/endpoints/{id}/probe",
+    "GET /api/v1/endpoints/{id}/public-keys",
+    "POST /api/v1/endpoints/{id}/signing-key/rotate",
     "GET /api/v1/endpoints/{id}/probes",
     "GET /api/v1/endpoints/{id}/deliveries",
     "POST /api/v1/events",

@@ -322,7 +322,14 @@ async fn mutual_tls_receivers_are_probed_without_the_certificate_too() {
     let report = probe(&api, &id).await;
     assert_eq!(report["grade"], "inconclusive", "{report:#}");
     assert_eq!(report["requests_sent"], 1, "{report:#}");
-    assert_eq!(report["cases"][0]["verdict"], "fail");
+    // The handshake failed: that says nothing about how the receiver checks signatures.
+    assert_eq!(report["cases"][0]["verdict"], "inconclusive", "{report:#}");
+    assert!(
+        report["cases"][0]["observed"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS_")
+    );
     assert!(
         report["cases"].as_array().unwrap()[1..]
             .iter()
@@ -484,6 +491,63 @@ async fn probes_are_rate_limited_and_a_dropped_grade_is_an_event() {
         json!(["truncated_signature", "half_garbage_signature"])
     );
 
+    // A receiver that drops verification altogether: graded inconclusive (it may verify
+    // later) but, compared with the last comparable grade, a drop all the same (from A here;
+    // from F it would not be one).
+    let open = Receiver::start("accept_all", &secret, None);
+    for url in [good.url("http"), open.url("http")] {
+        let (st, _) = api
+            .call(
+                "PATCH",
+                &format!("/api/v1/endpoints/{id}"),
+                Some(json!({"url": url})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        s.advance_ms(61_000);
+        probe(&api, &id).await;
+    }
+    let (_, list) = api
+        .get(&format!("/api/v1/endpoints/{id}/probes?limit=1"))
+        .await;
+    let report = list["data"][0].clone();
+    assert_eq!(
+        (
+            report["grade"].as_str(),
+            report["accepts_everything"].as_bool()
+        ),
+        (Some("inconclusive"), Some(true))
+    );
+    let mut drops = Vec::new();
+    for _ in 0..50 {
+        let (_, v) = api
+            .get("/api/v1/events?event_type=endpoint.probe_grade_dropped")
+            .await;
+        drops = v["data"].as_array().cloned().unwrap_or_default();
+        if drops.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(drops.len(), 2, "{drops:?}");
+    assert_eq!(drops[0]["payload"]["previous_grade"], "A");
+    assert_eq!(drops[0]["payload"]["accepts_everything"], true);
+
+    // A disabled endpoint is not probed (deliveries do not reach it either).
+    let (st, _) = api
+        .post(&format!("/api/v1/endpoints/{id}/disable"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.advance_ms(61_000);
+    let (st, v) = api
+        .post(&format!("/api/v1/endpoints/{id}/probe"), json!(null))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("ENDPOINT_DISABLED")),
+        "{v}"
+    );
+
     // Two probes at once: the second is refused while the first runs.
     let slow = common::Receiver::start().await;
     slow.set_default(Reply {
@@ -588,6 +652,18 @@ async fn the_cli_probes_registered_and_unregistered_receivers() {
         String::from_utf8_lossy(&out.stderr).contains("401"),
         "{out:?}"
     );
+
+    // The admin key is never sent in clear to another host.
+    let (code, _, err) = run(vec![
+        "probe".into(),
+        "--endpoint".into(),
+        id.clone(),
+        "--api-url".into(),
+        "http://192.0.2.1:8080".into(),
+    ])
+    .await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("in clear"), "{err}");
 
     // From the shell, with a configuration that allows loopback receivers.
     let cfg = dir.path().join("hookwarden.toml");

@@ -4,7 +4,7 @@ import { api, qs } from "./api.js";
 import { h, clear, fmtTime, badge, statusBadge, table, field, dl, panel, code, once } from "./dom.js";
 import { deliveryChart, ingestChart } from "./charts.js";
 
-const SCHEMES = ["standard-webhooks", "github-sha256", "hub-sha1", "date-sha1"];
+const SCHEMES = ["standard-webhooks", "standard-webhooks-v1a", "github-sha256", "hub-sha1", "date-sha1"];
 const ALERT_TYPES = ["source.anomaly", "endpoint.failing", "endpoint.disabled", "endpoint.probe_grade_dropped"];
 const RANGES = [
   { label: "Last hour", ms: 3600e3, bucket: "5m" },
@@ -239,6 +239,7 @@ export async function endpoint(main, id) {
         ["Created", fmtTime(e.created_at)],
       ])),
       await editEndpointPanel(e, main, id)),
+    e.signature_schemes.includes("standard-webhooks-v1a") ? publicKeysPanel(e) : null,
     probePanel(e),
     chartPanel("Deliveries of this endpoint", async (r) => deliveryChart(await api.get(`/stats/deliveries${qs({ ...r, endpoint_id: e.id })}`), "Finished deliveries")),
     panel("Delivery history", deliveryBrowser({ endpoint_id: e.id })),
@@ -274,6 +275,27 @@ def receive(body: bytes, headers) -> int:
     sent = headers.get("x-hub-signature", "")
     want = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
     return 200 if sent and hmac.compare_digest(sent, want) else 401`,
+  "standard-webhooks-v1a": `import base64, time
+from nacl.signing import VerifyKey                 # pip install pynacl
+key = VerifyKey(base64.b64decode(PUBLIC_KEY.removeprefix("whpk_")))
+seen = set()
+def receive(body: bytes, headers) -> int:
+    msg_id, ts = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+    signed = f"{msg_id}.{ts}.".encode() + body
+    for entry in headers.get("webhook-signature", "").split():
+        version, _, sig = entry.partition(",")
+        if version == "v1a" and sig:
+            try:
+                key.verify(signed, base64.b64decode(sig))
+                break
+            except Exception:
+                pass
+    else:
+        return 401
+    if not ts.isdigit() or abs(time.time() - int(ts)) > 300 or msg_id in seen:
+        return 401 if msg_id not in seen else 200
+    seen.add(msg_id)
+    return 200`,
   "date-sha1": `import hmac, hashlib, datetime
 def receive(body: bytes, headers) -> int:
     date = headers.get("x-hookwarden-auth-date", "")
@@ -305,6 +327,32 @@ function probeReport(p) {
         h("pre", { class: "mono sample" }, SAMPLES[sc])))) : null,
     p.not_applicable.length ? h("p", { class: "field-hint" }, "Not applicable: ",
       p.not_applicable.map((n) => `${n.case}${n.scheme ? ` (${n.scheme})` : ""}: ${n.reason}`).join("; ")) : null);
+}
+
+// The ed25519 public keys receivers verify standard-webhooks-v1a signatures with.
+function publicKeysPanel(e) {
+  const body = h("div", {});
+  const err = h("div", {});
+  const load = async () => {
+    const r = await attempt(err, () => api.get(`/endpoints/${encodeURIComponent(e.id)}/public-keys`));
+    if (r) clear(body).append(table([
+      { label: "Public key (whpk_)", cell: (k) => code(k.public_key) },
+      { label: "Created", cell: (k) => fmtTime(k.created_at) },
+      { label: "Signs until", cell: (k) => (k.expires_at ? fmtTime(k.expires_at) : "rotated") },
+    ], r.data, "No key yet."));
+  };
+  const rotate = async () => {
+    if (await attempt(err, () => api.post(`/endpoints/${encodeURIComponent(e.id)}/signing-key/rotate`, { grace_period_seconds: 86400 }))) {
+      toast("Signing key rotated: both keys sign for 24 hours");
+      load();
+    }
+  };
+  load();
+  return h("section", { class: "panel", "data-testid": "public-keys" },
+    h("div", { class: "panel-head" }, h("h2", { class: "panel-title" }, "Public keys (standard-webhooks-v1a)"),
+      btn("Rotate signing key", rotate, "btn")),
+    h("p", { class: "field-hint" }, "Receivers verify v1a signatures with these; the private keys never leave Hookwarden, so a leak on the receiver's side cannot forge webhooks."),
+    err, body);
 }
 
 // The receiver security probe: the newest report, and a button to probe now.

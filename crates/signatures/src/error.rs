@@ -5,7 +5,7 @@ use thiserror::Error;
 /// The name given to [`Scheme::from_str`](crate::Scheme) was not a known scheme.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error(
-    "unknown signature scheme {0:?} (expected one of: standard-webhooks, github-sha256, hub-sha1, date-sha1)"
+    "unknown signature scheme {0:?} (expected one of: standard-webhooks, standard-webhooks-v1a, github-sha256, hub-sha1, date-sha1)"
 )]
 pub struct UnknownScheme(pub String);
 

@@ -77,6 +77,7 @@ fn scheme_names_round_trip() {
         Scheme::ALL.map(|s| s.as_str()),
         [
             "standard-webhooks",
+            "standard-webhooks-v1a",
             "github-sha256",
             "hub-sha1",
             "date-sha1"
@@ -87,7 +88,7 @@ fn scheme_names_round_trip() {
     }
     assert_eq!(
         "nope".parse::<Scheme>().unwrap_err().to_string(),
-        "unknown signature scheme \"nope\" (expected one of: standard-webhooks, github-sha256, hub-sha1, date-sha1)"
+        "unknown signature scheme \"nope\" (expected one of: standard-webhooks, standard-webhooks-v1a, github-sha256, hub-sha1, date-sha1)"
     );
 }
 
@@ -153,7 +154,7 @@ fn known_answers_every_scheme() {
             ("x-hookwarden-auth-signature", DATE_SIG1.to_owned()),
         ]
     );
-    for s in Scheme::ALL {
+    for s in Scheme::ALL.into_iter().filter(|s| !s.is_asymmetric()) {
         let h = signed_map(s, &[SEC1], &m);
         verify(s, &[SEC1], &h, BODY, TS, 300).unwrap_or_else(|e| panic!("{s}: {e}"));
     }
@@ -213,7 +214,7 @@ fn rotation_single_signature_schemes_sign_with_first_and_accept_any() {
 #[test]
 fn wrong_secret_and_tampered_body_are_rejected() {
     let m = msg();
-    for s in Scheme::ALL {
+    for s in Scheme::ALL.into_iter().filter(|s| !s.is_asymmetric()) {
         let h = signed_map(s, &[SEC1], &m);
         assert_eq!(
             verify(s, &["whsec_d3JvbmctYnV0LXZhbGlk"], &h, BODY, TS, 300),
@@ -234,7 +235,7 @@ fn wrong_secret_and_tampered_body_are_rejected() {
 fn no_secrets_and_invalid_secrets() {
     let m = msg();
     let h = signed_map(Scheme::StandardWebhooks, &[SEC1], &m);
-    for s in Scheme::ALL {
+    for s in Scheme::ALL.into_iter().filter(|s| !s.is_asymmetric()) {
         assert_eq!(sign(s, &[], &m), Err(SignError::NoSecrets));
         assert_eq!(
             verify(s, &[], &h, BODY, TS, 300),
@@ -268,7 +269,7 @@ fn no_secrets_and_invalid_secrets() {
     );
     // ... and so it is when signing, for every scheme, even those that sign with the first
     // secret only: `sign` must not accept a list that `verify` refuses (found by fuzzing).
-    for s in Scheme::ALL {
+    for s in Scheme::ALL.into_iter().filter(|s| !s.is_asymmetric()) {
         assert_eq!(
             sign(s, &[SEC1, ""], &m),
             Err(SignError::InvalidSecret),
@@ -659,11 +660,57 @@ fn error_codes_are_stable() {
 #[test]
 fn signed_values_are_valid_header_values() {
     let m = msg();
-    for s in Scheme::ALL {
+    for s in Scheme::ALL.into_iter().filter(|s| !s.is_asymmetric()) {
         for (name, value) in sign(s, &[SEC1, SEC2], &m).unwrap() {
             assert_eq!(name, name.to_ascii_lowercase());
             HeaderName::from_static(name);
             HeaderValue::from_str(&value).unwrap();
         }
     }
+}
+
+/// `standard-webhooks-v1a`: ed25519 signatures of `{id}.{timestamp}.{body}`, verified with the
+/// `whpk_` public key only; one entry per key; tampering, another key and a shared secret fail.
+#[test]
+fn v1a_signs_with_private_keys_and_verifies_with_public_ones() {
+    let m = msg();
+    let (k1, k2) = (
+        crate::ed25519_private_key([7; 32]),
+        crate::ed25519_private_key([8; 32]),
+    );
+    let (p1, p2) = (
+        crate::ed25519_public_key(&k1).unwrap(),
+        crate::ed25519_public_key(&k2).unwrap(),
+    );
+    assert!(p1.starts_with("whpk_") && p1 != p2);
+    assert_eq!(crate::ed25519_public_key("whsec_abc"), None);
+    let h = signed_map(Scheme::StandardWebhooksV1a, &[&k1, &k2], &m);
+    let sig = h["webhook-signature"].to_str().unwrap();
+    assert_eq!(sig.matches("v1a,").count(), 2, "{sig}");
+    assert!(!sig.contains("v1,"));
+    for p in [&p1, &p2] {
+        verify(Scheme::StandardWebhooksV1a, &[p], &h, BODY, TS, 300).unwrap();
+    }
+    let other = crate::ed25519_public_key(&crate::ed25519_private_key([9; 32])).unwrap();
+    assert!(verify(Scheme::StandardWebhooksV1a, &[&other], &h, BODY, TS, 300).is_err());
+    assert!(verify(Scheme::StandardWebhooksV1a, &[&p1], &h, b"{}x", TS, 300).is_err());
+    assert!(
+        verify(
+            Scheme::StandardWebhooksV1a,
+            &[&p1],
+            &h,
+            BODY,
+            TS + 1000,
+            300
+        )
+        .is_err()
+    );
+    // v1a verifies with public keys only.
+    assert!(verify(Scheme::StandardWebhooksV1a, &[SEC1], &h, BODY, TS, 300).is_err());
+    // A private key is not a shared secret, and a shared secret cannot sign v1a.
+    assert!(sign(Scheme::StandardWebhooks, &[&k1], &m).is_err());
+    assert!(sign(Scheme::StandardWebhooksV1a, &[SEC1], &m).is_err());
+    assert!(sign(Scheme::StandardWebhooksV1a, &[], &m).is_err());
+    // Deterministic (ed25519): the same message and key sign the same.
+    assert_eq!(h, signed_map(Scheme::StandardWebhooksV1a, &[&k1, &k2], &m));
 }

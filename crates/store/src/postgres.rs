@@ -570,8 +570,14 @@ impl Store for PgStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
-        self.rotate_kind(endpoint_id, SecretKind::Hmac, new_secret, old_expires_at, now)
-            .await
+        self.rotate_kind(
+            endpoint_id,
+            SecretKind::Hmac,
+            new_secret,
+            old_expires_at,
+            now,
+        )
+        .await
     }
 
     async fn rotate_signing_key(
@@ -581,8 +587,14 @@ impl Store for PgStore {
         old_expires_at: Millis,
         now: Millis,
     ) -> Result<bool> {
-        self.rotate_kind(endpoint_id, SecretKind::Ed25519, new_key, old_expires_at, now)
-            .await
+        self.rotate_kind(
+            endpoint_id,
+            SecretKind::Ed25519,
+            new_key,
+            old_expires_at,
+            now,
+        )
+        .await
     }
 
     async fn create_event(

@@ -31,14 +31,39 @@ impl ProbeRecord {
     }
 }
 
+/// The grade of a probe claimed and not finished (a row that is not listed).
+pub const RUNNING: &str = "running";
+
+/// What [`ProbeStore::claim_probe`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The probe is recorded as running: send it, then [`ProbeStore::finish_probe`].
+    Claimed,
+    /// The endpoint's newest probe (running or finished) started at this time, less than the
+    /// minimum interval ago.
+    TooSoon { last_at: Millis },
+}
+
 /// Persistence of probe reports and access to retired secrets.
 #[async_trait]
 pub trait ProbeStore: Send + Sync + 'static {
-    /// Stores a report, then keeps only the newest `keep` reports of its endpoint. `NotFound`
-    /// when the endpoint does not exist (or was deleted).
-    async fn insert_probe(&self, probe: ProbeRecord, keep: usize) -> Result<()>;
-    /// An endpoint's reports, newest first (keyset by id; rows are bounded, only `page.limit`
-    /// bounds a page).
+    /// Records a probe as running before anything is sent, unless the endpoint's newest probe
+    /// (by any instance, finished or not) started less than `min_interval_ms` before
+    /// `probe.created_at`; keeps only the newest `keep` rows of the endpoint. One decision per
+    /// endpoint at a time (the endpoint row is locked), so instances cannot both claim.
+    /// `NotFound` when the endpoint does not exist (or was deleted). `probe.grade` and
+    /// `probe.report` are ignored.
+    async fn claim_probe(
+        &self,
+        probe: ProbeRecord,
+        min_interval_ms: i64,
+        keep: usize,
+    ) -> Result<Claim>;
+    /// Stores the report of a claimed probe (nothing when its row is gone: the endpoint was
+    /// deleted, or the row pruned).
+    async fn finish_probe(&self, id: &str, grade: &str, report: String) -> Result<()>;
+    /// An endpoint's finished reports, newest first (keyset by id; rows are bounded, only
+    /// `page.limit` bounds a page).
     async fn list_probes(&self, endpoint_id: &str, page: Page) -> Result<Listed<ProbeRecord>>;
     /// The most recently retired secret of `kind` of the endpoint: the one whose grace ended
     /// last, at or before `now` and after `retired_after`. Never an active secret.

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hookwarden_signatures::Scheme;
-use hookwarden_store::Endpoint;
+use hookwarden_store::{Endpoint, SecretKind};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -498,12 +498,14 @@ pub(crate) async fn create(
         .store
         .create_endpoint(ep.clone(), state.secrets.seal(&secret))
         .await?;
+    let public_key = ensure_signing_key(&state, &ep).await?;
     state
         .prober
         .changed(&ep.id, crate::probe::Trigger::EndpointCreated);
     let body = CreatedEndpoint {
         endpoint: EndpointView::from(Endpoint { headers, ..ep }),
         secret,
+        public_key,
         developer_payload: req.developer_payload,
     };
     Ok((StatusCode::CREATED, axum::Json(body)))
@@ -637,6 +639,7 @@ pub(crate) async fn update(
     if let Some(enabled) = req.enabled {
         set_enabled(&state, &id, enabled).await?;
     }
+    ensure_signing_key(&state, &load(&state, &id).await?).await?;
     state.dispatcher.endpoints().changed(&id).await;
     if url_changed {
         state.prober.changed(&id, crate::probe::Trigger::UrlChanged);
@@ -724,6 +727,172 @@ pub(crate) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// With `standard-webhooks-v1a` among the endpoint's schemes and no active ed25519 key: makes
+/// one (sealed at rest) and returns its public key.
+async fn ensure_signing_key(state: &AppState, ep: &Endpoint) -> ApiResult<Option<String>> {
+    let v1a = Scheme::StandardWebhooksV1a.as_str();
+    if !ep.signature_schemes.iter().any(|s| s == v1a) {
+        return Ok(None);
+    }
+    let now = state.clock.now_millis();
+    let has_key = state
+        .store
+        .active_secrets(&ep.id, now)
+        .await?
+        .iter()
+        .any(|r| r.kind == SecretKind::Ed25519);
+    if has_key {
+        return Ok(None);
+    }
+    let key = hookwarden_signatures::ed25519_private_key(crypto::random_bytes::<32>());
+    let public = hookwarden_signatures::ed25519_public_key(&key).ok_or_else(ApiError::internal)?;
+    if !state
+        .store
+        .rotate_signing_key(&ep.id, state.secrets.seal(&key), now, now)
+        .await?
+    {
+        return Err(ApiError::not_found("endpoint"));
+    }
+    state.dispatcher.endpoints().changed(&ep.id).await;
+    Ok(Some(public))
+}
+
+/// One ed25519 public key of an endpoint.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PublicKeyView {
+    /// `whpk_` + base64 of the 32-byte ed25519 public key: what receivers verify `v1a,`
+    /// signatures with.
+    public_key: String,
+    created_at: String,
+    /// Set during a rotation's grace: until then this key signs too.
+    expires_at: Option<String>,
+}
+
+/// The endpoint's active ed25519 public keys (`standard-webhooks-v1a`), newest first: during a
+/// rotation's grace, both keys sign every delivery.
+#[utoipa::path(
+    get,
+    path = "/endpoints/{id}/public-keys",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The public keys", body = super::Listing<PublicKeyView>),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn public_keys(
+    State(state): State<Arc<AppState>>,
+    ApiPath(Id(id)): ApiPath<Id>,
+) -> ApiResult<axum::Json<super::Listing<PublicKeyView>>> {
+    load(&state, &id).await?;
+    let records = state
+        .store
+        .active_secrets(&id, state.clock.now_millis())
+        .await?;
+    let mut data = Vec::new();
+    for r in records
+        .into_iter()
+        .filter(|r| r.kind == SecretKind::Ed25519)
+    {
+        let key = state.secrets.open(&r.secret).map_err(|e| {
+            tracing::error!(endpoint_id = %id, error = %e, "a signing key cannot be opened");
+            ApiError::internal()
+        })?;
+        let public_key =
+            hookwarden_signatures::ed25519_public_key(&key).ok_or_else(ApiError::internal)?;
+        data.push(PublicKeyView {
+            public_key,
+            created_at: rfc3339(r.created_at),
+            expires_at: rfc3339_opt(r.expires_at),
+        });
+    }
+    Ok(axum::Json(super::Listing { data }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RotatedSigningKey {
+    endpoint_id: String,
+    /// The new public key (`whpk_…`).
+    public_key: String,
+    /// Until then the previous keys sign too (RFC 3339).
+    previous_keys_expire_at: String,
+}
+
+/// Rotates the ed25519 signing key of `standard-webhooks-v1a`; the previous keys keep signing
+/// for the grace period (both `v1a,` signatures are sent). The body is optional.
+#[utoipa::path(
+    post,
+    path = "/endpoints/{id}/signing-key/rotate",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "Endpoint id (`ep_…`)")),
+    request_body(content = Option<RotateKeyRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new public key", body = RotatedSigningKey),
+        (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
+        (status = 422, description = "Invalid request, or the endpoint does not use standard-webhooks-v1a (`VALIDATION_FAILED`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rotate_signing_key(
+    State(state): State<Arc<AppState>>,
+    ApiPath(Id(id)): ApiPath<Id>,
+    body: ApiBytes,
+) -> ApiResult<impl IntoResponse> {
+    let req: RotateKeyRequest = body.json_or_default(|e| {
+        ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("invalid rotation request: {e}"),
+        )
+    })?;
+    let grace = req.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+    if grace > MAX_GRACE_SECS {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("grace_period_seconds must be at most {MAX_GRACE_SECS}"),
+        ));
+    }
+    let ep = load(&state, &id).await?;
+    if !ep
+        .signature_schemes
+        .iter()
+        .any(|s| s == Scheme::StandardWebhooksV1a.as_str())
+    {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            "the endpoint does not sign with standard-webhooks-v1a",
+        ));
+    }
+    let key = hookwarden_signatures::ed25519_private_key(crypto::random_bytes::<32>());
+    let public_key =
+        hookwarden_signatures::ed25519_public_key(&key).ok_or_else(ApiError::internal)?;
+    let now = state.clock.now_millis();
+    let expires = now + i64::try_from(grace * 1000).unwrap_or(i64::MAX);
+    if !state
+        .store
+        .rotate_signing_key(&id, state.secrets.seal(&key), expires, now)
+        .await?
+    {
+        return Err(ApiError::not_found("endpoint"));
+    }
+    state.dispatcher.endpoints().changed(&id).await;
+    state
+        .prober
+        .changed(&id, crate::probe::Trigger::SecretRotated);
+    Ok(axum::Json(RotatedSigningKey {
+        endpoint_id: id,
+        public_key,
+        previous_keys_expire_at: rfc3339(expires),
+    }))
+}
+
+/// Optional body of a signing-key rotation (empty: the defaults).
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RotateKeyRequest {
+    /// How long the previous keys keep signing too (default 86400, at most 2592000).
+    #[schema(maximum = 2_592_000)]
+    grace_period_seconds: Option<u64>,
+}
+
 /// Optional body of a secret rotation (empty: the defaults).
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -743,6 +912,10 @@ pub(crate) struct CreatedEndpoint {
     endpoint: EndpointView,
     /// The signing secret (`whsec_…`).
     secret: String,
+    /// With `standard-webhooks-v1a`: the ed25519 public key receivers verify with (`whpk_…`);
+    /// also at `GET /endpoints/{id}/public-keys`. The private key never leaves Hookwarden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     developer_payload: Option<String>,
 }

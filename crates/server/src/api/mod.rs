@@ -36,6 +36,12 @@ pub struct Paged<T: Serialize> {
     pub next_before: Option<String>,
 }
 
+/// A short, whole list (not paged).
+#[derive(Serialize, ToSchema)]
+pub struct Listing<T: Serialize> {
+    pub data: Vec<T>,
+}
+
 /// The whole HTTP surface. Every route is registered with `routes!` on an `OpenApiRouter`, so the
 /// OpenAPI document ([`openapi`]) lists exactly the routes served; see [`openapi`] for the
 /// pattern to follow when adding one.
@@ -48,6 +54,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             endpoints::delete
         ))
         .routes(routes!(endpoints::rotate_secret))
+        .routes(routes!(endpoints::public_keys))
+        .routes(routes!(endpoints::rotate_signing_key))
         .routes(routes!(endpoints::enable))
         .routes(routes!(endpoints::disable))
         .routes(routes!(probes::probe))

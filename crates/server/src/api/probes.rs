@@ -56,7 +56,7 @@ impl From<Stored> for ProbeView {
     responses(
         (status = 201, description = "The report", body = ProbeView),
         (status = 404, description = "No such endpoint (`NOT_FOUND`)", body = ErrorBody),
-        (status = 409, description = "A probe of this endpoint is running (`PROBE_IN_PROGRESS`)", body = ErrorBody),
+        (status = 409, description = "A probe of this endpoint is running (`PROBE_IN_PROGRESS`), or the endpoint is disabled (`ENDPOINT_DISABLED`)", body = ErrorBody),
         (status = 422, description = "The endpoint cannot sign or send (`ENDPOINT_UNUSABLE`)", body = ErrorBody),
         (status = 429, description = "Probed less than `probe.min_interval_secs` ago (`PROBE_RATE_LIMITED`, with `Retry-After`)", body = ErrorBody),
     )
@@ -74,6 +74,12 @@ pub(crate) async fn probe(
 fn refusal(e: ProbeError) -> Response {
     match e {
         ProbeError::NotFound => ApiError::not_found("endpoint").into_response(),
+        ProbeError::Disabled => ApiError::new(
+            StatusCode::CONFLICT,
+            "ENDPOINT_DISABLED",
+            "the endpoint is disabled: enable it to probe its receiver (deliveries do not reach it either)",
+        )
+        .into_response(),
         ProbeError::InProgress => ApiError::new(
             StatusCode::CONFLICT,
             "PROBE_IN_PROGRESS",

@@ -68,8 +68,10 @@ impl RateLimiter {
 
 pub struct EndpointRuntime {
     pub endpoint: Endpoint,
-    /// Plain signing secrets, newest first.
+    /// Plain HMAC signing secrets, newest first.
     pub secrets: Vec<String>,
+    /// Ed25519 private keys (`whsk_`) of `standard-webhooks-v1a`, newest first.
+    pub signing_keys: Vec<String>,
     pub schemes: Vec<Scheme>,
     pub headers: HeaderMap,
     pub developer_payload: Option<String>,
@@ -90,6 +92,7 @@ impl std::fmt::Debug for EndpointRuntime {
         f.debug_struct("EndpointRuntime")
             .field("endpoint_id", &self.endpoint.id)
             .field("secrets", &self.secrets.len())
+            .field("signing_keys", &self.signing_keys.len())
             .field("schemes", &self.schemes)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("developer_payload", &self.developer_payload.is_some())
@@ -261,6 +264,7 @@ impl EndpointCache {
         let now = self.clock.now_millis();
         let records = self.store.active_secrets(id, now).await?;
         let mut secrets = Vec::with_capacity(records.len());
+        let mut signing_keys = Vec::new();
         let fresh_until = Instant::now() + self.ttl;
         let mut secrets_expire_at: Option<Millis> = None;
         for r in &records {
@@ -268,7 +272,10 @@ impl EndpointCache {
                 .secrets
                 .open(&r.secret)
                 .map_err(|e| LoadError::Unusable(id.into(), e.to_string()))?;
-            secrets.push(plain);
+            match r.kind {
+                hookwarden_store::SecretKind::Hmac => secrets.push(plain),
+                hookwarden_store::SecretKind::Ed25519 => signing_keys.push(plain),
+            }
             if let Some(exp) = r.expires_at {
                 secrets_expire_at = Some(secrets_expire_at.map_or(exp, |e| e.min(exp)));
             }
@@ -287,6 +294,12 @@ impl EndpointCache {
                     .map_err(|_| LoadError::Unusable(id.into(), format!("unknown scheme {s}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if schemes.iter().any(Scheme::is_asymmetric) && signing_keys.is_empty() {
+            return Err(LoadError::Unusable(
+                id.into(),
+                "no active ed25519 signing key for standard-webhooks-v1a".into(),
+            ));
+        }
         let mut headers = HeaderMap::with_capacity(endpoint.headers.len());
         for (k, v) in &endpoint.headers {
             // Stored by an earlier release before the name was reserved: never sent.
@@ -337,6 +350,7 @@ impl EndpointCache {
             identity,
             endpoint,
             secrets,
+            signing_keys,
             schemes,
             headers,
             developer_payload,
@@ -388,6 +402,7 @@ impl EndpointCache {
                 Arc::new(EndpointRuntime {
                     endpoint: rt.endpoint.clone(),
                     secrets: rt.secrets.clone(),
+                    signing_keys: rt.signing_keys.clone(),
                     schemes: rt.schemes.clone(),
                     headers: rt.headers.clone(),
                     developer_payload: rt.developer_payload.clone(),

@@ -559,20 +559,44 @@ pub fn delivery_headers(
         &attempt_no.to_string(),
     )?;
     let secrets: Vec<&str> = endpoint.secrets.iter().map(String::as_str).collect();
+    let keys: Vec<&str> = endpoint.signing_keys.iter().map(String::as_str).collect();
     let msg = Outbound {
         msg_id: &job.event_id,
         timestamp,
         body,
     };
     for scheme in &endpoint.schemes {
-        let signed = hookwarden_signatures::sign(*scheme, &secrets, &msg)?;
-        for (name, value) in signed {
-            let v =
-                HeaderValue::from_str(&value).map_err(|_| HeaderError::InvalidSignature(name))?;
-            headers.insert(HeaderName::from_static(name), v);
-        }
+        let with = if scheme.is_asymmetric() {
+            &keys
+        } else {
+            &secrets
+        };
+        let signed = hookwarden_signatures::sign(*scheme, with, &msg)?;
+        add_signature_headers(&mut headers, signed)?;
     }
     Ok(headers)
+}
+
+/// Adds a scheme's signed headers. `webhook-signature` is shared by `standard-webhooks` (`v1,`)
+/// and `standard-webhooks-v1a` (`v1a,`): with both, their entries go in one space-separated
+/// value, as the specification says.
+pub fn add_signature_headers(
+    headers: &mut HeaderMap,
+    signed: Vec<(&'static str, String)>,
+) -> Result<(), HeaderError> {
+    for (name, value) in signed {
+        let joined;
+        let value = match headers.get(name) {
+            Some(prev) if name == hookwarden_signatures::headers::WEBHOOK_SIGNATURE => {
+                joined = format!("{} {value}", String::from_utf8_lossy(prev.as_bytes()));
+                joined
+            }
+            _ => value,
+        };
+        let v = HeaderValue::from_str(&value).map_err(|_| HeaderError::InvalidSignature(name))?;
+        headers.insert(HeaderName::from_static(name), v);
+    }
+    Ok(())
 }
 
 /// The request headers as recorded with an attempt: JSON `[[name, value], …]` in sending order,

@@ -300,6 +300,10 @@ pub struct Report {
     pub grade: Grade,
     /// The grade in a sentence.
     pub summary: String,
+    /// The receiver accepted every request, forged ones included (graded `inconclusive`: it may
+    /// verify after answering; a drop to this from a comparable grade raises the drop alert).
+    #[serde(default)]
+    pub accepts_everything: bool,
     /// The URL probed.
     pub url: String,
     /// The schemes probed.
@@ -317,10 +321,25 @@ pub struct Report {
 pub enum Answer {
     /// A 2xx.
     Accepted,
-    /// Another status, or the connection closed / TLS refused after connecting.
+    /// A status that refuses the request (3xx, 4xx but 408 and 429, 500, 501), or a connection
+    /// closed after the request was read, or a refused handshake without the certificate.
     Refused,
-    /// Says nothing about the request (timeout, unreachable, 429, not sent).
+    /// 429 or 503: says nothing, and the rest is not sent.
+    SlowDown,
+    /// Says nothing about the request (timeout, unreachable, a gateway's 502/504, not sent).
     Unknown(&'static str),
+}
+
+/// How an HTTP status answers a probe request.
+pub fn status_answer(status: u16) -> Answer {
+    match status {
+        200..=299 => Answer::Accepted,
+        429 | 503 => Answer::SlowDown,
+        408 | 502 | 504 => {
+            Answer::Unknown("a timeout or gateway answer, which says nothing about the request")
+        }
+        _ => Answer::Refused,
+    }
 }
 
 /// The verdict of a case and its reason.
@@ -328,6 +347,12 @@ pub fn judge(kind: CaseKind, answer: Answer, observed: &Observed) -> (Verdict, S
     let seen = observed.summary();
     match (kind, answer) {
         (_, Answer::Unknown(why)) => (Verdict::Inconclusive, format!("{seen}: {why}")),
+        (_, Answer::SlowDown) => (
+            Verdict::Inconclusive,
+            format!(
+                "{seen}: the receiver asked to slow down or was unavailable; the rest was not sent"
+            ),
+        ),
         (CaseKind::Valid, Answer::Accepted) => (Verdict::Pass, format!("accepted ({seen})")),
         (CaseKind::Valid, Answer::Refused) => (
             Verdict::Fail,
@@ -336,6 +361,21 @@ pub fn judge(kind: CaseKind, answer: Answer, observed: &Observed) -> (Verdict, S
         (_, Answer::Accepted) => (Verdict::Fail, format!("accepted ({seen})")),
         (_, Answer::Refused) => (Verdict::Pass, format!("refused ({seen})")),
     }
+}
+
+/// Whether the receiver accepted the valid request and every signature case (the request
+/// without the client certificate aside: a TLS listener refuses it before any code runs).
+pub fn accepts_everything(cases: &[CaseResult]) -> bool {
+    let valid_ok = cases
+        .iter()
+        .any(|c| c.case == CaseKind::Valid && c.verdict == Verdict::Pass);
+    let mut signature_cases = cases
+        .iter()
+        .filter(|c| c.expected == Expect::Refuse && c.case != CaseKind::NoClientCertificate)
+        .peekable();
+    valid_ok
+        && signature_cases.peek().is_some()
+        && signature_cases.all(|c| c.verdict == Verdict::Fail)
 }
 
 /// The grade and its sentence, from the judged cases.
@@ -355,11 +395,7 @@ pub fn grade(cases: &[CaseResult]) -> (Grade, String) {
         .iter()
         .filter(|c| c.expected == Expect::Refuse)
         .collect();
-    let signature_cases: Vec<&&CaseResult> = negatives
-        .iter()
-        .filter(|c| c.case != CaseKind::NoClientCertificate)
-        .collect();
-    if !signature_cases.is_empty() && signature_cases.iter().all(|c| c.verdict == Verdict::Fail) {
+    if accepts_everything(cases) {
         return (
             Grade::Inconclusive,
             "accepts every request; if it verifies asynchronously, confirm in its logs that the \

@@ -4,6 +4,13 @@
 use super::endpoint;
 use crate::*;
 
+/// Claims and finishes a probe (no minimum interval).
+async fn insert<S: ProbeStore>(s: &S, p: ProbeRecord, keep: usize) -> Result<()> {
+    let (id, grade, report) = (p.id.clone(), p.grade.clone(), p.report.clone());
+    assert_eq!(s.claim_probe(p, 0, keep).await?, Claim::Claimed);
+    s.finish_probe(&id, &grade, report).await
+}
+
 fn report(id: &str, ep: &str, at: Millis, grade: &str) -> ProbeRecord {
     ProbeRecord {
         id: id.into(),
@@ -35,11 +42,11 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
 
     // Reports: newest first, per endpoint, the oldest pruned past `keep`.
     for i in 1..=5 {
-        s.insert_probe(report(&format!("prb_a{i}"), "ep_a", i * 10, "A"), 3)
+        insert(s, report(&format!("prb_a{i}"), "ep_a", i * 10, "A"), 3)
             .await
             .unwrap();
     }
-    s.insert_probe(report("prb_b1", "ep_b", 7, "F"), 3)
+    insert(s, report("prb_b1", "ep_b", 7, "F"), 3)
         .await
         .unwrap();
     let listed = s.list_probes("ep_a", page(10, None)).await.unwrap();
@@ -68,9 +75,52 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
             .is_empty()
     );
     assert!(matches!(
-        s.insert_probe(report("prb_x", "ep_nope", 1, "A"), 3).await,
+        s.claim_probe(report("prb_x", "ep_nope", 1, "A"), 0, 3)
+            .await,
         Err(StoreError::NotFound)
     ));
+
+    // The minimum interval counts from the newest probe, running ones included; a running
+    // probe is not listed until it is finished.
+    assert_eq!(
+        s.claim_probe(report("prb_a6", "ep_a", 55, "A"), 10, 3)
+            .await
+            .unwrap(),
+        Claim::TooSoon { last_at: 50 }
+    );
+    assert_eq!(
+        s.claim_probe(report("prb_a6", "ep_a", 60, "A"), 10, 3)
+            .await
+            .unwrap(),
+        Claim::Claimed
+    );
+    assert_eq!(
+        s.claim_probe(report("prb_a7", "ep_a", 65, "A"), 10, 3)
+            .await
+            .unwrap(),
+        Claim::TooSoon { last_at: 60 }
+    );
+    let ids: Vec<_> = s
+        .list_probes("ep_a", page(10, None))
+        .await
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["prb_a5", "prb_a4"],
+        "running row kept out of listings; oldest pruned"
+    );
+    s.finish_probe("prb_a6", "C", r#"{"grade":"C"}"#.into())
+        .await
+        .unwrap();
+    let listed = s.list_probes("ep_a", page(10, None)).await.unwrap();
+    assert_eq!(listed.rows[0].id, "prb_a6");
+    assert_eq!(listed.rows[0].grade, "C");
+    // Finishing a row that is gone changes nothing.
+    s.finish_probe("prb_gone", "A", "{}".into()).await.unwrap();
 
     // Due for a scheduled probe: enabled endpoints without a report since `since`.
     assert_eq!(
@@ -85,22 +135,40 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
     assert_eq!(s.endpoints_due_for_probe(100, 10).await.unwrap(), ["ep_a"]);
 
     // Retired secrets: only those whose grace has ended, the last to end first.
-    assert!(s.retired_secret("ep_a", SecretKind::Hmac, 1_000, 0).await.unwrap().is_none());
+    assert!(
+        s.retired_secret("ep_a", SecretKind::Hmac, 1_000, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         s.rotate_secret("ep_a", "whsec_a2".into(), 2_000, 1_500)
             .await
             .unwrap()
     );
     // During the grace the old secret is active, not retired.
-    assert!(s.retired_secret("ep_a", SecretKind::Hmac, 1_999, 0).await.unwrap().is_none());
-    let r = s.retired_secret("ep_a", SecretKind::Hmac, 2_000, 0).await.unwrap().unwrap();
+    assert!(
+        s.retired_secret("ep_a", SecretKind::Hmac, 1_999, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let r = s
+        .retired_secret("ep_a", SecretKind::Hmac, 2_000, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((r.secret.as_str(), r.expires_at), ("whsec_a1", Some(2_000)));
     assert!(
         s.rotate_secret("ep_a", "whsec_a3".into(), 3_000, 2_500)
             .await
             .unwrap()
     );
-    let r = s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 0).await.unwrap().unwrap();
+    let r = s
+        .retired_secret("ep_a", SecretKind::Hmac, 5_000, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.secret, "whsec_a2");
     // Retired too long ago: not offered.
     assert!(
@@ -109,7 +177,12 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
             .unwrap()
             .is_none()
     );
-    assert!(s.retired_secret("ep_b", SecretKind::Hmac, 5_000, 0).await.unwrap().is_none());
+    assert!(
+        s.retired_secret("ep_b", SecretKind::Hmac, 5_000, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Purged once kept long enough; active secrets never are.
     assert_eq!(s.purge_retired_secrets(2_500, 100).await.unwrap(), 1);
     assert_eq!(s.purge_retired_secrets(2_500, 100).await.unwrap(), 0);
@@ -132,8 +205,16 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
     assert_eq!(active, ["whsec_a3"]);
 
     // Signing keys rotate on their own and are retired by kind.
-    assert!(s.rotate_signing_key("ep_a", "whsk_k1".into(), 4_000, 3_500).await.unwrap());
-    assert!(s.rotate_signing_key("ep_a", "whsk_k2".into(), 4_500, 4_000).await.unwrap());
+    assert!(
+        s.rotate_signing_key("ep_a", "whsk_k1".into(), 4_000, 3_500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.rotate_signing_key("ep_a", "whsk_k2".into(), 4_500, 4_000)
+            .await
+            .unwrap()
+    );
     let active: Vec<_> = s
         .active_secrets("ep_a", 4_200)
         .await
@@ -149,17 +230,36 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
             (SecretKind::Hmac, "whsec_a3".to_string())
         ]
     );
-    let r = s.retired_secret("ep_a", SecretKind::Ed25519, 5_000, 0).await.unwrap().unwrap();
+    let r = s
+        .retired_secret("ep_a", SecretKind::Ed25519, 5_000, 0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.secret, "whsk_k1");
     assert_eq!(
-        s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 0).await.unwrap(),
+        s.retired_secret("ep_a", SecretKind::Hmac, 5_000, 0)
+            .await
+            .unwrap(),
         None,
         "the HMAC secret retired before was purged"
     );
     // An HMAC rotation leaves the signing keys alone.
-    assert!(s.rotate_secret("ep_a", "whsec_a5".into(), 5_000, 4_800).await.unwrap());
-    let kinds: Vec<_> = s.active_secrets("ep_a", 4_900).await.unwrap().into_iter().map(|r| r.kind).collect();
-    assert_eq!(kinds, [SecretKind::Hmac, SecretKind::Ed25519, SecretKind::Hmac]);
+    assert!(
+        s.rotate_secret("ep_a", "whsec_a5".into(), 5_000, 4_800)
+            .await
+            .unwrap()
+    );
+    let kinds: Vec<_> = s
+        .active_secrets("ep_a", 4_900)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [SecretKind::Hmac, SecretKind::Ed25519, SecretKind::Hmac]
+    );
 
     // Deleting an endpoint removes its secrets (retired ones too) and its reports.
     assert!(
@@ -168,8 +268,18 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
             .unwrap()
     );
     assert!(s.delete_endpoint("ep_a", 7_000).await.unwrap());
-    assert!(s.retired_secret("ep_a", SecretKind::Hmac, 8_000, 0).await.unwrap().is_none());
-    assert!(s.retired_secret("ep_a", SecretKind::Ed25519, 8_000, 0).await.unwrap().is_none());
+    assert!(
+        s.retired_secret("ep_a", SecretKind::Hmac, 8_000, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.retired_secret("ep_a", SecretKind::Ed25519, 8_000, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(s.active_secrets("ep_a", 7_000).await.unwrap().is_empty());
     assert!(
         s.list_probes("ep_a", page(10, None))
@@ -180,7 +290,7 @@ pub async fn probe_store<S: Store + ProbeStore>(s: &S) {
     );
     assert_eq!(s.purge_retired_secrets(i64::MAX, 100).await.unwrap(), 0);
     assert!(matches!(
-        s.insert_probe(report("prb_a9", "ep_a", 8_000, "A"), 3)
+        s.claim_probe(report("prb_a9", "ep_a", 8_000, "A"), 0, 3)
             .await,
         Err(StoreError::NotFound)
     ));

@@ -1,8 +1,8 @@
 -- Mirrors sqlite/0110_endpoint_probes.sql. Receiver security probes: a bounded history of
 -- reports per endpoint; retired secrets are found by their expiry (kept sealed for probes until retention removes them).
 CREATE TABLE endpoint_probes (
-    id          TEXT PRIMARY KEY,
-    endpoint_id TEXT NOT NULL,
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    endpoint_id TEXT COLLATE "C" NOT NULL,
     created_at  BIGINT NOT NULL,
     triggered_by TEXT NOT NULL,
     grade       TEXT NOT NULL,

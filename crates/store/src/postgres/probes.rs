@@ -10,11 +10,16 @@ use std::time::Duration;
 
 #[async_trait]
 impl ProbeStore for PgStore {
-    async fn insert_probe(&self, probe: ProbeRecord, keep: usize) -> Result<()> {
+    async fn claim_probe(
+        &self,
+        probe: ProbeRecord,
+        min_interval_ms: i64,
+        keep: usize,
+    ) -> Result<Claim> {
         probe.check_storable()?;
         let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
         in_tx!(self.pool, |tx| {
-            // Locks the endpoint: a concurrent delete waits, and so does a second report's prune.
+            // Locks the endpoint: instances decide one at a time, and a delete waits.
             let exists = sqlx::query(
                 "SELECT 1 FROM endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
             )
@@ -24,28 +29,57 @@ impl ProbeStore for PgStore {
             if exists.is_none() {
                 return Err(TxError::from(StoreError::NotFound));
             }
-            sqlx::query(
-                "INSERT INTO endpoint_probes (id, endpoint_id, created_at, triggered_by, grade, report) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&probe.id)
-            .bind(&probe.endpoint_id)
-            .bind(probe.created_at)
-            .bind(&probe.trigger)
-            .bind(&probe.grade)
-            .bind(&probe.report)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM endpoint_probes WHERE endpoint_id = $1 AND id < \
-                 (SELECT id FROM endpoint_probes WHERE endpoint_id = $1 \
-                  ORDER BY id DESC LIMIT 1 OFFSET $2 - 1)",
+            let (last,): (Option<Millis>,) = sqlx::query_as(
+                "SELECT MAX(created_at) FROM endpoint_probes WHERE endpoint_id = $1",
             )
             .bind(&probe.endpoint_id)
-            .bind(keep)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+            match last {
+                Some(last) if probe.created_at < last.saturating_add(min_interval_ms) => {
+                    Claim::TooSoon { last_at: last }
+                }
+                _ => {
+                    sqlx::query(
+                        "INSERT INTO endpoint_probes \
+                         (id, endpoint_id, created_at, triggered_by, grade, report) \
+                         VALUES ($1, $2, $3, $4, $5, '{}')",
+                    )
+                    .bind(&probe.id)
+                    .bind(&probe.endpoint_id)
+                    .bind(probe.created_at)
+                    .bind(&probe.trigger)
+                    .bind(RUNNING)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "DELETE FROM endpoint_probes WHERE endpoint_id = $1 AND id < \
+                         (SELECT id FROM endpoint_probes WHERE endpoint_id = $1 \
+                          ORDER BY id DESC LIMIT 1 OFFSET $2 - 1)",
+                    )
+                    .bind(&probe.endpoint_id)
+                    .bind(keep)
+                    .execute(&mut *tx)
+                    .await?;
+                    Claim::Claimed
+                }
+            }
         })
+    }
+
+    async fn finish_probe(&self, id: &str, grade: &str, report: String) -> Result<()> {
+        crate::text::storable("probe grade", grade)?;
+        crate::text::storable("probe report", &report)?;
+        if names_nothing(id) {
+            return Ok(());
+        }
+        sqlx::query("UPDATE endpoint_probes SET grade = $2, report = $3 WHERE id = $1")
+            .bind(id)
+            .bind(grade)
+            .bind(&report)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn list_probes(&self, endpoint_id: &str, page: Page) -> Result<Listed<ProbeRecord>> {
@@ -55,7 +89,7 @@ impl ProbeStore for PgStore {
         }
         let rows = sqlx::query(&format!(
             "SELECT {PROBE_COLS} FROM endpoint_probes WHERE endpoint_id = $1 \
-             AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+             AND grade <> 'running' AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         ))
         .bind(endpoint_id)
         .bind(page.before.as_deref().filter(|b| !names_nothing(b)))

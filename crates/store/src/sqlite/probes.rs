@@ -9,7 +9,12 @@ use rusqlite::{OptionalExtension, params};
 
 #[async_trait]
 impl ProbeStore for SqliteStore {
-    async fn insert_probe(&self, probe: ProbeRecord, keep: usize) -> Result<()> {
+    async fn claim_probe(
+        &self,
+        probe: ProbeRecord,
+        min_interval_ms: i64,
+        keep: usize,
+    ) -> Result<Claim> {
         probe.check_storable()?;
         let keep = i64::try_from(keep.max(1)).unwrap_or(i64::MAX);
         self.write(move |c| {
@@ -20,24 +25,37 @@ impl ProbeStore for SqliteStore {
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
+            let last: Option<Millis> = c
+                .prepare_cached("SELECT MAX(created_at) FROM endpoint_probes WHERE endpoint_id = ?1")?
+                .query_row([&probe.endpoint_id], |r| r.get(0))?;
+            if let Some(last) = last
+                && probe.created_at < last.saturating_add(min_interval_ms)
+            {
+                return Ok(Claim::TooSoon { last_at: last });
+            }
             c.prepare_cached(
                 "INSERT INTO endpoint_probes (id, endpoint_id, created_at, triggered_by, grade, report) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, '{}')",
             )?
-            .execute(params![
-                probe.id,
-                probe.endpoint_id,
-                probe.created_at,
-                probe.trigger,
-                probe.grade,
-                probe.report
-            ])?;
+            .execute(params![probe.id, probe.endpoint_id, probe.created_at, probe.trigger, RUNNING])?;
             c.prepare_cached(
                 "DELETE FROM endpoint_probes WHERE endpoint_id = ?1 AND id < \
                  (SELECT id FROM endpoint_probes WHERE endpoint_id = ?1 \
                   ORDER BY id DESC LIMIT 1 OFFSET ?2 - 1)",
             )?
             .execute(params![probe.endpoint_id, keep])?;
+            Ok(Claim::Claimed)
+        })
+        .await
+    }
+
+    async fn finish_probe(&self, id: &str, grade: &str, report: String) -> Result<()> {
+        crate::text::storable("probe grade", grade)?;
+        crate::text::storable("probe report", &report)?;
+        let (id, grade) = (id.to_owned(), grade.to_owned());
+        self.write(move |c| {
+            c.prepare_cached("UPDATE endpoint_probes SET grade = ?2, report = ?3 WHERE id = ?1")?
+                .execute(params![id, grade, report])?;
             Ok(())
         })
         .await
@@ -49,7 +67,7 @@ impl ProbeStore for SqliteStore {
             let limit = limit_of(&page);
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {PROBE_COLS} FROM endpoint_probes WHERE endpoint_id = ?1 \
-                 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+                 AND grade <> 'running' AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
             ))?;
             let rows = stmt
                 .query_map(params![id, page.before, limit + 1], |r| row::probe(r))?
