@@ -765,6 +765,74 @@ async fn a_per_endpoint_retry_schedule_replaces_the_backoff() {
     s.shutdown().await;
 }
 
+/// Subscriptions with a trailing wildcard over real HTTP: `invoice.*` gets every type under
+/// `invoice.` at any depth, and nothing else; `*` is every type; a wildcard anywhere else is
+/// refused.
+#[tokio::test]
+async fn wildcard_subscriptions_route_by_prefix() {
+    let (_d, s) = start("").await;
+    let api = s.api();
+    let rx = Receiver::start().await;
+    let (_ep, _) = api
+        .endpoint(json!({"url": rx.url("/inv"), "event_types": ["invoice.*"]}))
+        .await;
+    for bad in ["invoice*", "*.paid", "a.*.b"] {
+        let (st, v) = api
+            .post(
+                "/api/v1/endpoints",
+                json!({"url": rx.url("/x"), "event_types": [bad]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    let (st, v) = api
+        .post(
+            "/api/v1/endpoints",
+            json!({"url": rx.url("/all"), "event_types": ["*"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["event_types"], json!([]));
+    let (st, v) = api
+        .post(
+            "/api/v1/events",
+            json!({"type": "invoice.*", "payload": {}}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an event type has no wildcard: {v}"
+    );
+    for (ty, deliveries) in [
+        ("invoice.paid", 2),
+        ("invoice.paid.late", 2),
+        ("invoice", 1),
+        ("user.created", 1),
+    ] {
+        let (st, v) = api
+            .post("/api/v1/events", json!({"type": ty, "payload": {}}))
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(v["deliveries"], deliveries, "{ty}");
+    }
+    let got = rx.wait_count(6, 20).await;
+    let to_inv: Vec<String> = got
+        .iter()
+        .filter(|c| {
+            c.headers["x-hookwarden-event-type"] != "user.created"
+                && c.headers["x-hookwarden-event-type"] != "invoice"
+        })
+        .map(|c| {
+            c.headers["x-hookwarden-event-type"]
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(to_inv.len(), 4);
+}
+
 #[tokio::test]
 async fn attempts_are_bounded_and_errors_classified() {
     let dir = tempfile::tempdir().unwrap();

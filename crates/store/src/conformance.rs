@@ -107,6 +107,7 @@ where
     failure_count_follows_the_order_of_a_batch(&fresh().await).await;
     late_reports_change_nothing(&fresh().await).await;
     secret_rotation(&fresh().await).await;
+    wildcard_subscriptions(&fresh().await).await;
     disable_pauses_and_enable_resumes(&fresh().await).await;
     delete_cancels(&fresh().await).await;
     pagination(&fresh().await).await;
@@ -794,6 +795,53 @@ pub async fn outcomes_and_breaker<S: Store>(s: &S) {
     .unwrap();
     let d = s.get_delivery(&c[2].delivery_id).await.unwrap().unwrap();
     assert_eq!((d.next_attempt_at, d.attempt_count), (55_000, 1));
+}
+
+/// `invoice.*` matches every type under `invoice.` at any depth, never `invoice` itself nor
+/// `invoices.x`; each endpoint gets one delivery however many of its subscriptions match.
+pub async fn wildcard_subscriptions<S: Store>(s: &S) {
+    assert_eq!(
+        subscription_keys("invoice.paid.late"),
+        ["invoice.paid.late", "invoice.paid.*", "invoice.*", "*"]
+    );
+    assert_eq!(subscription_keys("ping"), ["ping", "*"]);
+    s.create_endpoint(endpoint("ep_inv", &["invoice.*"]), "whsec_a".into())
+        .await
+        .unwrap();
+    s.create_endpoint(
+        endpoint("ep_both", &["invoice.*", "invoice.paid", "invoice.paid.*"]),
+        "whsec_b".into(),
+    )
+    .await
+    .unwrap();
+    s.create_endpoint(endpoint("ep_all", &[]), "whsec_c".into())
+        .await
+        .unwrap();
+    s.create_endpoint(endpoint("ep_exact", &["invoice"]), "whsec_d".into())
+        .await
+        .unwrap();
+    let routed = |d: Vec<CreatedDelivery>| {
+        let mut eps: Vec<String> = d.into_iter().map(|d| d.endpoint_id).collect();
+        eps.sort();
+        eps
+    };
+    for (i, (ty, want)) in [
+        ("invoice.paid", vec!["ep_all", "ep_both", "ep_inv"]),
+        ("invoice.paid.late", vec!["ep_all", "ep_both", "ep_inv"]),
+        ("invoice", vec!["ep_all", "ep_exact"]),
+        ("invoices.paid", vec!["ep_all"]),
+        ("user.created", vec!["ep_all"]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (_, d) = created(
+            s.create_event(event(&format!("evt_w{i}"), ty, 10 + i as i64), None, 0)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(routed(d), want, "{ty}");
+    }
 }
 
 pub async fn secret_rotation<S: Store>(s: &S) {

@@ -573,17 +573,7 @@ impl Store for SqliteStore {
                     }
                     out
                 }
-                None => {
-                    let mut stmt = c.prepare_cached(
-                        "SELECT e.id, e.enabled FROM endpoint_event_types t \
-                         JOIN endpoints e ON e.id = t.endpoint_id \
-                         WHERE t.event_type IN (?1, '*') AND e.deleted_at IS NULL",
-                    )?;
-                    let rows = stmt.query_map([&ev.event_type], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
-                    })?;
-                    rows.collect::<rusqlite::Result<Vec<_>>>()?
-                }
+                None => subscribers(c, &ev.event_type, Vec::new())?,
             };
 
             let mut ins = c.prepare_cached(

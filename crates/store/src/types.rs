@@ -34,6 +34,24 @@ pub fn new_prefixed_id(prefix: &str) -> String {
     prefixed_ulid(prefix, ulid::Ulid::new())
 }
 
+/// The subscriptions an event of type `event_type` goes to: the type itself, every trailing
+/// wildcard over it (`invoice.paid.late` → `invoice.paid.*`, `invoice.*`) and `*` (every type).
+/// At most one key per `.` plus two: each is one exact lookup in the subscriptions' index.
+pub fn subscription_keys(event_type: &str) -> Vec<String> {
+    let mut keys = Vec::with_capacity(event_type.matches('.').count() + 2);
+    keys.push(event_type.to_owned());
+    for (i, _) in event_type
+        .match_indices('.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        keys.push(format!("{}*", &event_type[..=i]));
+    }
+    keys.push("*".to_owned());
+    keys
+}
+
 /// A receiver of outbound webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {

@@ -272,7 +272,15 @@ fn validate_event_types(types: Vec<String>) -> ApiResult<Vec<String>> {
     }
     let mut out: Vec<String> = Vec::with_capacity(types.len());
     for t in types {
-        validate_event_type(&t)?;
+        // `*` is every type (the empty list); `invoice.*` every type under `invoice.`, at any
+        // depth. A wildcard only ends a subscription, after a dot.
+        if t == "*" {
+            return Ok(Vec::new());
+        }
+        match t.strip_suffix(".*") {
+            Some(prefix) => validate_event_type(prefix)?,
+            None => validate_event_type(&t)?,
+        }
         if !out.contains(&t) {
             out.push(t);
         }
@@ -1038,6 +1046,21 @@ mod tests {
             validate_event_types(vec!["b".into(), "a".into(), "b".into()]).unwrap(),
             vec!["a", "b"]
         );
+        // Trailing wildcards after a dot; `*` alone is every type (the empty list).
+        assert_eq!(
+            validate_event_types(vec!["invoice.*".into(), "a.b.*".into()]).unwrap(),
+            vec!["a.b.*", "invoice.*"]
+        );
+        assert!(
+            validate_event_types(vec!["x".into(), "*".into()])
+                .unwrap()
+                .is_empty()
+        );
+        for bad in ["invoice*", "*.paid", "in*voice", ".*", "a.**", "a.*.b"] {
+            assert!(validate_event_types(vec![bad.into()]).is_err(), "{bad}");
+        }
+        // An event itself never has a wildcard type.
+        assert!(validate_event_type("invoice.*").is_err());
     }
 
     #[test]

@@ -479,7 +479,7 @@ pub(super) async fn create_event_tx(
             None => sqlx::query_as(&format!(
                 "WITH ev AS (INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6)) \
                  SELECT id, enabled FROM endpoints WHERE id IN \
-                   (SELECT endpoint_id FROM endpoint_event_types WHERE event_type IN ($2, '*')) \
+                   (SELECT endpoint_id FROM endpoint_event_types WHERE event_type = ANY($7)) \
                  AND deleted_at IS NULL ORDER BY id FOR SHARE"
             ))
             .bind(&ev.id)
@@ -488,6 +488,7 @@ pub(super) async fn create_event_tx(
             .bind(&ev.idempotency_key)
             .bind(now)
             .bind(&ev.source_id)
+            .bind(crate::subscription_keys(&ev.event_type))
             .fetch_all(&mut *c)
             .await?,
         };

@@ -396,8 +396,7 @@ impl SourceStore for PgStore {
                    VALUES ($1, $2, $3, NULL, $4, $5)) \
                  SELECT id, enabled FROM endpoints WHERE deleted_at IS NULL AND \
                    (id = ANY($6) OR id IN (SELECT endpoint_id FROM endpoint_event_types \
-                     WHERE event_type = ANY($7) \
-                        OR (event_type = '*' AND cardinality($7::text[]) > 0))) \
+                     WHERE event_type = ANY($7))) \
                  ORDER BY id FOR SHARE",
             )
             .bind(&ev.id)
@@ -406,7 +405,14 @@ impl SourceStore for PgStore {
             .bind(now)
             .bind(&source_id)
             .bind(&a.route.endpoint_ids)
-            .bind(&a.route.event_types)
+            // Every subscription key of every routed type (none: no type routes anything).
+            .bind(
+                a.route
+                    .event_types
+                    .iter()
+                    .flat_map(|t| crate::subscription_keys(t))
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *tx)
             .await?;
             let deliveries = targets.len();

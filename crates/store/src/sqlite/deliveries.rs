@@ -24,6 +24,32 @@ pub(super) fn write_event_types(
     Ok(())
 }
 
+/// The live endpoints subscribed to `event_type` (exactly, by a trailing wildcard, or to
+/// everything), each once, appended to `out`: one index lookup per subscription key.
+pub(super) fn subscribers(
+    conn: &Connection,
+    event_type: &str,
+    mut out: Vec<(String, bool)>,
+) -> Result<Vec<(String, bool)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, e.enabled FROM endpoint_event_types t \
+         JOIN endpoints e ON e.id = t.endpoint_id \
+         WHERE t.event_type = ?1 AND e.deleted_at IS NULL",
+    )?;
+    for key in crate::subscription_keys(event_type) {
+        let rows = stmt.query_map([&key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+        })?;
+        for row in rows {
+            let t = row?;
+            if !out.iter().any(|(o, _)| *o == t.0) {
+                out.push(t);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Pauses an endpoint's pending deliveries (it was disabled, by hand or by the breaker).
 fn pause_pending(conn: &Connection, endpoint_id: &str, now: Millis) -> Result<()> {
     conn.prepare_cached(concat!(

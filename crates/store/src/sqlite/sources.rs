@@ -305,17 +305,8 @@ fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bo
         }
     }
     if !route.event_types.is_empty() {
-        let mut by_type = c.prepare_cached(
-            "SELECT e.id, e.enabled FROM endpoint_event_types t \
-             JOIN endpoints e ON e.id = t.endpoint_id \
-             WHERE t.event_type IN (?1, '*') AND e.deleted_at IS NULL",
-        )?;
         for ty in &route.event_types {
-            let rows = by_type.query_map([ty], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
-            })?;
-            for row in rows {
-                let t = row?;
+            for t in super::subscribers(c, ty, Vec::new())? {
                 if !out.iter().any(|(o, _)| *o == t.0) {
                     out.push(t);
                 }
