@@ -232,6 +232,21 @@ try {
   check(ranges.includes("203.0.113.10/31") && ranges.includes("2001:db8:40::/48"), "security page lists the egress ranges");
   check((await page.locator("main code.thumb").count()) >= 1, "security page lists certificate thumbprints");
   await shot(page, "security");
+  // The event-type catalogue: schema and example shown as text.
+  const et = await fetch(`${cfg.base}/api/v1/event-types`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${cfg.key}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "invoice.paid", description: `Paid ${XSS_UA}`,
+      schema: { type: "object", required: ["amount"], properties: { amount: { type: "integer", minimum: 0 } } },
+      example: { amount: 4200 } }),
+  });
+  check(et.status === 201, `event type created (${et.status})`);
+  await page.goto(`${cfg.base}/console/#/event-types`);
+  await page.locator("[data-testid=event-types]").waitFor();
+  const etText = await page.locator("[data-testid=event-types]").textContent();
+  check(etText.includes("invoice.paid") && etText.includes("\"minimum\": 0") && etText.includes("4200") && etText.includes("validated"), "event types listed with schema and example");
+  check(await page.evaluate(() => document.querySelectorAll("main img").length === 0 && window.__xss === undefined), "event type description rendered as text");
+  await shot(page, "event-types");
   await page.goto(`${cfg.base}/console/#/alerts`);
   await page.locator("main h1", { hasText: "Alerts" }).waitFor();
   await page.locator("main table, main .empty").first().waitFor();

@@ -72,6 +72,7 @@ const ROUTES = [
   [/^#\/sources$/, "sources", (m) => views.sources(m)],
   [/^#\/sources\/([A-Za-z0-9_]+)$/, "sources", (m, id) => views.source(m, id)],
   [/^#\/audit$/, "audit", (m) => views.audit(m)],
+  [/^#\/event-types$/, "event-types", (m) => views.eventTypes(m)],
   [/^#\/alerts$/, "alerts", (m) => views.alerts(m)],
   [/^#\/security$/, "security", (m) => views.security(m)],
 ];

@@ -642,6 +642,27 @@ export async function audit(main) {
 
 // ---------------------------------------------------------------- alerts
 
+// ---------------------------------------------------------------- event types
+
+function jsonBlock(v) {
+  return v === null || v === undefined ? "—" : h("pre", { class: "mono sample-light" }, JSON.stringify(v, null, 2));
+}
+
+export async function eventTypes(main) {
+  main.append(pageHead("Event types"),
+    h("p", { class: "field-hint" }, "The catalogue endpoints subscribe to (a subscription may end in a wildcard: invoice.*). A type with a schema and validation on refuses published payloads that do not match it (422 SCHEMA_MISMATCH)."),
+    panel(null, pagedList((rows) => rows.length ? h("div", { "data-testid": "event-types" }, rows.map((t) =>
+      h("section", { class: "panel event-type" },
+        h("div", { class: "panel-head" }, h("h2", { class: "panel-title mono" }, t.name),
+          h("span", {}, t.deprecated ? badge("deprecated", "warn") : null, " ", t.validate ? badge("validated", "ok") : badge("not validated", "muted"))),
+        t.description ? h("p", {}, t.description) : null,
+        h("div", { class: "grid2" },
+          h("div", {}, h("div", { class: "field-label" }, "Schema"), jsonBlock(t.schema)),
+          h("div", {}, h("div", { class: "field-label" }, "Example payload"), jsonBlock(t.example)))))) :
+      h("p", { class: "empty" }, "No event types yet: POST /api/v1/event-types adds one."),
+    (before) => api.get(`/event-types${qs({ limit: 50, before })}`))));
+}
+
 export async function alerts(main) {
   const out = h("div", {});
   main.append(pageHead("Alerts"),

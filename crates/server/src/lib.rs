@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod catalogue;
 pub mod certs;
 pub mod changes;
 pub mod clock;
@@ -423,6 +424,12 @@ pub async fn start_with_clock(
         inbound,
         published_certs,
         prober,
+        event_types: stores.event_types.clone(),
+        // Shared database: other instances' changes show within a second.
+        catalogue: catalogue::Catalogue::new(
+            stores.event_types.clone(),
+            Duration::from_secs(if shared { 1 } else { 5 }),
+        ),
     });
     let app = api::router(state.clone());
     // Load balancers in `inbound.trusted_proxies` carry many clients: not counted per peer.

@@ -35,6 +35,10 @@ pub struct AppState {
     pub published_certs: Arc<crate::api::security::PublishedCache>,
     /// The receiver security probe.
     pub prober: Arc<crate::probe::Prober>,
+    /// The event-type catalogue.
+    pub event_types: Arc<dyn hookwarden_store::EventTypeStore>,
+    /// The catalogue's compiled schemas, checked on publish.
+    pub catalogue: crate::catalogue::Catalogue,
 }
 
 impl AppState {

@@ -6,7 +6,7 @@ use crate::config::{Backend, Config};
 use hookwarden_store::postgres::{PgOptions, PgStore};
 use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
 use hookwarden_store::{
-    ApiKeyStore, CertificateStore, ProbeStore, SealedStore, SourceStore, Store,
+    ApiKeyStore, CertificateStore, EventTypeStore, ProbeStore, SealedStore, SourceStore, Store,
 };
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ pub struct Stores {
     pub keys: Arc<dyn ApiKeyStore>,
     pub sealed: Arc<dyn SealedStore>,
     pub probes: Arc<dyn ProbeStore>,
+    pub event_types: Arc<dyn EventTypeStore>,
     backend: Opened,
 }
 
@@ -70,6 +71,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 keys: s.clone(),
                 sealed: s.clone(),
                 probes: s.clone(),
+                event_types: s.clone(),
                 backend: Opened::Sqlite(s),
             })
         }
@@ -84,6 +86,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 keys: p.clone(),
                 sealed: p.clone(),
                 probes: p.clone(),
+                event_types: p.clone(),
                 backend: Opened::Postgres(p),
             })
         }

@@ -12,12 +12,14 @@ use crate::*;
 use std::collections::BTreeMap;
 
 mod bounded;
+mod event_types;
 mod probes;
 mod text;
 
 pub use bounded::{
     certificate_pages_bounded_in_bytes, pages_bounded_in_bytes, source_pages_bounded_in_bytes,
 };
+pub use event_types::event_type_store;
 pub use probes::probe_store;
 pub use text::{audit_payload_bytes, nul_in_text};
 

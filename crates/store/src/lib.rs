@@ -35,6 +35,7 @@ mod certs;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod error;
+mod event_types;
 mod listing;
 mod machine;
 #[cfg(feature = "postgres")]
@@ -50,6 +51,7 @@ mod types;
 pub use api_keys::*;
 pub use certs::*;
 pub use error::{DbError, StoreError};
+pub use event_types::*;
 pub use listing::Listed;
 pub use probes::*;
 pub use sealed::*;

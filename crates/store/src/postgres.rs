@@ -107,6 +107,7 @@ mod errors;
 mod api_keys;
 mod certs;
 mod deliveries;
+mod event_types;
 mod probes;
 mod rows;
 mod schema;

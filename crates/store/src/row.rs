@@ -325,3 +325,21 @@ pub(crate) fn probe<R: ReadRow>(r: &R) -> Result<crate::probes::ProbeRecord, R::
         report: r.col(5)?,
     })
 }
+
+/// An event type's columns, as [`event_type`] reads them.
+pub(crate) const EVENT_TYPE_COLS: &str =
+    "name, description, schema, validate, deprecated, example, created_at, updated_at";
+
+/// Columns: [`EVENT_TYPE_COLS`].
+pub(crate) fn event_type<R: ReadRow>(r: &R) -> Result<crate::event_types::EventType, R::Error> {
+    Ok(crate::event_types::EventType {
+        name: r.col(0)?,
+        description: r.col(1)?,
+        schema: r.col(2)?,
+        validate: r.col(3)?,
+        deprecated: r.col(4)?,
+        example: r.col(5)?,
+        created_at: r.col(6)?,
+        updated_at: r.col(7)?,
+    })
+}

@@ -29,6 +29,7 @@ mod api_keys;
 mod certs;
 mod checkpoint;
 mod deliveries;
+mod event_types;
 mod probes;
 mod replay;
 mod rows;

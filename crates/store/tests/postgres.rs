@@ -1084,6 +1084,14 @@ async fn sealed_store_conformance() {
 }
 
 #[tokio::test]
+async fn event_type_store_conformance() {
+    let Some(dbs) = Databases::new() else { return };
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::event_type_store(&s).await;
+}
+
+#[tokio::test]
 async fn probe_store_conformance() {
     let Some(dbs) = Databases::new() else { return };
     let url = dbs.create().await;

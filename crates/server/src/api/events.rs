@@ -237,6 +237,19 @@ pub(super) async fn create(
     if let Some(k) = &key {
         validate_idempotency_key(k)?;
     }
+    if let Err(reason) = state
+        .catalogue
+        .check(&req.event_type, req.payload.get())
+        .await?
+    {
+        return Err(ApiError::invalid(
+            "SCHEMA_MISMATCH",
+            format!(
+                "the payload does not match the schema of {}: {reason}",
+                req.event_type
+            ),
+        ));
+    }
     let (asked_type, asked_payload) = (req.event_type.clone(), req.payload);
     let event = NewEvent {
         id: crypto::new_id("evt"),

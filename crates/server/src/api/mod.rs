@@ -3,6 +3,7 @@
 mod api_keys;
 mod certificates;
 pub(crate) mod endpoints;
+mod event_types;
 mod events;
 pub mod extract;
 pub mod openapi;
@@ -61,6 +62,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(probes::probe))
         .routes(routes!(probes::list_probes))
         .routes(routes!(events::endpoint_deliveries))
+        .routes(routes!(event_types::create, event_types::list))
+        .routes(routes!(
+            event_types::get_one,
+            event_types::update,
+            event_types::delete
+        ))
         .routes(routes!(events::create, events::list))
         .routes(routes!(events::get_one))
         .routes(routes!(events::event_deliveries))

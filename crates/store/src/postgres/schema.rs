@@ -43,6 +43,7 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "endpoint_signing_keys",
         include_str!("0130_endpoint_signing_keys.sql"),
     ),
+    (140, "event_types", include_str!("0140_event_types.sql")),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").

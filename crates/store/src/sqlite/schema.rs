@@ -56,6 +56,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "endpoint_signing_keys",
         include_str!("0130_endpoint_signing_keys.sql"),
     ),
+    (140, "event_types", include_str!("0140_event_types.sql")),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a
