@@ -25,26 +25,36 @@ pub(super) fn write_event_types(
 }
 
 /// The live endpoints subscribed to `event_type` (exactly, by a trailing wildcard, or to
-/// everything), each once, appended to `out`: one index lookup per subscription key.
+/// everything), each once, appended to `out`: one statement whose `IN` list holds the
+/// subscription keys (one index seek each). Statements are cached per key count (at most one
+/// per `.` in a type, plus two).
 pub(super) fn subscribers(
     conn: &Connection,
     event_type: &str,
     mut out: Vec<(String, bool)>,
 ) -> Result<Vec<(String, bool)>> {
-    let mut stmt = conn.prepare_cached(
+    let keys = crate::subscription_keys(event_type);
+    let mut sql = String::with_capacity(160 + keys.len() * 4);
+    sql.push_str(
         "SELECT e.id, e.enabled FROM endpoint_event_types t \
-         JOIN endpoints e ON e.id = t.endpoint_id \
-         WHERE t.event_type = ?1 AND e.deleted_at IS NULL",
-    )?;
-    for key in crate::subscription_keys(event_type) {
-        let rows = stmt.query_map([&key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
-        })?;
-        for row in rows {
-            let t = row?;
-            if !out.iter().any(|(o, _)| *o == t.0) {
-                out.push(t);
-            }
+         JOIN endpoints e ON e.id = t.endpoint_id WHERE t.event_type IN (",
+    );
+    for i in 1..=keys.len() {
+        if i > 1 {
+            sql.push(',');
+        }
+        sql.push('?');
+        sql.push_str(&i.to_string());
+    }
+    sql.push_str(") AND e.deleted_at IS NULL");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(keys.iter()), |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+    })?;
+    for row in rows {
+        let t = row?;
+        if !out.iter().any(|(o, _)| *o == t.0) {
+            out.push(t);
         }
     }
     Ok(out)
