@@ -54,6 +54,10 @@ pub(crate) struct Args {
     /// PostgreSQL: finished deliveries put in the database before the run (e.g. 1000000).
     #[arg(long, default_value_t = 0)]
     prefill_finished: u64,
+    /// With `--instructions`: also measure `serve` with the event type in the catalogue with a
+    /// JSON Schema checked on every publish (`serve_schema`, in the same run).
+    #[arg(long)]
+    schema: bool,
     #[command(flatten)]
     counts: crate::instructions::Options,
 }
@@ -489,8 +493,54 @@ async fn instructions(args: &Args) -> Result<()> {
     );
     drop(serve);
 
+    if args.schema {
+        let serve = Serve::start_under(
+            &cg,
+            &bin,
+            &sqlite_config(&args.sqlite_synchronous),
+            &args.log,
+        )?;
+        let api = Api::new(&serve);
+        let event_type = json!({
+            "name": "order.created",
+            "schema": {
+                "type": "object",
+                "required": ["order", "customer", "amount", "currency"],
+                "properties": {
+                    "order": {"type": "integer", "minimum": 0},
+                    "sent_at_us": {"type": "integer"},
+                    "customer": {"type": "string", "pattern": "^cus_[a-z0-9]+$"},
+                    "amount": {"type": "integer", "minimum": 1},
+                    "currency": {"enum": ["EUR", "USD", "GBP"]}
+                },
+                "additionalProperties": false
+            }
+        });
+        api.post(
+            "/api/v1/event-types",
+            event_type.to_string(),
+            201,
+            "creating an event type",
+        )
+        .await?;
+        create_endpoint(&api, &format!("http://{}/ep0", receiver.addr)).await?;
+        receiver.reset();
+        one_by_one(&api, &receiver, 0, sizes.warmup).await?;
+        counts.push(
+            cg.count(
+                serve.child.id(),
+                ("serve_schema", "event"),
+                sizes.measured,
+                || one_by_one(&api, &receiver, sizes.warmup, sizes.measured),
+            )
+            .await?,
+        );
+        drop(serve);
+    }
+
     let extra = json!({
         "serve_to_bare_client": crate::instructions::ratio(&counts, 1, 0),
+        "serve_schema_to_serve": args.schema.then(|| crate::instructions::ratio(&counts, 2, 1)),
         "sqlite_synchronous": args.sqlite_synchronous,
         "log": args.log,
         "endpoints": 1,
