@@ -230,7 +230,8 @@ impl SecretArgs {
 
 #[derive(Args)]
 struct SignArgs {
-    /// standard-webhooks, github-sha256, hub-sha1 or date-sha1 (repeatable).
+    /// standard-webhooks, standard-webhooks-v1a (with a `whsk_` private key), github-sha256,
+    /// hub-sha1 or date-sha1 (repeatable).
     #[arg(long = "scheme", default_value = "standard-webhooks")]
     schemes: Vec<String>,
     #[command(flatten)]
@@ -252,7 +253,8 @@ struct SignArgs {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// The scheme the sender used.
+    /// The scheme the sender used (for standard-webhooks-v1a the secret is the `whpk_` public
+    /// key).
     #[arg(long, default_value = "standard-webhooks")]
     scheme: String,
     #[command(flatten)]

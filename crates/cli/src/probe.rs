@@ -32,8 +32,9 @@ pub(crate) struct ProbeArgs {
     /// Probe this receiver URL from here (not registered yet).
     #[arg(long)]
     url: Option<String>,
-    /// With --url: the schemes it verifies (repeatable; standard-webhooks, github-sha256,
-    /// hub-sha1, date-sha1).
+    /// With --url: the schemes it verifies (repeatable; standard-webhooks,
+    /// standard-webhooks-v1a (give its `whsk_` private key as a secret), github-sha256, hub-sha1,
+    /// date-sha1).
     #[arg(long = "scheme", default_value = "standard-webhooks")]
     schemes: Vec<String>,
     /// With --url: the signing secret the receiver holds (--secret-env / --secret-file; with
