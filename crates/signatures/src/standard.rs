@@ -41,12 +41,10 @@ pub(crate) const SVIX_HEADERS: HeaderNames = HeaderNames {
     signature: "svix-signature",
 };
 
-/// Sign: returns the values of `webhook-id`, `webhook-timestamp`, `webhook-signature`.
-pub(crate) fn sign(
-    secrets: &[&str],
-    msg: &Outbound<'_>,
-) -> Result<(String, String, String), SignError> {
-    if secrets.is_empty() {
+/// Checks what both versions sign (keys given, a message id fit for a header, a timestamp
+/// receivers can read) and returns the timestamp as signed.
+fn signable(keys: &[&str], msg: &Outbound<'_>) -> Result<String, SignError> {
+    if keys.is_empty() {
         return Err(SignError::NoSecrets);
     }
     if !valid_msg_id(msg.msg_id) {
@@ -56,7 +54,15 @@ pub(crate) fn sign(
     if !(0..=util::MAX_UNIX_SECS).contains(&msg.timestamp) {
         return Err(SignError::InvalidTimestamp);
     }
-    let ts = msg.timestamp.to_string();
+    Ok(msg.timestamp.to_string())
+}
+
+/// Sign: returns the values of `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+pub(crate) fn sign(
+    secrets: &[&str],
+    msg: &Outbound<'_>,
+) -> Result<(String, String, String), SignError> {
+    let ts = signable(secrets, msg)?;
     // "v1," + 44 base64 chars, space-separated.
     let mut sig = String::with_capacity(secrets.len() * 48);
     for secret in secrets {
@@ -81,16 +87,7 @@ pub(crate) fn sign_ed25519(
     keys: &[&str],
     msg: &Outbound<'_>,
 ) -> Result<(String, String, String), SignError> {
-    if keys.is_empty() {
-        return Err(SignError::NoSecrets);
-    }
-    if !valid_msg_id(msg.msg_id) {
-        return Err(SignError::InvalidMessageId);
-    }
-    if !(0..=util::MAX_UNIX_SECS).contains(&msg.timestamp) {
-        return Err(SignError::InvalidTimestamp);
-    }
-    let ts = msg.timestamp.to_string();
+    let ts = signable(keys, msg)?;
     let mut signed = Vec::with_capacity(msg.msg_id.len() + ts.len() + 2 + msg.body.len());
     signed.extend_from_slice(msg.msg_id.as_bytes());
     signed.push(b'.');

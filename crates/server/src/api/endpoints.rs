@@ -752,8 +752,7 @@ async fn ensure_signing_key(state: &AppState, ep: &Endpoint) -> ApiResult<Option
     if has_key {
         return Ok(None);
     }
-    let key = hookwarden_signatures::ed25519_private_key(crypto::random_bytes::<32>());
-    let public = hookwarden_signatures::ed25519_public_key(&key).ok_or_else(ApiError::internal)?;
+    let (key, public) = new_signing_key()?;
     if !state
         .store
         .rotate_signing_key(&ep.id, state.secrets.seal(&key), now, now)
@@ -763,6 +762,26 @@ async fn ensure_signing_key(state: &AppState, ep: &Endpoint) -> ApiResult<Option
     }
     state.dispatcher.endpoints().changed(&ep.id).await;
     Ok(Some(public))
+}
+
+/// The grace period of a rotation, seconds: the default when absent, refused above the
+/// maximum.
+fn grace_secs(asked: Option<u64>) -> ApiResult<u64> {
+    let grace = asked.unwrap_or(DEFAULT_GRACE_SECS);
+    if grace > MAX_GRACE_SECS {
+        return Err(ApiError::invalid(
+            "VALIDATION_FAILED",
+            format!("grace_period_seconds must be at most {MAX_GRACE_SECS}"),
+        ));
+    }
+    Ok(grace)
+}
+
+/// A new ed25519 signing key (`whsk_…`, from the CSPRNG) and its public key (`whpk_…`).
+fn new_signing_key() -> ApiResult<(String, String)> {
+    let key = hookwarden_signatures::ed25519_private_key(crypto::random_bytes::<32>());
+    let public = hookwarden_signatures::ed25519_public_key(&key).ok_or_else(ApiError::internal)?;
+    Ok((key, public))
 }
 
 /// One ed25519 public key of an endpoint.
@@ -851,13 +870,7 @@ pub(crate) async fn rotate_signing_key(
             format!("invalid rotation request: {e}"),
         )
     })?;
-    let grace = req.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECS);
-    if grace > MAX_GRACE_SECS {
-        return Err(ApiError::invalid(
-            "VALIDATION_FAILED",
-            format!("grace_period_seconds must be at most {MAX_GRACE_SECS}"),
-        ));
-    }
+    let grace = grace_secs(req.grace_period_seconds)?;
     let ep = load(&state, &id).await?;
     if !ep
         .signature_schemes
@@ -869,9 +882,7 @@ pub(crate) async fn rotate_signing_key(
             "the endpoint does not sign with standard-webhooks-v1a",
         ));
     }
-    let key = hookwarden_signatures::ed25519_private_key(crypto::random_bytes::<32>());
-    let public_key =
-        hookwarden_signatures::ed25519_public_key(&key).ok_or_else(ApiError::internal)?;
+    let (key, public_key) = new_signing_key()?;
     let now = state.clock.now_millis();
     let expires = now + i64::try_from(grace * 1000).unwrap_or(i64::MAX);
     if !state
@@ -963,13 +974,7 @@ pub(crate) async fn rotate_secret(
             format!("invalid rotation request: {e}"),
         )
     })?;
-    let grace = req.grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECS);
-    if grace > MAX_GRACE_SECS {
-        return Err(ApiError::invalid(
-            "VALIDATION_FAILED",
-            format!("grace_period_seconds must be at most {MAX_GRACE_SECS}"),
-        ));
-    }
+    let grace = grace_secs(req.grace_period_seconds)?;
     let secret = match req.secret {
         Some(s) => {
             validate_custom_secret(&s)?;
