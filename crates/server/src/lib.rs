@@ -25,6 +25,7 @@ pub mod state;
 pub mod storage;
 pub mod times;
 pub mod tls;
+pub mod transform;
 
 use config::Config;
 use dispatch::endpoints::EndpointCache;

@@ -342,6 +342,8 @@ mod tests {
             disabled_at: None,
             client_certificate_id: None,
             retry_schedule: Vec::new(),
+            filter: None,
+            transformation: None,
             consecutive_failures: failures,
             failing_since: None,
             created_at: 0,

@@ -38,6 +38,8 @@ pub(crate) fn endpoint(id: &str, types: &[&str]) -> Endpoint {
         disabled_at: None,
         client_certificate_id: None,
         retry_schedule: Vec::new(),
+        filter: None,
+        transformation: None,
         consecutive_failures: 0,
         failing_since: None,
         created_at: 1_000,
@@ -110,6 +112,7 @@ where
     late_reports_change_nothing(&fresh().await).await;
     secret_rotation(&fresh().await).await;
     wildcard_subscriptions(&fresh().await).await;
+    payload_filters(&fresh().await).await;
     disable_pauses_and_enable_resumes(&fresh().await).await;
     delete_cancels(&fresh().await).await;
     pagination(&fresh().await).await;
@@ -844,6 +847,79 @@ pub async fn wildcard_subscriptions<S: Store>(s: &S) {
         );
         assert_eq!(routed(d), want, "{ty}");
     }
+}
+
+/// An endpoint's payload filter is applied in the transaction that writes the deliveries:
+/// subscribed and listed (`only_endpoints`) alike; a filter that does not compile matches
+/// nothing; clearing it delivers everything again.
+pub async fn payload_filters<S: Store>(s: &S) {
+    let mut big = endpoint("ep_big", &["order.*"]);
+    big.filter = Some(r#"{"data.amount": {"$gte": 100}}"#.into());
+    s.create_endpoint(big.clone(), "whsec_a".into())
+        .await
+        .unwrap();
+    let mut broken = endpoint("ep_broken", &[]);
+    broken.filter = Some(r#"{"data.amount": {"$wat": 1}}"#.into());
+    s.create_endpoint(broken, "whsec_b".into()).await.unwrap();
+    s.create_endpoint(endpoint("ep_plain", &["order.*"]), "whsec_c".into())
+        .await
+        .unwrap();
+    let stored = s.get_endpoint("ep_big").await.unwrap().unwrap();
+    assert_eq!(stored.filter, big.filter);
+    assert_eq!(stored.transformation, None);
+    let routed = |d: Vec<CreatedDelivery>| {
+        let mut eps: Vec<String> = d.into_iter().map(|d| d.endpoint_id).collect();
+        eps.sort();
+        eps
+    };
+    let publish = |id: &str, payload: &str, only: Option<Vec<String>>| {
+        let mut ev = event(id, "order.placed", 10);
+        ev.payload = payload.into();
+        ev.only_endpoints = only;
+        ev
+    };
+    let (_, d) = created(
+        s.create_event(publish("evt_f1", r#"{"amount":250}"#, None), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(routed(d), ["ep_big", "ep_plain"]);
+    let (_, d) = created(
+        s.create_event(publish("evt_f2", r#"{"amount":5}"#, None), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(routed(d), ["ep_plain"]);
+    let (_, d) = created(
+        s.create_event(
+            publish(
+                "evt_f3",
+                r#"{"amount":5}"#,
+                Some(vec!["ep_big".into(), "ep_plain".into(), "ep_broken".into()]),
+            ),
+            None,
+            0,
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(routed(d), ["ep_plain"]);
+    big.filter = None;
+    assert!(s.update_endpoint(big.clone()).await.unwrap());
+    let (_, d) = created(
+        s.create_event(publish("evt_f4", r#"{"amount":5}"#, None), None, 0)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(routed(d), ["ep_big", "ep_plain"]);
+    big.transformation = Some("fn handler(webhook) { webhook }".into());
+    big.filter = Some(r#"{"type": "order.placed"}"#.into());
+    assert!(s.update_endpoint(big.clone()).await.unwrap());
+    let stored = s.get_endpoint("ep_big").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.filter, stored.transformation),
+        (big.filter, big.transformation)
+    );
 }
 
 pub async fn secret_rotation<S: Store>(s: &S) {

@@ -36,6 +36,7 @@ mod certs;
 pub mod conformance;
 mod error;
 mod event_types;
+pub mod filter;
 mod listing;
 mod machine;
 #[cfg(feature = "postgres")]

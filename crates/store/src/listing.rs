@@ -120,6 +120,8 @@ pub(crate) fn endpoint_size() -> String {
             "signature_schemes",
             "disabled_reason",
             "client_certificate_id",
+            "filter",
+            "transformation",
         ],
     )
 }

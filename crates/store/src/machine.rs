@@ -14,7 +14,8 @@
 //! - **Succeeded** finishes the delivery. **Retry** makes it due again at the given time
 //!   (paused instead when its endpoint is disabled). **Failed** finishes it for good. **Defer**
 //!   (rate limited, no attempt) makes it due again without counting an attempt. **Cancel** (the
-//!   endpoint is gone) cancels it whoever holds it. Finished deliveries never reopen here.
+//!   endpoint is gone, or its transformation cancelled the request) cancels it whoever holds
+//!   it, and never counts for the breaker. Finished deliveries never reopen here.
 //! - **The breaker.** A successful attempt resets its endpoint's consecutive failures; a failed
 //!   one counts (from the first failure's start). When the count reaches `failure_threshold`
 //!   and the failures span `min_failing_ms`, the endpoint is disabled (`circuit_breaker`) and
@@ -166,8 +167,11 @@ pub(crate) fn apply(
                 .push((i, if current { label(o.next) } else { SUPERSEDED }));
         }
         // Only the current holder's attempt says anything about the endpoint.
+        // A cancelled delivery (its endpoint gone, or a transformation cancelled it) says
+        // nothing about the receiver.
         if let Some(a) = attempt
             && current
+            && !matches!(o.next, Next::Cancel)
         {
             breaker_bookkeeping(endpoints, deliveries, o, a, breaker, now, &mut applied);
         }
@@ -210,6 +214,9 @@ pub(crate) fn apply(
             }
             Next::Cancel if open => {
                 d.status = CANCELLED;
+                if attempt.is_some() {
+                    d.last_error = last_error_of(attempt);
+                }
                 d.completed_at = Some(now);
             }
             _ => continue,
@@ -480,6 +487,22 @@ mod tests {
         };
         let (d, ep, a) = run(leased(OWNER, LEASE), &[other], trip);
         assert_eq!((d.status, d.attempt_count), (CANCELLED, 2));
+        assert_eq!(ep, endpoint());
+        // The holder's cancel (a transformation cancelled the request) does not count either,
+        // and says why.
+        let mut own = report(Next::Cancel, None);
+        own.attempt = Some(crate::NewAttempt {
+            error_class: Some("cancelled".into()),
+            ..report(Next::Failed, Some(500)).attempt.unwrap()
+        });
+        let (d, ep, _) = run(leased(OWNER, LEASE), &[own], trip);
+        assert_eq!(d.status, CANCELLED);
+        assert!(
+            d.last_error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("cancelled")
+        );
         assert_eq!(ep, endpoint());
         assert_eq!(a.attempts, vec![(0, SUPERSEDED)]);
     }

@@ -366,7 +366,7 @@ impl Store for PgStore {
         in_tx!(self.pool, |tx| {
             sqlx::query(&format!(
                 "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
             ))
             .bind(&ep.id)
             .bind(&ep.url)
@@ -385,6 +385,8 @@ impl Store for PgStore {
             .bind(ep.created_at)
             .bind(ep.updated_at)
             .bind(&retry_schedule)
+            .bind(&ep.filter)
+            .bind(&ep.transformation)
             .execute(&mut *tx)
             .await?;
             write_event_types(&mut tx, &ep.id, &ep.event_types).await?;
@@ -454,8 +456,8 @@ impl Store for PgStore {
             let n = sqlx::query(
                 "UPDATE endpoints SET url = $2, description = $3, event_types = $4, headers = $5, \
                  developer_payload = $6, signature_schemes = $7, rate_limit_per_second = $8, \
-                 client_certificate_id = $9, updated_at = $10, retry_schedule = $11 \
-                 WHERE id = $1 AND deleted_at IS NULL",
+                 client_certificate_id = $9, updated_at = $10, retry_schedule = $11, \
+                 filter = $12, transformation = $13 WHERE id = $1 AND deleted_at IS NULL",
             )
             .bind(&ep.id)
             .bind(&ep.url)
@@ -468,6 +470,8 @@ impl Store for PgStore {
             .bind(&ep.client_certificate_id)
             .bind(ep.updated_at)
             .bind(&retry_schedule)
+            .bind(&ep.filter)
+            .bind(&ep.transformation)
             .execute(&mut *tx)
             .await?
             .rows_affected();

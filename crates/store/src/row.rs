@@ -97,7 +97,7 @@ fn json<R: ReadRow, T: serde::de::DeserializeOwned>(r: &R, i: usize) -> Result<T
 pub(crate) const ENDPOINT_COLS: &str = "id, url, description, event_types, headers, developer_payload, \
     signature_schemes, rate_limit_per_second, enabled, disabled_reason, disabled_at, \
     client_certificate_id, consecutive_failures, failing_since, created_at, updated_at, \
-    retry_schedule";
+    retry_schedule, filter, transformation";
 
 /// Columns: [`ENDPOINT_COLS`].
 pub(crate) fn endpoint<R: ReadRow>(r: &R) -> Result<Endpoint, R::Error> {
@@ -120,6 +120,8 @@ pub(crate) fn endpoint<R: ReadRow>(r: &R) -> Result<Endpoint, R::Error> {
         created_at: r.col(14)?,
         updated_at: r.col(15)?,
         retry_schedule: json(r, 16)?,
+        filter: r.col(17)?,
+        transformation: r.col(18)?,
     })
 }
 

@@ -324,7 +324,7 @@ impl Store for SqliteStore {
         storable("secret", &secret)?;
         self.write(move |c| {
             c.prepare_cached(&format!(
-                "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                "INSERT INTO endpoints ({ENDPOINT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
             ))?
             .execute(params![
                 ep.id,
@@ -344,6 +344,8 @@ impl Store for SqliteStore {
                 ep.created_at,
                 ep.updated_at,
                 serde_json::to_string(&ep.retry_schedule)?,
+                ep.filter,
+                ep.transformation,
             ])?;
             write_event_types(c, &ep.id, &ep.event_types)?;
             c.prepare_cached(
@@ -390,8 +392,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE endpoints SET url = ?2, description = ?3, event_types = ?4, headers = ?5, \
                      developer_payload = ?6, signature_schemes = ?7, rate_limit_per_second = ?8, \
-                     client_certificate_id = ?9, updated_at = ?10, retry_schedule = ?11 \
-                     WHERE id = ?1 AND deleted_at IS NULL",
+                     client_certificate_id = ?9, updated_at = ?10, retry_schedule = ?11, \
+                     filter = ?12, transformation = ?13 WHERE id = ?1 AND deleted_at IS NULL",
                 )?
                 .execute(params![
                     ep.id,
@@ -405,6 +407,8 @@ impl Store for SqliteStore {
                     ep.client_certificate_id,
                     ep.updated_at,
                     serde_json::to_string(&ep.retry_schedule)?,
+                    ep.filter,
+                    ep.transformation,
                 ])?;
             if n == 0 {
                 return Ok(false);
@@ -554,19 +558,19 @@ impl Store for SqliteStore {
             ))?
             .execute(params![ev.id, ev.event_type, ev.payload, ev.idempotency_key, now, ev.source_id])?;
 
-            // (endpoint id, enabled)
-            let targets: Vec<(String, bool)> = match &ev.only_endpoints {
+            // (endpoint id, enabled, filter)
+            let targets: Vec<crate::filter::Target> = match &ev.only_endpoints {
                 Some(ids) => {
                     let mut stmt = c.prepare_cached(
-                        "SELECT id, enabled FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+                        "SELECT id, enabled, filter FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
                     )?;
-                    let mut out = Vec::with_capacity(ids.len());
+                    let mut out: Vec<crate::filter::Target> = Vec::with_capacity(ids.len());
                     for id in ids {
-                        if out.iter().any(|(o, _): &(String, bool)| o == id) {
+                        if out.iter().any(|(o, _, _)| o == id) {
                             continue;
                         }
                         if let Some(t) = stmt
-                            .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0)))
+                            .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0, r.get::<_, Option<String>>(2)?)))
                             .optional()?
                         {
                             out.push(t);
@@ -576,6 +580,7 @@ impl Store for SqliteStore {
                 }
                 None => subscribers(c, &ev.event_type, Vec::new())?,
             };
+            let targets = crate::filter::admitted(targets, &ev.event_type, &ev.payload);
 
             let mut ins = c.prepare_cached(
                 "INSERT INTO deliveries (id, event_id, endpoint_id, status, attempt_count, next_attempt_at, \

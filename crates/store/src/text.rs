@@ -107,6 +107,8 @@ impl Endpoint {
         storable_opt("developer_payload", self.developer_payload.as_deref())?;
         storable_all("signature_schemes", &self.signature_schemes)?;
         storable_opt("disabled_reason", self.disabled_reason.as_deref())?;
+        storable_opt("filter", self.filter.as_deref())?;
+        storable_opt("transformation", self.transformation.as_deref())?;
         storable_opt(
             "client_certificate_id",
             self.client_certificate_id.as_deref(),

@@ -74,6 +74,14 @@ pub struct Endpoint {
     /// delivery fails for good after `len + 1` attempts). Empty: the deployment's backoff.
     #[serde(default)]
     pub retry_schedule: Vec<u32>,
+    /// A payload filter (JSON text, docs/filters.md): events it does not match are not
+    /// delivered here. `None`: every subscribed event.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// A transformation (a Rhai script, docs/transformations.md) run on each request before it
+    /// is signed and sent. `None`: sent as published.
+    #[serde(default)]
+    pub transformation: Option<String>,
     pub consecutive_failures: i64,
     pub failing_since: Option<Millis>,
     pub created_at: Millis,

@@ -150,6 +150,8 @@ fn endpoint(id: &str) -> Endpoint {
         disabled_at: None,
         client_certificate_id: None,
         retry_schedule: Vec::new(),
+        filter: None,
+        transformation: None,
         consecutive_failures: 0,
         failing_since: None,
         created_at: 1,

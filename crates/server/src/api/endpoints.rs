@@ -118,6 +118,18 @@ pub(crate) struct CreateEndpoint {
     #[serde(default)]
     #[schema(max_items = 50)]
     retry_schedule: Option<Vec<u32>>,
+    /// A payload filter (docs/filters.md), e.g. `{"data.amount": {"$gte": 100}}`: events it
+    /// does not match are not delivered here (and are counted). Refused with
+    /// `INVALID_FILTER` when it does not compile.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+    /// A transformation (docs/transformations.md): a Rhai script defining
+    /// `fn handler(webhook)`, run on each request before it is signed and sent. Refused with
+    /// `INVALID_TRANSFORMATION` when it does not compile.
+    #[serde(default)]
+    #[schema(max_length = 65536)]
+    transformation: Option<String>,
 }
 
 /// Only the fields given change.
@@ -153,6 +165,14 @@ pub(crate) struct UpdateEndpoint {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Vec<u32>>, max_items = 50)]
     retry_schedule: Option<Option<Vec<u32>>>,
+    /// A filter sets it (as on create), `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<Option<serde_json::Value>>,
+    /// A script sets it (as on create), `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 65536)]
+    transformation: Option<Option<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -174,6 +194,11 @@ pub(crate) struct EndpointView {
     client_certificate_id: Option<String>,
     /// Delays in seconds before each retry; empty: the deployment's backoff.
     retry_schedule: Vec<u32>,
+    /// The payload filter, if any.
+    #[schema(value_type = Option<Object>)]
+    filter: Option<serde_json::Value>,
+    /// The transformation script, if any.
+    transformation: Option<String>,
     consecutive_failures: i64,
     failing_since: Option<String>,
     created_at: String,
@@ -203,6 +228,11 @@ impl From<Endpoint> for EndpointView {
             disabled_at: rfc3339_opt(e.disabled_at),
             client_certificate_id: e.client_certificate_id,
             retry_schedule: e.retry_schedule,
+            filter: e
+                .filter
+                .as_deref()
+                .and_then(|f| serde_json::from_str(f).ok()),
+            transformation: e.transformation,
             consecutive_failures: e.consecutive_failures,
             failing_since: rfc3339_opt(e.failing_since),
             created_at: rfc3339(e.created_at),
@@ -422,6 +452,26 @@ fn validate_rate(r: Option<u32>) -> ApiResult<Option<u32>> {
     }
 }
 
+/// A payload filter that compiles, as the text stored (`INVALID_FILTER` otherwise).
+pub(crate) fn validate_filter(f: &serde_json::Value) -> ApiResult<String> {
+    hookwarden_store::filter::PayloadFilter::compile(f)
+        .map_err(|e| ApiError::invalid("INVALID_FILTER", format!("filter {e}")))?;
+    serde_json::to_string(f).map_err(|_| ApiError::internal())
+}
+
+/// A transformation that compiles (`INVALID_TRANSFORMATION` otherwise).
+pub(crate) fn validate_transformation(t: String) -> ApiResult<String> {
+    if t.contains('\0') {
+        return Err(ApiError::invalid(
+            "INVALID_TRANSFORMATION",
+            "transformation holds a NUL character",
+        ));
+    }
+    crate::transform::Transformation::compile(&t)
+        .map_err(|e| ApiError::invalid("INVALID_TRANSFORMATION", format!("transformation {e}")))?;
+    Ok(t)
+}
+
 pub(crate) fn validate_custom_secret(s: &str) -> ApiResult<()> {
     use base64::Engine;
     let raw = s
@@ -446,7 +496,7 @@ pub(crate) fn validate_custom_secret(s: &str) -> ApiResult<()> {
         (status = 201, description = "Created", body = CreatedEndpoint),
         (status = 422, description = "Invalid field (`URL_*`, `INVALID_HEADER`, `RESERVED_HEADER`, \
             `INVALID_EVENT_TYPE`, `INVALID_SIGNATURE_SCHEME`, `INVALID_SECRET`, \
-            `CERTIFICATE_NOT_FOUND`, `VALIDATION_FAILED`…)", body = ErrorBody),
+            `CERTIFICATE_NOT_FOUND`, `INVALID_FILTER`, `INVALID_TRANSFORMATION`, `VALIDATION_FAILED`…)", body = ErrorBody),
         (status = 409, description = "Conflict (`CONFLICT`)", body = ErrorBody),
     )
 )]
@@ -497,6 +547,11 @@ pub(crate) async fn create(
         disabled_at: (!enabled).then_some(now),
         client_certificate_id,
         retry_schedule: validate_retry_schedule(req.retry_schedule.unwrap_or_default())?,
+        filter: req.filter.as_ref().map(validate_filter).transpose()?,
+        transformation: req
+            .transformation
+            .map(validate_transformation)
+            .transpose()?,
         consecutive_failures: 0,
         failing_since: None,
         created_at: now,
@@ -637,6 +692,12 @@ pub(crate) async fn update(
     }
     if let Some(s) = req.retry_schedule {
         ep.retry_schedule = validate_retry_schedule(s.unwrap_or_default())?;
+    }
+    if let Some(f) = req.filter {
+        ep.filter = f.as_ref().map(validate_filter).transpose()?;
+    }
+    if let Some(t) = req.transformation {
+        ep.transformation = t.map(validate_transformation).transpose()?;
     }
     let now = state.clock.now_millis();
     ep.updated_at = now;

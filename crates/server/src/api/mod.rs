@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod certificates;
+mod dry_run;
 pub(crate) mod endpoints;
 mod event_types;
 mod events;
@@ -61,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(endpoints::disable))
         .routes(routes!(probes::probe))
         .routes(routes!(probes::list_probes))
+        .routes(routes!(dry_run::dry_run))
         .routes(routes!(events::endpoint_deliveries))
         .routes(routes!(event_types::create, event_types::list))
         .routes(routes!(

@@ -3,6 +3,7 @@
 
 use crate::clock::SharedClock;
 use crate::crypto::SecretBox;
+use crate::transform::{TransformError, Transformation};
 use hookwarden_egress::client::ClientIdentity;
 use hookwarden_signatures::Scheme;
 use hookwarden_store::{CertificateStore, Endpoint, Millis, Store, StoreError};
@@ -80,6 +81,9 @@ pub struct EndpointRuntime {
     pub identity: Option<Arc<ClientIdentity>>,
     /// This endpoint's per-attempt metrics, registered once instead of looked up per attempt.
     pub metrics: Arc<AttemptMetrics>,
+    /// The endpoint's transformation, compiled (or why it does not compile: each attempt then
+    /// fails with that reason until it is fixed).
+    pub transformation: Option<Result<Arc<Transformation>, TransformError>>,
     fresh_until: Instant,
     /// When the first of `secrets` stops signing (the end of a rotation's grace period), on the
     /// server's clock: the runtime is reloaded from then on.
@@ -345,8 +349,17 @@ impl EndpointCache {
             .as_ref()
             .map(|p| p.metrics.clone())
             .unwrap_or_else(|| Arc::new(AttemptMetrics::new(id)));
+        let transformation = match (&endpoint.transformation, previous.as_deref()) {
+            (None, _) => None,
+            // Unchanged: compiled once.
+            (Some(t), Some(p)) if p.endpoint.transformation.as_ref() == Some(t) => {
+                p.transformation.clone()
+            }
+            (Some(t), _) => Some(Transformation::compile(t).map(Arc::new)),
+        };
         let rt = Arc::new(EndpointRuntime {
             metrics,
+            transformation,
             identity,
             endpoint,
             secrets,
@@ -409,6 +422,7 @@ impl EndpointCache {
                     limiter: rt.limiter.clone(),
                     identity: rt.identity.clone(),
                     metrics: rt.metrics.clone(),
+                    transformation: rt.transformation.clone(),
                     fresh_until: Instant::now(),
                     secrets_expire_at: rt.secrets_expire_at,
                 }),

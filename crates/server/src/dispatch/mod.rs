@@ -627,10 +627,19 @@ async fn attempt_once(
 ) -> (NewAttempt, Next) {
     let started_at = inner.now_millis();
     let started = Instant::now();
-    let body = delivery_body(job, endpoint.developer_payload.as_deref());
+    let mut body = delivery_body(job, endpoint.developer_payload.as_deref());
     let ua = HeaderValue::from_str(&inner.cfg.user_agent)
         .unwrap_or(HeaderValue::from_static("Hookwarden"));
     let no = u32::try_from(attempt_no).unwrap_or(u32::MAX);
+    let custom;
+    let policy = if endpoint.endpoint.retry_schedule.is_empty() {
+        &inner.policy
+    } else {
+        custom = inner
+            .policy
+            .with_schedule(&endpoint.endpoint.retry_schedule);
+        &custom
+    };
     let mut attempt = NewAttempt {
         attempt_no,
         started_at,
@@ -644,14 +653,70 @@ async fn attempt_once(
         remote_addr: None,
         request_headers: None,
     };
-    let headers = match delivery_headers(endpoint, job, attempt_no, &body, started_at / 1000, &ua) {
-        Ok(h) => h,
-        Err(e) => {
-            attempt.error_class = Some("internal".into());
-            attempt.error_message = Some(e.to_string());
-            return (attempt, Next::Failed);
+    let mut added = None;
+    if let Some(t) = &endpoint.transformation {
+        let run = match t {
+            Ok(t) => {
+                t.run_blocking(
+                    job.event_id.clone(),
+                    job.event_type.clone(),
+                    crate::times::rfc3339(job.event_created_at),
+                    endpoint.endpoint.url.clone(),
+                    body,
+                )
+                .await
+            }
+            Err(e) => Err(e.clone()),
+        };
+        match run {
+            Ok(out) if out.cancelled => {
+                metrics::counter!("hookwarden_transformations_total", "outcome" => "cancelled")
+                    .increment(1);
+                attempt.duration_ms = millis(started.elapsed());
+                attempt.error_class = Some("cancelled".into());
+                attempt.error_message = Some("cancelled by the endpoint's transformation".into());
+                return (attempt, Next::Cancel);
+            }
+            Ok(out) => {
+                metrics::counter!("hookwarden_transformations_total", "outcome" => "applied")
+                    .increment(1);
+                body = out.body;
+                added = Some(out.headers);
+            }
+            Err(e) => {
+                metrics::counter!("hookwarden_transformations_total", "outcome" => "failed")
+                    .increment(1);
+                attempt.duration_ms = millis(started.elapsed());
+                attempt.error_class = Some("transformation".into());
+                attempt.error_message = Some(truncate(&format!("transformation {e}"), 1024));
+                let next = match policy.after_error(no, true) {
+                    Verdict::Retry(d) => Next::Retry {
+                        at: inner.now_millis() + millis(d),
+                    },
+                    _ => Next::Failed,
+                };
+                return (attempt, next);
+            }
         }
-    };
+    }
+    let mut headers =
+        match delivery_headers(endpoint, job, attempt_no, &body, started_at / 1000, &ua) {
+            Ok(h) => h,
+            Err(e) => {
+                attempt.error_class = Some("internal".into());
+                attempt.error_message = Some(e.to_string());
+                return (attempt, Next::Failed);
+            }
+        };
+    for (name, value) in added.into_iter().flatten() {
+        // Checked by the transformation: valid, and never a header Hookwarden sets.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.insert(n, v);
+        }
+    }
     attempt.request_headers = Some(masked_headers_json(&headers));
     let req = OutboundRequest {
         url: endpoint.endpoint.url.clone(),
@@ -664,15 +729,6 @@ async fn attempt_once(
     let result = inner.client.send(req).await;
     attempt.duration_ms = millis(started.elapsed());
     let mut error_class: Option<&'static str> = None;
-    let custom;
-    let policy = if endpoint.endpoint.retry_schedule.is_empty() {
-        &inner.policy
-    } else {
-        custom = inner
-            .policy
-            .with_schedule(&endpoint.endpoint.retry_schedule);
-        &custom
-    };
     let verdict = match result {
         Ok(resp) => {
             attempt.status_code = Some(i64::from(resp.status.as_u16()));

@@ -447,18 +447,17 @@ pub(super) async fn create_event_tx(
     // Insert the event and read (share-locking) the target endpoints in one round trip: the
     // lock makes a concurrent disable either wait for us (and then pause what we create) or
     // finish first (and then we see the endpoint disabled).
-    let targets: Vec<(String, bool)> =
-        match &ev.only_endpoints {
-            Some(ids) => {
-                let mut wanted: Vec<&str> = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if !wanted.contains(&id.as_str()) {
-                        wanted.push(id);
-                    }
+    let targets: Vec<crate::filter::Target> = match &ev.only_endpoints {
+        Some(ids) => {
+            let mut wanted: Vec<&str> = Vec::with_capacity(ids.len());
+            for id in ids {
+                if !wanted.contains(&id.as_str()) {
+                    wanted.push(id);
                 }
-                let rows: Vec<(String, bool)> = sqlx::query_as(&format!(
+            }
+            let rows: Vec<crate::filter::Target> = sqlx::query_as(&format!(
                 "WITH ev AS (INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6)) \
-                 SELECT id, enabled FROM endpoints WHERE id = ANY($7) AND deleted_at IS NULL \
+                 SELECT id, enabled, filter FROM endpoints WHERE id = ANY($7) AND deleted_at IS NULL \
                  ORDER BY id FOR SHARE"
             ))
             .bind(&ev.id)
@@ -470,15 +469,17 @@ pub(super) async fn create_event_tx(
             .bind(&wanted)
             .fetch_all(&mut *c)
             .await?;
-                let found: HashMap<String, bool> = rows.into_iter().collect();
-                wanted
-                    .into_iter()
-                    .filter_map(|id| found.get(id).map(|en| (id.to_owned(), *en)))
-                    .collect()
-            }
-            None => sqlx::query_as(&format!(
+            let mut found: HashMap<String, (bool, Option<String>)> =
+                rows.into_iter().map(|(id, en, f)| (id, (en, f))).collect();
+            wanted
+                .into_iter()
+                .filter_map(|id| found.remove(id).map(|(en, f)| (id.to_owned(), en, f)))
+                .collect()
+        }
+        None => {
+            sqlx::query_as(&format!(
                 "WITH ev AS (INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6)) \
-                 SELECT id, enabled FROM endpoints WHERE id IN \
+                 SELECT id, enabled, filter FROM endpoints WHERE id IN \
                    (SELECT endpoint_id FROM endpoint_event_types WHERE event_type = ANY($7)) \
                  AND deleted_at IS NULL ORDER BY id FOR SHARE"
             ))
@@ -490,8 +491,10 @@ pub(super) async fn create_event_tx(
             .bind(&ev.source_id)
             .bind(crate::subscription_keys(&ev.event_type))
             .fetch_all(&mut *c)
-            .await?,
-        };
+            .await?
+        }
+    };
+    let targets = crate::filter::admitted(targets, &ev.event_type, &ev.payload);
 
     let mut leased_left = lease.map(|l| l.max).unwrap_or(0);
     let mut deliveries = Vec::with_capacity(targets.len());

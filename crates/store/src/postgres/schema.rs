@@ -44,6 +44,11 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("0130_endpoint_signing_keys.sql"),
     ),
     (140, "event_types", include_str!("0140_event_types.sql")),
+    (
+        150,
+        "endpoint_filter_transformation",
+        include_str!("0150_endpoint_filter_transformation.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").

@@ -390,11 +390,11 @@ impl SourceStore for PgStore {
                 }
             }
             // The event, then the routed endpoints, share-locked like `create_event` does.
-            let targets: Vec<(String, bool)> = sqlx::query_as(
+            let targets: Vec<crate::filter::Target> = sqlx::query_as(
                 "WITH ev AS (INSERT INTO events \
                    (id, event_type, payload, idempotency_key, created_at, source_id) \
                    VALUES ($1, $2, $3, NULL, $4, $5)) \
-                 SELECT id, enabled FROM endpoints WHERE deleted_at IS NULL AND \
+                 SELECT id, enabled, filter FROM endpoints WHERE deleted_at IS NULL AND \
                    (id = ANY($6) OR id IN (SELECT endpoint_id FROM endpoint_event_types \
                      WHERE event_type = ANY($7))) \
                  ORDER BY id FOR SHARE",
@@ -415,6 +415,7 @@ impl SourceStore for PgStore {
             )
             .fetch_all(&mut *tx)
             .await?;
+            let targets = crate::filter::admitted(targets, &ev.event_type, &ev.payload);
             let deliveries = targets.len();
             if !targets.is_empty() {
                 let ids: Vec<String> = targets.iter().map(|_| new_id("dlv")).collect();

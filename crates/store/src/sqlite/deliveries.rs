@@ -31,12 +31,12 @@ pub(super) fn write_event_types(
 pub(super) fn subscribers(
     conn: &Connection,
     event_type: &str,
-    mut out: Vec<(String, bool)>,
-) -> Result<Vec<(String, bool)>> {
+    mut out: Vec<crate::filter::Target>,
+) -> Result<Vec<crate::filter::Target>> {
     let keys = crate::subscription_keys(event_type);
     let mut sql = String::with_capacity(160 + keys.len() * 4);
     sql.push_str(
-        "SELECT e.id, e.enabled FROM endpoint_event_types t \
+        "SELECT e.id, e.enabled, e.filter FROM endpoint_event_types t \
          JOIN endpoints e ON e.id = t.endpoint_id WHERE t.event_type IN (",
     );
     for i in 1..=keys.len() {
@@ -49,11 +49,15 @@ pub(super) fn subscribers(
     sql.push_str(") AND e.deleted_at IS NULL");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(keys.iter()), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)? != 0,
+            r.get::<_, Option<String>>(2)?,
+        ))
     })?;
     for row in rows {
         let t = row?;
-        if !out.iter().any(|(o, _)| *o == t.0) {
+        if !out.iter().any(|(o, _, _)| *o == t.0) {
             out.push(t);
         }
     }

@@ -57,6 +57,11 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("0130_endpoint_signing_keys.sql"),
     ),
     (140, "event_types", include_str!("0140_event_types.sql")),
+    (
+        150,
+        "endpoint_filter_transformation",
+        include_str!("0150_endpoint_filter_transformation.sql"),
+    ),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a

@@ -39,7 +39,7 @@ fn accept_tx(
          VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
     )?
     .execute(params![ev.id, ev.event_type, ev.payload, now, source_id])?;
-    let targets = route_targets(c, &a.route)?;
+    let targets = crate::filter::admitted(route_targets(c, &a.route)?, &ev.event_type, &ev.payload);
     let deliveries = targets.len();
     if !targets.is_empty() {
         let mut ins = c.prepare_cached(
@@ -284,20 +284,25 @@ fn insert_audit_row(c: &Connection, e: &NewAuditEntry) -> Result<String> {
 }
 
 /// The routed endpoints: listed ids that exist, plus subscribers of the listed types.
-fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bool)>> {
-    let mut out: Vec<(String, bool)> = Vec::new();
+fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<crate::filter::Target>> {
+    let mut out: Vec<crate::filter::Target> = Vec::new();
     if route.endpoint_ids.is_empty() && route.event_types.is_empty() {
         return Ok(out);
     }
-    let mut by_id =
-        c.prepare_cached("SELECT id, enabled FROM endpoints WHERE id = ?1 AND deleted_at IS NULL")?;
+    let mut by_id = c.prepare_cached(
+        "SELECT id, enabled, filter FROM endpoints WHERE id = ?1 AND deleted_at IS NULL",
+    )?;
     for id in &route.endpoint_ids {
-        if out.iter().any(|(o, _)| o == id) {
+        if out.iter().any(|(o, _, _)| o == id) {
             continue;
         }
         if let Some(t) = by_id
             .query_row([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)? != 0,
+                    r.get::<_, Option<String>>(2)?,
+                ))
             })
             .optional()?
         {
@@ -307,7 +312,7 @@ fn route_targets(c: &Connection, route: &InboundRoute) -> Result<Vec<(String, bo
     if !route.event_types.is_empty() {
         for ty in &route.event_types {
             for t in super::subscribers(c, ty, Vec::new())? {
-                if !out.iter().any(|(o, _)| *o == t.0) {
+                if !out.iter().any(|(o, _, _)| *o == t.0) {
                     out.push(t);
                 }
             }
