@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 mod bounded;
 mod event_types;
 mod probes;
+mod recoveries;
 mod text;
 
 pub use bounded::{
@@ -21,6 +22,7 @@ pub use bounded::{
 };
 pub use event_types::event_type_store;
 pub use probes::probe_store;
+pub use recoveries::recovery_store;
 pub use text::{audit_payload_bytes, nul_in_text};
 
 pub(crate) fn endpoint(id: &str, types: &[&str]) -> Endpoint {
@@ -79,7 +81,7 @@ pub(crate) fn attempt(no: i64, at: Millis, code: Option<i64>) -> NewAttempt {
     }
 }
 
-const NO_BREAKER: BreakerPolicy = BreakerPolicy {
+pub(crate) const NO_BREAKER: BreakerPolicy = BreakerPolicy {
     enabled: false,
     failure_threshold: 1,
     min_failing_ms: 0,

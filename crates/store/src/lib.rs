@@ -42,6 +42,7 @@ mod machine;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod probes;
+mod recoveries;
 mod row;
 mod sealed;
 mod sources;
@@ -55,6 +56,7 @@ pub use error::{DbError, StoreError};
 pub use event_types::*;
 pub use listing::Listed;
 pub use probes::*;
+pub use recoveries::*;
 pub use sealed::*;
 pub use sources::*;
 pub use types::*;

@@ -109,6 +109,7 @@ mod certs;
 mod deliveries;
 mod event_types;
 mod probes;
+mod recoveries;
 mod rows;
 mod schema;
 mod sealed;

@@ -345,3 +345,28 @@ pub(crate) fn event_type<R: ReadRow>(r: &R) -> Result<crate::event_types::EventT
         updated_at: r.col(7)?,
     })
 }
+
+/// A recovery's columns, as [`recovery`] reads them.
+pub(crate) const RECOVERY_COLS: &str = "id, endpoint_id, event_type, since_at, until_at, status, \
+    total, requeued, created_at, updated_at, finished_at";
+
+/// Columns: [`RECOVERY_COLS`].
+pub(crate) fn recovery<R: ReadRow>(r: &R) -> Result<crate::Recovery, R::Error> {
+    let status: String = r.col(5)?;
+    Ok(crate::Recovery {
+        id: r.col(0)?,
+        filter: crate::RecoveryFilter {
+            endpoint_id: r.col(1)?,
+            event_type: r.col(2)?,
+            since: r.col(3)?,
+            until: r.col(4)?,
+        },
+        status: crate::RecoveryStatus::parse(&status)
+            .ok_or_else(|| R::corrupt(5, format!("unknown recovery status {status:?}")))?,
+        total: r.col(6)?,
+        requeued: r.col(7)?,
+        created_at: r.col(8)?,
+        updated_at: r.col(9)?,
+        finished_at: r.col(10)?,
+    })
+}

@@ -31,6 +31,7 @@ mod checkpoint;
 mod deliveries;
 mod event_types;
 mod probes;
+mod recoveries;
 mod replay;
 mod rows;
 mod schema;

@@ -45,7 +45,7 @@ pub fn storable(field: &'static str, s: &str) -> Result<()> {
     Ok(())
 }
 
-fn storable_opt(field: &'static str, s: Option<&str>) -> Result<()> {
+pub(crate) fn storable_opt(field: &'static str, s: Option<&str>) -> Result<()> {
     s.map_or(Ok(()), |s| storable(field, s))
 }
 

@@ -1094,6 +1094,14 @@ async fn event_type_store_conformance() {
 }
 
 #[tokio::test]
+async fn recovery_store_conformance() {
+    let Some(dbs) = Databases::new() else { return };
+    let url = dbs.create().await;
+    let s = PgStore::connect(&url, opts()).await.unwrap();
+    conformance::recovery_store(&s).await;
+}
+
+#[tokio::test]
 async fn probe_store_conformance() {
     let Some(dbs) = Databases::new() else { return };
     let url = dbs.create().await;

@@ -49,6 +49,7 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
         "endpoint_filter_transformation",
         include_str!("0150_endpoint_filter_transformation.sql"),
     ),
+    (160, "recoveries", include_str!("0160_recoveries.sql")),
 ];
 
 /// `pg_advisory_xact_lock` key serialising migrations of one database ("hookward").

@@ -62,6 +62,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "endpoint_filter_transformation",
         include_str!("0150_endpoint_filter_transformation.sql"),
     ),
+    (160, "recoveries", include_str!("0160_recoveries.sql")),
 ];
 
 /// Page cache of the writer (and checkpointer) connection, in KiB. Small on purpose: when a
