@@ -18,6 +18,7 @@ pub mod inbound;
 pub mod keys;
 pub mod metrics;
 pub mod probe;
+pub mod recovery;
 pub mod retention;
 pub mod secrets;
 pub mod security;
@@ -322,6 +323,12 @@ pub async fn start_with_clock(
         dispatcher: Arc::downgrade(&dispatcher),
     }));
     security::sync_published_ranges(&*cert_store, &dispatcher, &config).await?;
+    let recoverer = recovery::Recoverer::new(
+        stores.recoveries.clone(),
+        dispatcher.clone(),
+        clock.clone(),
+        owner.clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
@@ -378,6 +385,7 @@ pub async fn start_with_clock(
         Duration::from_secs(config.storage.retention_interval_secs),
         clock.clone(),
     ));
+    background.push(recoverer.spawn());
     background.push(prober.spawn_upkeep(Duration::from_secs(
         config.storage.retention_interval_secs.clamp(1, 3600),
     )));
@@ -425,6 +433,8 @@ pub async fn start_with_clock(
         inbound,
         published_certs,
         prober,
+        recoveries: stores.recoveries.clone(),
+        recoverer,
         event_types: stores.event_types.clone(),
         // Shared database: other instances' changes show within a second.
         catalogue: catalogue::Catalogue::new(

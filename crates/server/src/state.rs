@@ -35,6 +35,9 @@ pub struct AppState {
     pub published_certs: Arc<crate::api::security::PublishedCache>,
     /// The receiver security probe.
     pub prober: Arc<crate::probe::Prober>,
+    /// Recoveries (failed deliveries sent again) and the task that runs them.
+    pub recoveries: Arc<dyn hookwarden_store::RecoveryStore>,
+    pub recoverer: Arc<crate::recovery::Recoverer>,
     /// The event-type catalogue.
     pub event_types: Arc<dyn hookwarden_store::EventTypeStore>,
     /// The catalogue's compiled schemas, checked on publish.

@@ -6,7 +6,8 @@ use crate::config::{Backend, Config};
 use hookwarden_store::postgres::{PgOptions, PgStore};
 use hookwarden_store::sqlite::{SqliteOptions, SqliteStore};
 use hookwarden_store::{
-    ApiKeyStore, CertificateStore, EventTypeStore, ProbeStore, SealedStore, SourceStore, Store,
+    ApiKeyStore, CertificateStore, EventTypeStore, ProbeStore, RecoveryStore, SealedStore,
+    SourceStore, Store,
 };
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub struct Stores {
     pub sealed: Arc<dyn SealedStore>,
     pub probes: Arc<dyn ProbeStore>,
     pub event_types: Arc<dyn EventTypeStore>,
+    pub recoveries: Arc<dyn RecoveryStore>,
     backend: Opened,
 }
 
@@ -72,6 +74,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 sealed: s.clone(),
                 probes: s.clone(),
                 event_types: s.clone(),
+                recoveries: s.clone(),
                 backend: Opened::Sqlite(s),
             })
         }
@@ -87,6 +90,7 @@ pub async fn open(config: &Config) -> Result<Stores, StartError> {
                 sealed: p.clone(),
                 probes: p.clone(),
                 event_types: p.clone(),
+                recoveries: p.clone(),
                 backend: Opened::Postgres(p),
             })
         }

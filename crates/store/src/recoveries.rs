@@ -139,8 +139,9 @@ pub trait RecoveryStore: Send + Sync + 'static {
         lease_until: Millis,
         batch: usize,
     ) -> Result<RecoveryStep>;
-    /// How many of `ids` are still waiting for their first try since being made due: pending
-    /// and due at or before `cutoff` (a claimed one is due at its lease's end).
+    /// How many of `ids` are still waiting for the outcome of their first try since being made
+    /// due at or before `cutoff`: pending and either due by then or held by a dispatcher (in
+    /// flight). One retried later, deferred by its rate limit, paused or finished is not.
     async fn count_waiting(&self, ids: &[String], cutoff: Millis) -> Result<u64>;
     /// A delivery of event `event_id` to endpoint `endpoint_id` (which need not be subscribed,
     /// nor have existed when the event was published), due now.

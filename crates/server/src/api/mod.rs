@@ -9,6 +9,7 @@ mod events;
 pub mod extract;
 pub mod openapi;
 mod probes;
+mod recoveries;
 pub(crate) mod security;
 mod sources;
 mod stats;
@@ -63,6 +64,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .routes(routes!(probes::probe))
         .routes(routes!(probes::list_probes))
         .routes(routes!(dry_run::dry_run))
+        .routes(routes!(recoveries::recover))
+        .routes(routes!(recoveries::create, recoveries::list))
+        .routes(routes!(recoveries::get_one))
+        .routes(routes!(recoveries::cancel))
         .routes(routes!(events::endpoint_deliveries))
         .routes(routes!(event_types::create, event_types::list))
         .routes(routes!(
@@ -72,7 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .routes(routes!(events::create, events::list))
         .routes(routes!(events::get_one))
-        .routes(routes!(events::event_deliveries))
+        .routes(routes!(events::event_deliveries, recoveries::add_delivery))
         .routes(routes!(events::list_deliveries))
         .routes(routes!(events::get_delivery))
         .routes(routes!(events::attempts))

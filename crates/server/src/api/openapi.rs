@@ -45,6 +45,7 @@ public security information, ingest (`/in/{token}`), health and metrics. Admin r
     tags(
         (name = "endpoints", description = "Receivers of outbound webhooks"),
         (name = "events", description = "Publishing events and following their deliveries"),
+        (name = "recoveries", description = "Sending again what failed for good: an endpoint's recover, bulk retries by filter"),
         (name = "client-certificates", description = "Client certificates presented to endpoints (mTLS)"),
         (name = "sources", description = "Inbound sources: secret webhook URLs and their audit log"),
         (name = "security", description = "Public: egress ranges and certificates for receivers to pin"),

@@ -24,7 +24,11 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     }
     // Five events, created at 10..=14, each delivered to both endpoints; every delivery fails.
     for i in 0..5 {
-        let ty = if i % 2 == 0 { "invoice.paid" } else { "user.created" };
+        let ty = if i % 2 == 0 {
+            "invoice.paid"
+        } else {
+            "user.created"
+        };
         let ev = NewEvent {
             id: format!("evt_r{i}"),
             event_type: ty.into(),
@@ -85,7 +89,11 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
         .unwrap();
     assert_eq!(beside.total, 1);
     let other = s
-        .create_recovery("rcv_3", filter(Some("ep_s"), Some("invoice.*"), 0, 100), 300)
+        .create_recovery(
+            "rcv_3",
+            filter(Some("ep_s"), Some("invoice.*"), 0, 100),
+            300,
+        )
         .await
         .unwrap();
     assert_eq!(other.total, 3, "r0, r2, r4 are invoice.*");
@@ -103,7 +111,10 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     assert_eq!(b.id, "rcv_3");
     assert_eq!(s.claim_recovery("w3", 400, 1_000).await.unwrap(), None);
     // Not the holder: nothing happens.
-    let step = s.recovery_step("rcv_1", "w2", 410, 1_000, 10).await.unwrap();
+    let step = s
+        .recovery_step("rcv_1", "w2", 410, 1_000, 10)
+        .await
+        .unwrap();
     assert!(!step.owned && step.requeued.is_empty());
 
     let step = s.recovery_step("rcv_1", "w1", 500, 2_000, 2).await.unwrap();
@@ -117,7 +128,10 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
         (d1.status, d1.next_attempt_at, d1.completed_at),
         (DeliveryStatus::Pending, 500, None)
     );
-    assert_eq!((d2.status, d2.next_attempt_at), (DeliveryStatus::Pending, 501));
+    assert_eq!(
+        (d2.status, d2.next_attempt_at),
+        (DeliveryStatus::Pending, 501)
+    );
     assert_eq!(
         s.count_waiting(&step.requeued, 501).await.unwrap(),
         2,
@@ -127,21 +141,54 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     assert_eq!(s.claim_recovery("w3", 1_999, 3_000).await.unwrap(), None);
     let taken = s.claim_recovery("w3", 2_000, 3_000).await.unwrap().unwrap();
     assert_eq!(taken.id, "rcv_1");
-    let step = s.recovery_step("rcv_1", "w1", 2_010, 4_000, 2).await.unwrap();
+    let step = s
+        .recovery_step("rcv_1", "w1", 2_010, 4_000, 2)
+        .await
+        .unwrap();
     assert!(!step.owned, "the old holder lost it");
-    let step = s.recovery_step("rcv_1", "w3", 2_010, 4_000, 0).await.unwrap();
-    assert!(step.owned && step.requeued.is_empty(), "batch 0 only renews");
-    let step = s.recovery_step("rcv_1", "w3", 2_020, 4_000, 2).await.unwrap();
+    let step = s
+        .recovery_step("rcv_1", "w3", 2_010, 4_000, 0)
+        .await
+        .unwrap();
+    assert!(
+        step.owned && step.requeued.is_empty(),
+        "batch 0 only renews"
+    );
+    let step = s
+        .recovery_step("rcv_1", "w3", 2_020, 4_000, 2)
+        .await
+        .unwrap();
     assert_eq!(step.requeued, [of("ep_r", 3)]);
     let job = step.recovery.unwrap();
     assert_eq!(
         (job.status, job.requeued, job.finished_at),
         (RecoveryStatus::Completed, 3, Some(2_020))
     );
-    // Claimed by the dispatcher: no longer waiting for a first try.
+    // Claimed by a dispatcher: in flight, still waiting; its outcome recorded: done.
     let claimed = s.claim_due("w", 2_100, 9_000, 100).await.unwrap();
     assert_eq!(claimed.len(), 3);
-    assert_eq!(s.count_waiting(&[of("ep_r", 3)], 2_100).await.unwrap(), 0);
+    assert_eq!(s.count_waiting(&[of("ep_r", 3)], 2_100).await.unwrap(), 1);
+    let outcomes = claimed
+        .iter()
+        .map(|c| Outcome {
+            delivery_id: c.delivery_id.clone(),
+            endpoint_id: c.endpoint_id.clone(),
+            attempt: Some(attempt(2, 2_150, Some(503))),
+            next: Next::Retry { at: 50_000 },
+            lease_owner: "w".into(),
+            lease_until: c.lease_until,
+        })
+        .collect();
+    s.record_outcomes(outcomes, NO_BREAKER, 2_160)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.count_waiting(&[of("ep_r", 1), of("ep_r", 3)], 2_100)
+            .await
+            .unwrap(),
+        0,
+        "retried later: its first try is over"
+    );
     // Nothing failed left in the window: a new recovery finds nothing (no conflict now).
     let again = s
         .create_recovery("rcv_4", filter(Some("ep_r"), None, 11, 14), 2_200)
@@ -153,11 +200,11 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     s.set_endpoint_enabled("ep_s", false, None, 2_300)
         .await
         .unwrap();
-    let step = s.recovery_step("rcv_3", "w2", 2_330, 9_000, 10).await.unwrap();
-    assert_eq!(
-        step.requeued,
-        [of("ep_s", 0), of("ep_s", 2), of("ep_s", 4)]
-    );
+    let step = s
+        .recovery_step("rcv_3", "w2", 2_330, 9_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(step.requeued, [of("ep_s", 0), of("ep_s", 2), of("ep_s", 4)]);
     assert_eq!(step.recovery.unwrap().status, RecoveryStatus::Completed);
     let d = s.get_delivery(&of("ep_s", 0)).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Paused);
@@ -169,15 +216,27 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     let listed = s.list_recoveries(Page::new(None, 10)).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["rcv_4", "rcv_3", "rcv_2", "rcv_1"]);
-    let listed = s.list_recoveries(Page::new(Some("rcv_3".into()), 1)).await.unwrap();
+    let listed = s
+        .list_recoveries(Page::new(Some("rcv_3".into()), 1))
+        .await
+        .unwrap();
     assert_eq!(listed[0].id, "rcv_2");
     assert!(listed.more);
 
     // An old event to an endpoint that did not exist when it was published.
-    match s.add_delivery("dlv_new1", "evt_r0", "ep_gone", 3_000).await.unwrap() {
+    match s
+        .add_delivery("dlv_new1", "evt_r0", "ep_gone", 3_000)
+        .await
+        .unwrap()
+    {
         AddDelivery::Created(d) => {
             assert_eq!(
-                (d.event_id.as_str(), d.endpoint_id.as_str(), d.status, d.next_attempt_at),
+                (
+                    d.event_id.as_str(),
+                    d.endpoint_id.as_str(),
+                    d.status,
+                    d.next_attempt_at
+                ),
                 ("evt_r0", "ep_gone", DeliveryStatus::Pending, 3_000)
             );
         }
@@ -192,16 +251,22 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
         AddDelivery::Exists(d) if d.id == of("ep_r", 0)
     ));
     assert_eq!(
-        s.add_delivery("dlv_new4", "evt_nope", "ep_r", 3_000).await.unwrap(),
+        s.add_delivery("dlv_new4", "evt_nope", "ep_r", 3_000)
+            .await
+            .unwrap(),
         AddDelivery::NoEvent
     );
     assert_eq!(
-        s.add_delivery("dlv_new5", "evt_r0", "ep_nope", 3_000).await.unwrap(),
+        s.add_delivery("dlv_new5", "evt_r0", "ep_nope", 3_000)
+            .await
+            .unwrap(),
         AddDelivery::NoEndpoint
     );
     s.delete_endpoint("ep_gone", 3_100).await.unwrap();
     assert_eq!(
-        s.add_delivery("dlv_new6", "evt_r1", "ep_gone", 3_200).await.unwrap(),
+        s.add_delivery("dlv_new6", "evt_r1", "ep_gone", 3_200)
+            .await
+            .unwrap(),
         AddDelivery::NoEndpoint
     );
     s.create_endpoint(endpoint("ep_off", &["nothing"]), "whsec_o".into())
@@ -210,7 +275,11 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     s.set_endpoint_enabled("ep_off", false, None, 3_300)
         .await
         .unwrap();
-    match s.add_delivery("dlv_new7", "evt_r1", "ep_off", 3_400).await.unwrap() {
+    match s
+        .add_delivery("dlv_new7", "evt_r1", "ep_off", 3_400)
+        .await
+        .unwrap()
+    {
         AddDelivery::Created(d) => assert_eq!(d.status, DeliveryStatus::Paused),
         other => panic!("expected a paused delivery, got {other:?}"),
     }

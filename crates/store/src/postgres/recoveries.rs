@@ -276,7 +276,7 @@ impl RecoveryStore for PgStore {
         }
         let (n,): (i64,) = sqlx::query_as(
             "SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 0 \
-             AND next_attempt_at <= $2",
+             AND (lease_owner IS NOT NULL OR next_attempt_at <= $2)",
         )
         .bind(&ids)
         .bind(cutoff)

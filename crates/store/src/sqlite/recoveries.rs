@@ -24,12 +24,11 @@ const SELECTED: &str = concat!(
 );
 
 fn get(c: &Connection, id: &str) -> Result<Option<Recovery>> {
-    Ok(c
-        .prepare_cached(&format!(
-            "SELECT {RECOVERY_COLS} FROM recoveries WHERE id = ?1"
-        ))?
-        .query_row([id], |r| row::recovery(r))
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {RECOVERY_COLS} FROM recoveries WHERE id = ?1"
+    ))?
+    .query_row([id], |r| row::recovery(r))
+    .optional()?)
 }
 
 #[async_trait]
@@ -262,7 +261,7 @@ impl RecoveryStore for SqliteStore {
             let mut stmt = c.prepare_cached(concat!(
                 "SELECT count(*) FROM deliveries WHERE id = ?1 AND status = ",
                 st!(pending),
-                " AND next_attempt_at <= ?2"
+                " AND (lease_owner IS NOT NULL OR next_attempt_at <= ?2)"
             ))?;
             let mut n = 0u64;
             for id in &ids {
