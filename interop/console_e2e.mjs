@@ -148,6 +148,31 @@ try {
   check((await page.locator("[data-testid=probe-report]").getAttribute("data-grade")) === "inconclusive", "the stored report is shown again");
   await shot(page, "probe");
 
+  // Payload filter and transformation: tried on a sample before saving (dry run), then saved.
+  const routing = page.locator("[data-testid=routing-panel]");
+  await routing.locator("textarea[aria-label='Payload filter']").fill('{"data.amount": {"$gte": 1000}}');
+  await routing.locator("textarea[aria-label='Transformation']").fill(
+    'fn handler(webhook) {\n  print(`amount ${webhook.payload.data.amount}`);\n  webhook.headers["X-Plan"] = "gold";\n  webhook\n}');
+  await routing.locator("textarea[aria-label='Sample payload']").fill('{"amount": 250}');
+  await page.click("[data-testid=dry-run]");
+  await routing.locator("[data-delivered]").waitFor();
+  check((await routing.locator("[data-delivered]").getAttribute("data-delivered")) === "false", "dry run: the filter keeps a small amount out");
+  await routing.locator("textarea[aria-label='Sample payload']").fill('{"amount": 4200}');
+  await page.click("[data-testid=dry-run]");
+  await routing.locator("[data-delivered=true]").waitFor();
+  const dry = await routing.locator("[data-testid=dry-run-result]").textContent();
+  check(dry.includes("x-plan") && dry.includes("gold") && dry.includes("amount 4200") && dry.includes("****"), "dry run shows the transformed, signed request and the script's output");
+  await shot(page, "routing");
+  await page.click("[data-testid=save-routing]");
+  await until(page, "the saved filter", async () =>
+    (await page.locator("[data-testid=routing-panel] textarea[aria-label='Payload filter']").inputValue()).includes("$gte"));
+  const saved = await fetch(`${cfg.base}/api/v1/endpoints/${epId}`, { headers: { authorization: `Bearer ${cfg.key}` } }).then((r) => r.json());
+  check(saved.filter && saved.filter["data.amount"]["$gte"] === 1000 && saved.transformation.includes("X-Plan"), "filter and transformation saved");
+  // Recover: nothing failed here, so the job completes with nothing to send again.
+  await page.click("[data-testid=recover]");
+  await page.locator("[data-testid=recover-panel] [data-testid=recovery][data-status=completed]").waitFor({ timeout: T });
+  check((await page.locator("[data-testid=recover-panel]").textContent()).includes("0 of 0"), "recover shows its progress");
+
   // Delivery detail: attempt with status, masked request headers, source address.
   await page.locator("main table a.mono").first().click();
   await page.locator("[data-testid=attempt]").first().waitFor();
@@ -224,6 +249,18 @@ try {
   await page.goto(`${cfg.base}/console/#/sources`);
   await page.locator("[data-testid=ingest-chart] [data-series=IP_NOT_ALLOWED]").waitFor();
   await shot(page, "sources");
+
+  // Bulk retry of failed deliveries by filter, from the deliveries page.
+  if (cfg.failing_url) {
+    await page.goto(`${cfg.base}/console/#/deliveries`);
+    const bulk = page.locator("[data-testid=bulk-retry]");
+    await bulk.locator("input[aria-label='Event type']").fill("invoice.*");
+    await bulk.locator("button[type=submit]").click();
+    await page.locator("[data-testid=recovery]").first().waitFor({ timeout: T });
+    const rec = await page.locator("[data-testid=recovery]").first().textContent();
+    check(/\d+ of [1-9]/.test(rec) && rec.includes("invoice.*"), `bulk retry lists its job with progress: ${rec}`);
+    await shot(page, "recoveries");
+  }
 
   // Security page and alerts.
   await page.goto(`${cfg.base}/console/#/security`);

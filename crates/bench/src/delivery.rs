@@ -58,6 +58,14 @@ pub(crate) struct Args {
     /// JSON Schema checked on every publish (`serve_schema`, in the same run).
     #[arg(long)]
     schema: bool,
+    /// With `--instructions`: also measure `serve` with a payload filter on the endpoint,
+    /// matched on every event (`serve_filter`, in the same run).
+    #[arg(long)]
+    filter: bool,
+    /// With `--instructions`: also measure `serve` with a transformation on the endpoint, run on
+    /// every delivery before it is signed (`serve_transform`, in the same run).
+    #[arg(long)]
+    transform: bool,
     #[command(flatten)]
     counts: crate::instructions::Options,
 }
@@ -493,7 +501,14 @@ async fn instructions(args: &Args) -> Result<()> {
     );
     drop(serve);
 
-    if args.schema {
+    for (on, variant) in [
+        (args.schema, Variant::Schema),
+        (args.filter, Variant::Filter),
+        (args.transform, Variant::Transform),
+    ] {
+        if !on {
+            continue;
+        }
         let serve = Serve::start_under(
             &cg,
             &bin,
@@ -501,35 +516,15 @@ async fn instructions(args: &Args) -> Result<()> {
             &args.log,
         )?;
         let api = Api::new(&serve);
-        let event_type = json!({
-            "name": "order.created",
-            "schema": {
-                "type": "object",
-                "required": ["order", "customer", "amount", "currency"],
-                "properties": {
-                    "order": {"type": "integer", "minimum": 0},
-                    "sent_at_us": {"type": "integer"},
-                    "customer": {"type": "string", "pattern": "^cus_[a-z0-9]+$"},
-                    "amount": {"type": "integer", "minimum": 1},
-                    "currency": {"enum": ["EUR", "USD", "GBP"]}
-                },
-                "additionalProperties": false
-            }
-        });
-        api.post(
-            "/api/v1/event-types",
-            event_type.to_string(),
-            201,
-            "creating an event type",
-        )
-        .await?;
-        create_endpoint(&api, &format!("http://{}/ep0", receiver.addr)).await?;
+        variant
+            .set_up(&api, &format!("http://{}/ep0", receiver.addr))
+            .await?;
         receiver.reset();
         one_by_one(&api, &receiver, 0, sizes.warmup).await?;
         counts.push(
             cg.count(
                 serve.child.id(),
-                ("serve_schema", "event"),
+                (variant.name(), "event"),
                 sizes.measured,
                 || one_by_one(&api, &receiver, sizes.warmup, sizes.measured),
             )
@@ -540,12 +535,92 @@ async fn instructions(args: &Args) -> Result<()> {
 
     let extra = json!({
         "serve_to_bare_client": crate::instructions::ratio(&counts, 1, 0),
-        "serve_schema_to_serve": args.schema.then(|| crate::instructions::ratio(&counts, 2, 1)),
+        "variants_to_serve": counts
+            .iter()
+            .enumerate()
+            .skip(2)
+            .map(|(i, c)| (c.name.to_string(), json!(crate::instructions::ratio(&counts, i, 1))))
+            .collect::<serde_json::Map<String, serde_json::Value>>(),
         "sqlite_synchronous": args.sqlite_synchronous,
         "log": args.log,
         "endpoints": 1,
     });
     report("delivery", args.quick, opts, &counts, extra)
+}
+
+/// A variant of `serve` measured beside it: the same events, with one feature on.
+#[derive(Clone, Copy)]
+enum Variant {
+    /// The event type in the catalogue with a JSON Schema checked on publish.
+    Schema,
+    /// A payload filter on the endpoint (matching every event: each is still delivered).
+    Filter,
+    /// A transformation on the endpoint: a field and a header added, run before signing.
+    Transform,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Schema => "serve_schema",
+            Variant::Filter => "serve_filter",
+            Variant::Transform => "serve_transform",
+        }
+    }
+
+    async fn set_up(self, api: &Api, url: &str) -> Result<()> {
+        let endpoint = match self {
+            Variant::Schema => {
+                let event_type = json!({
+                    "name": "order.created",
+                    "schema": {
+                        "type": "object",
+                        "required": ["order", "customer", "amount", "currency"],
+                        "properties": {
+                            "order": {"type": "integer", "minimum": 0},
+                            "sent_at_us": {"type": "integer"},
+                            "customer": {"type": "string", "pattern": "^cus_[a-z0-9]+$"},
+                            "amount": {"type": "integer", "minimum": 1},
+                            "currency": {"enum": ["EUR", "USD", "GBP"]}
+                        },
+                        "additionalProperties": false
+                    }
+                });
+                api.post(
+                    "/api/v1/event-types",
+                    event_type.to_string(),
+                    201,
+                    "creating an event type",
+                )
+                .await?;
+                json!({ "url": url })
+            }
+            Variant::Filter => json!({
+                "url": url,
+                "filter": {
+                    "type": {"$prefix": "order."},
+                    "data.amount": {"$gte": 1},
+                    "data.currency": {"$in": ["EUR", "USD", "GBP"]},
+                    "data.customer": {"$regex": "^cus_[a-z0-9]+$"}
+                }
+            }),
+            Variant::Transform => json!({
+                "url": url,
+                "transformation": "fn handler(webhook) {\n\
+                    webhook.payload.data.amount_major = webhook.payload.data.amount / 100.0;\n\
+                    webhook.headers[\"X-Customer\"] = webhook.payload.data.customer;\n\
+                    webhook\n}"
+            }),
+        };
+        api.post(
+            "/api/v1/endpoints",
+            endpoint.to_string(),
+            201,
+            "creating an endpoint",
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 async fn create_endpoint(api: &Api, url: &str) -> Result<()> {

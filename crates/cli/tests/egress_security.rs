@@ -101,7 +101,7 @@ async fn deliveries_go_through_egress_proxies_with_failover_and_fail_closed() {
          [[egress.proxies]]\nurl = \"http://{}\"\nusername = \"hookwarden\"\npassword = \"proxy-pass\"\n",
         a.addr, b.addr
     );
-    let cfg = config_with_egress("proxy_health_interval_secs = 1", "") + &proxies;
+    let cfg = config_with_egress("proxy_health_interval_secs = 1", "") + proxies.as_str();
     let s = Server::start_in(dir.path(), &cfg, None);
     let api = s.api();
     api.endpoint(json!({"url": rx.url("/hook"), "event_types": ["t"]}))
@@ -479,7 +479,7 @@ async fn names_are_resolved_and_checked_here_even_through_a_generic_proxy() {
     let cfg = config_with_egress(egress, "").replace(
         "allow_ranges = [\"127.0.0.0/8\"]",
         "allow_ranges = [\"127.0.0.2/32\"]",
-    ) + &format!("[[egress.proxies]]\nurl = \"http://{proxy}\"\n");
+    ) + format!("[[egress.proxies]]\nurl = \"http://{proxy}\"\n").as_str();
     let s = Server::start_in(dir.path(), &cfg, None);
     let api = s.api();
     // A name this instance cannot resolve is accepted as an endpoint (it may not exist yet)…

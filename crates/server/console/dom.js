@@ -62,7 +62,8 @@ export function statusBadge(status) {
   const kind = {
     succeeded: "ok", active: "ok", enabled: "ok", ACCEPTED: "ok", HANDSHAKE: "ok",
     failed: "bad", revoked: "bad", disabled: "bad",
-    pending: "warn", paused: "warn", grace: "warn", retiring: "warn", retrying: "warn",
+    pending: "warn", paused: "warn", grace: "warn", retiring: "warn", retrying: "warn", running: "warn",
+    completed: "ok",
     cancelled: "muted", expired: "muted",
   }[status] || (status && /^[A-Z_]+$/.test(status) ? "bad" : "muted");
   return badge(status, kind);

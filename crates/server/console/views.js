@@ -239,11 +239,158 @@ export async function endpoint(main, id) {
         ["Created", fmtTime(e.created_at)],
       ])),
       await editEndpointPanel(e, main, id)),
-    e.signature_schemes.includes("standard-webhooks-v1a") ? publicKeysPanel(e) : null,
+    e.signature_schemes.includes("standard-webhooks-v1a") ? publicKeysPanel(e) : "",
+    routingPanel(e, main, id),
+    recoverPanel(e),
     probePanel(e),
     chartPanel("Deliveries of this endpoint", async (r) => deliveryChart(await api.get(`/stats/deliveries${qs({ ...r, endpoint_id: e.id })}`), "Finished deliveries")),
     panel("Delivery history", deliveryBrowser({ endpoint_id: e.id })),
   );
+}
+
+// ---------------------------------------------------------------- filter, transformation, dry run
+
+const TRANSFORM_EXAMPLE = `fn handler(webhook) {
+    // webhook.payload is the body; add headers, or set webhook.cancel = true.
+    webhook.headers["X-Event"] = webhook.event_type;
+    webhook
+}`;
+
+// The payload filter and the transformation, edited and tried on a sample event before saving.
+function routingPanel(e, main, id) {
+  const filter = h("textarea", { class: "input mono", rows: 4, "aria-label": "Payload filter",
+    placeholder: '{"data.amount": {"$gte": 100}}', value: e.filter ? JSON.stringify(e.filter, null, 2) : "" });
+  const script = h("textarea", { class: "input mono", rows: 8, "aria-label": "Transformation",
+    placeholder: TRANSFORM_EXAMPLE, value: e.transformation || "" });
+  const sampleType = h("input", { class: "input", value: (e.event_types.find((t) => !t.includes("*")) || "console.test"), "aria-label": "Sample event type" });
+  const sample = h("textarea", { class: "input mono", rows: 3, value: '{"amount": 250}', "aria-label": "Sample payload" });
+  const err = h("div", {});
+  const out = h("div", { "data-testid": "dry-run-result" });
+  const drafts = () => {
+    let f = null;
+    if (filter.value.trim()) {
+      try { f = JSON.parse(filter.value); } catch { throw { code: "INVALID_FILTER", message: "The filter is not valid JSON" }; }
+    }
+    return { filter: f, transformation: script.value.trim() ? script.value : null };
+  };
+  const save = async () => {
+    if (await attempt(err, async () => api.patch(`/endpoints/${e.id}`, drafts()))) {
+      toast("Filter and transformation saved");
+      rerender(main, () => endpoint(main, id));
+    }
+  };
+  const dryRun = async () => {
+    const r = await attempt(err, async () => {
+      let payload;
+      try { payload = JSON.parse(sample.value); } catch { throw { code: "INVALID_JSON", message: "The sample payload is not valid JSON" }; }
+      return api.post(`/endpoints/${e.id}/dry-run`, { event_type: sampleType.value.trim(), payload, ...drafts() });
+    });
+    if (!r) return;
+    const t = r.transformation;
+    clear(out).append(
+      h("p", { class: r.delivered ? "alert alert-ok" : "alert alert-bad", "data-delivered": String(r.delivered) },
+        r.delivered ? "Would be sent." : !r.filter.matched ? "Not sent: the filter does not match."
+          : t.cancelled ? "Not sent: the transformation cancelled it." : `Not sent: the transformation failed: ${t.error}`),
+      t.logs.length ? h("pre", { class: "mono sample", "aria-label": "Transformation output" }, t.logs.join("\n")) : null,
+      r.request ? h("div", {},
+        h("p", { class: "field-hint" }, `POST ${r.request.url}`),
+        table([{ label: "Header", cell: (x) => code(x[0]) }, { label: "Value", cell: (x) => x[1] }], r.request.headers),
+        h("pre", { class: "pre" }, JSON.stringify(r.request.body, null, 2))) : null);
+  };
+  return h("section", { class: "panel", "data-testid": "routing-panel" },
+    h("h2", { class: "panel-title" }, "Payload filter and transformation"),
+    h("div", { class: "grid2" },
+      h("div", {},
+        field("Payload filter (JSON)", filter, "Only events it matches are delivered, e.g. {\"data.amount\": {\"$gte\": 100}}; empty: every subscribed event."),
+        field("Transformation (Rhai)", script, "fn handler(webhook) changes webhook.payload, adds webhook.headers or sets webhook.cancel, before signing; empty: sent as published.")),
+      h("div", {},
+        field("Sample event type", sampleType), field("Sample payload (JSON)", sample),
+        h("div", { class: "actions" }, btn("Dry run", dryRun, "btn", { "data-testid": "dry-run" })),
+        out)),
+    err,
+    h("div", { class: "actions" }, btn("Save filter and transformation", save, "btn btn-primary", { "data-testid": "save-routing" })));
+}
+
+// ---------------------------------------------------------------- recovery
+
+const RECOVER_WINDOWS = [
+  { label: "last hour", ms: 3600e3 }, { label: "last 24 hours", ms: 86400e3 },
+  { label: "last 7 days", ms: 7 * 86400e3 }, { label: "last 30 days", ms: 30 * 86400e3 },
+];
+
+function recoveryLine(r, onCancel) {
+  const pct = r.total ? Math.round((100 * r.requeued) / r.total) : 100;
+  return h("div", { class: "recovery", "data-testid": "recovery", "data-status": r.status },
+    code(r.id), " ", statusBadge(r.status), ` ${r.requeued} of ${r.total} sent again (${pct} %)`,
+    h("span", { class: "field-hint" }, ` ${r.endpoint_id || "every endpoint"}${r.event_type ? `, ${r.event_type}` : ""}, ${fmtTime(r.since)} – ${fmtTime(r.until)}`),
+    r.status === "running" && onCancel ? btn("Cancel", () => onCancel(r), "btn btn-ghost", { "data-testid": "cancel-recovery" }) : null);
+}
+
+// Follows a recovery until it ends (bounded: at most 10 minutes of polling).
+function followRecovery(slot, r, onCancel) {
+  const started = Date.now();
+  const show = (x) => clear(slot).append(recoveryLine(x, onCancel));
+  show(r);
+  const tick = async () => {
+    if (!slot.isConnected || Date.now() - started > 600e3) return;
+    const x = await api.get(`/recoveries/${encodeURIComponent(r.id)}`).catch(() => null);
+    if (x) show(x);
+    if (!x || x.status === "running") setTimeout(tick, 1000);
+  };
+  if (r.status === "running") setTimeout(tick, 1000);
+}
+
+async function cancelRecovery(r) {
+  if (await attempt(null, () => api.post(`/recoveries/${encodeURIComponent(r.id)}/cancel`))) toast("Recovery cancelled");
+}
+
+// An endpoint's recover: everything that failed for good in a window, sent again in order.
+function recoverPanel(e) {
+  const win = h("select", { class: "input input-sm", "aria-label": "Recover window" },
+    RECOVER_WINDOWS.map((w, i) => h("option", { value: String(i), selected: i === 1 }, w.label)));
+  const err = h("div", {});
+  const out = h("div", {});
+  const run = async () => {
+    const since = new Date(Date.now() - RECOVER_WINDOWS[Number(win.value)].ms).toISOString();
+    const r = await attempt(err, () => api.post(`/endpoints/${encodeURIComponent(e.id)}/recover`, { since }));
+    if (r) followRecovery(out, r, cancelRecovery);
+  };
+  return h("section", { class: "panel", "data-testid": "recover-panel" },
+    h("div", { class: "panel-head" }, h("h2", { class: "panel-title" }, "Recover failed deliveries"),
+      h("div", { class: "actions" }, win, btn("Recover", run, "btn", { "data-testid": "recover" }))),
+    h("p", { class: "field-hint" }, "Sends again every delivery to this endpoint that failed for good in the window, in the order the events were created, within its rate limit."),
+    err, out);
+}
+
+// Bulk retry by filter, and the recoveries so far.
+function bulkRetryPanel() {
+  const endpointId = h("input", { class: "input input-sm", placeholder: "endpoint id (empty: all)", "aria-label": "Endpoint id" });
+  const type = h("input", { class: "input input-sm", placeholder: "event type or prefix.* (empty: all)", "aria-label": "Event type" });
+  const win = h("select", { class: "input input-sm", "aria-label": "Window" },
+    RECOVER_WINDOWS.map((w, i) => h("option", { value: String(i), selected: i === 1 }, w.label)));
+  const err = h("div", {});
+  const out = h("div", {});
+  const list = h("div", {});
+  const load = () => clear(list).append(pagedList((rows) => h("div", {}, rows.length
+    ? rows.map((r) => { const slot = h("div", {}); followRecovery(slot, r, async (x) => { await cancelRecovery(x); load(); }); return slot; })
+    : h("p", { class: "empty" }, "No recovery yet.")), (before) => api.get(`/recoveries${qs({ limit: 10, before })}`)));
+  const form = h("form", { class: "filters", "data-testid": "bulk-retry" }, endpointId, type, win,
+    h("button", { class: "btn", type: "submit" }, "Retry failed deliveries"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const since = new Date(Date.now() - RECOVER_WINDOWS[Number(win.value)].ms).toISOString();
+    const body = { since };
+    if (endpointId.value.trim()) body.endpoint_id = endpointId.value.trim();
+    if (type.value.trim()) body.event_type = type.value.trim();
+    const r = await attempt(err, () => api.post("/recoveries", body));
+    if (r) {
+      toast(`Recovery ${r.id}: ${r.total} deliveries to send again`);
+      load();
+    }
+  });
+  load();
+  return panel("Retry failed deliveries", h("p", { class: "field-hint" },
+    "Sends again the deliveries that failed for good and match, oldest first, as a job you can follow and cancel."), form, err, out, list);
 }
 
 // ---------------------------------------------------------------- receiver probe
@@ -440,7 +587,7 @@ function deliveryBrowser(fixed) {
 }
 
 export async function deliveries(main, params) {
-  main.append(pageHead("Deliveries"), panel(null, deliveryBrowser({ event_id: params.get("event_id") || "" })));
+  main.append(pageHead("Deliveries"), panel(null, deliveryBrowser({ event_id: params.get("event_id") || "" })), bulkRetryPanel());
 }
 
 export async function delivery(main, id) {

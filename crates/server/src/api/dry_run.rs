@@ -126,10 +126,10 @@ pub(crate) async fn dry_run(
             .unwrap_or(false),
     };
     let transformation: Option<Result<Arc<Transformation>, String>> = match req.transformation {
-        Some(draft) => match draft.map(validate_transformation).transpose()? {
-            Some(t) => Some(Transformation::compile(&t).map(Arc::new).map_err(|e| e.0)),
-            None => None,
-        },
+        Some(draft) => draft
+            .map(validate_transformation)
+            .transpose()?
+            .map(|t| Transformation::compile(&t).map(Arc::new).map_err(|e| e.0)),
         None => rt.transformation.clone().map(|r| r.map_err(|e| e.0)),
     };
     let mut result = DryRunResult {
