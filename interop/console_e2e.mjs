@@ -182,6 +182,17 @@ try {
   check(!headerText.includes("receiver-token-123456"), "custom secret header masked in the attempt");
   check(/127\.0\.0\.1:\d+/.test(headerText), "source address shown");
   await shot(page, "delivery");
+  // The same event, sent to an endpoint that did not get it (the failing one is not subscribed to
+  // every type; its own delivery of this event, if any, makes a 409 that the page shows).
+  if (cfg.failing_url) {
+    const eps = await fetch(`${cfg.base}/api/v1/endpoints?limit=10`, { headers: { authorization: `Bearer ${cfg.key}` } }).then((r) => r.json());
+    const other = eps.data.find((x) => x.id !== epId);
+    await page.locator("[data-testid=send-to-endpoint] input").fill(other.id);
+    await page.locator("[data-testid=send-to-endpoint] button[type=submit]").click();
+    await page.locator("[data-testid=sent-to-endpoint], [data-testid=send-to-endpoint] ~ div [data-testid=error]").first().waitFor({ timeout: T });
+    const sent = await page.locator("main").textContent();
+    check(sent.includes(`created for ${other.id}`) || sent.includes("DELIVERY_EXISTS"), "an event sent to another endpoint from the console");
+  }
 
   // Wait for the failing endpoint's deliveries to fail for good, so the overview shows both.
   await page.goto(`${cfg.base}/console/#/endpoints`);

@@ -47,7 +47,7 @@ cargo +nightly --version >/dev/null 2>&1 \
 cargo +nightly fuzz --version >/dev/null 2>&1 \
   || die "cargo-fuzz is missing: cargo install cargo-fuzz"
 
-CRATES=(netguard signatures egress)
+CRATES=(netguard signatures egress store)
 # One target dir for every fuzz crate, so shared dependencies build once.
 export CARGO_TARGET_DIR="$ROOT/target/fuzz"
 

@@ -617,9 +617,27 @@ export async function delivery(main, id) {
         ["Created", fmtTime(d.created_at)], ["Completed", fmtTime(d.completed_at)],
       ])),
       panel("Event payload", h("pre", { class: "pre" }, ev ? JSON.stringify(ev.payload, null, 2) : "(event no longer stored)"))),
+    ev ? sendToEndpointPanel(ev) : "",
     h("h2", { class: "section-title" }, "Attempts"),
     h("div", { class: "attempts" }, att.data.length ? att.data.slice().reverse().map(attemptCard) : h("p", { class: "empty" }, "No attempt yet.")),
   );
+}
+
+// Sends this delivery's event to another endpoint (one created later, or not subscribed then).
+function sendToEndpointPanel(ev) {
+  const target = h("input", { class: "input input-sm", placeholder: "endpoint id (ep_…)", "aria-label": "Endpoint id", required: true });
+  const out = h("div", {});
+  const form = h("form", { class: "filters", "data-testid": "send-to-endpoint" }, target,
+    h("button", { class: "btn", type: "submit" }, "Send event to endpoint"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const d = await attempt(out, () => api.post(`/events/${encodeURIComponent(ev.id)}/deliveries`, { endpoint_id: target.value.trim() }));
+    if (d) {
+      clear(out).append(h("p", { class: "alert alert-ok", "data-testid": "sent-to-endpoint" }, "Delivery ",
+        link(`#/deliveries/${d.id}`, d.id), ` created for ${d.endpoint_id}.`));
+    }
+  });
+  return panel("Send this event to another endpoint", form, out);
 }
 
 function attemptCard(a) {

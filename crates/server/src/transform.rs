@@ -32,13 +32,14 @@ pub mod limits {
     pub const MAX_CALL_LEVELS: usize = 32;
     pub const MAX_EXPR_DEPTH: usize = 64;
     pub const MAX_FN_EXPR_DEPTH: usize = 32;
-    pub const MAX_VARIABLES: usize = 256;
+    pub const MAX_VARIABLES: usize = 64;
     pub const MAX_FUNCTIONS: usize = 64;
     /// Bytes of one string.
     pub const MAX_STRING_BYTES: usize = 1024 * 1024;
-    /// Elements of one array, entries of one map (nested ones counted in).
-    pub const MAX_ARRAY: usize = 100_000;
-    pub const MAX_MAP: usize = 100_000;
+    /// Elements of one array, entries of one map (nested ones counted in; the strings a value
+    /// holds count together against `MAX_STRING_BYTES`).
+    pub const MAX_ARRAY: usize = 20_000;
+    pub const MAX_MAP: usize = 20_000;
     /// The body a transformation returns, as JSON.
     pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
     /// Headers a transformation adds.
@@ -47,6 +48,13 @@ pub mod limits {
     pub const MAX_LOG_LINES: usize = 50;
     pub const MAX_LOG_LINE_BYTES: usize = 1024;
 }
+
+/// Runs at once in this process (each on a blocking thread): the CPU count, at least 2. With the
+/// value limits this bounds the memory transformations can hold at any moment.
+static SLOTS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    tokio::sync::Semaphore::new(n)
+});
 
 thread_local! {
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -234,7 +242,7 @@ impl Transformation {
         })
     }
 
-    /// Runs the script on a blocking thread.
+    /// Runs the script on a blocking thread, at most [`SLOTS`] at once.
     pub async fn run_blocking(
         self: &Arc<Self>,
         event_id: String,
@@ -243,6 +251,9 @@ impl Transformation {
         url: String,
         body: Vec<u8>,
     ) -> Result<Transformed, TransformError> {
+        let Ok(_slot) = SLOTS.acquire().await else {
+            return Err(TransformError("the transformation stopped".into()));
+        };
         let t = self.clone();
         tokio::task::spawn_blocking(move || {
             t.run(&Request {

@@ -17,6 +17,13 @@ pub struct RecoveryFilter {
 }
 
 impl RecoveryFilter {
+    /// Refuses a NUL in the new job's id or in the filter's text.
+    pub(crate) fn check_storable(&self, id: &str) -> Result<()> {
+        crate::text::storable("recovery id", id)?;
+        crate::text::storable_opt("endpoint id", self.endpoint_id.as_deref())?;
+        crate::text::storable_opt("event type", self.event_type.as_deref())
+    }
+
     /// The event type as SQL parameters: (exact type, prefix of a trailing wildcard).
     pub(crate) fn type_params(&self) -> (Option<String>, Option<String>) {
         match self.event_type.as_deref() {

@@ -13,17 +13,9 @@ use axum::extract::State;
 use hookwarden_store::Claimed;
 use hookwarden_store::filter::PayloadFilter;
 use http::{HeaderName, HeaderValue};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
-
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
 
 /// A sample event, and optionally drafts of the filter and transformation to try instead of the
 /// endpoint's own.
@@ -36,11 +28,11 @@ pub(crate) struct DryRunRequest {
     #[schema(value_type = Object)]
     payload: serde_json::Value,
     /// A draft filter to try (`null`: none); absent: the endpoint's.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<Object>)]
     filter: Option<Option<serde_json::Value>>,
     /// A draft transformation to try (`null`: none); absent: the endpoint's.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<String>)]
     transformation: Option<Option<String>>,
 }

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hookwarden_signatures::Scheme;
 use hookwarden_store::{Endpoint, SecretKind};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -77,15 +77,6 @@ pub(crate) fn is_sensitive_header(name: &str) -> bool {
     })
 }
 
-/// Distinguishes an absent field from an explicit `null`.
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateEndpoint {
@@ -145,32 +136,32 @@ pub(crate) struct UpdateEndpoint {
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
     /// A string sets it, `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<String>)]
     developer_payload: Option<Option<String>>,
     #[serde(default)]
     signature_schemes: Option<Vec<String>>,
     /// A number sets it (0 or `null`: unlimited).
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<u32>)]
     rate_limit_per_second: Option<Option<u32>>,
     #[serde(default)]
     enabled: Option<bool>,
     /// Attach (`"cert_…"`, must be active) or detach (`null`) a client certificate.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<String>)]
     client_certificate_id: Option<Option<String>>,
     /// A list sets the endpoint's retry schedule (as on create); `[]` or `null` returns it to the
     /// deployment's backoff.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<Vec<u32>>, max_items = 50)]
     retry_schedule: Option<Option<Vec<u32>>>,
     /// A filter sets it (as on create), `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<Object>)]
     filter: Option<Option<serde_json::Value>>,
     /// A script sets it (as on create), `null` removes it.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<String>, max_length = 65536)]
     transformation: Option<Option<String>>,
 }

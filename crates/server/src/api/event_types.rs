@@ -11,7 +11,7 @@ use crate::times::rfc3339;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hookwarden_store::EventType;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -85,22 +85,16 @@ pub(crate) struct CreateEventType {
 pub(crate) struct UpdateEventType {
     #[serde(default)]
     description: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<Object>)]
     schema: Option<Option<Value>>,
     #[serde(default)]
     validate: Option<bool>,
     #[serde(default)]
     deprecated: Option<bool>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "super::extract::double_option")]
     #[schema(value_type = Option<Object>)]
     example: Option<Option<Value>>,
-}
-
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Checks the schema, the example against it, and the validate flag; returns the stored text.

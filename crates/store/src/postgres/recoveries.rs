@@ -33,9 +33,7 @@ impl RecoveryStore for PgStore {
         filter: RecoveryFilter,
         now: Millis,
     ) -> Result<Recovery> {
-        crate::text::storable("recovery id", id)?;
-        crate::text::storable_opt("endpoint id", filter.endpoint_id.as_deref())?;
-        crate::text::storable_opt("event type", filter.event_type.as_deref())?;
+        filter.check_storable(id)?;
         let (exact, prefix) = filter.type_params();
         in_tx!(self.pool, |tx| {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")

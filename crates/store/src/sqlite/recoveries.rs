@@ -39,9 +39,7 @@ impl RecoveryStore for SqliteStore {
         filter: RecoveryFilter,
         now: Millis,
     ) -> Result<Recovery> {
-        crate::text::storable("recovery id", id)?;
-        crate::text::storable_opt("endpoint id", filter.endpoint_id.as_deref())?;
-        crate::text::storable_opt("event type", filter.event_type.as_deref())?;
+        filter.check_storable(id)?;
         let id = id.to_owned();
         self.write(move |c| {
             let running = c
