@@ -68,6 +68,16 @@ impl<'de> serde::Deserialize<'de> for Id {
     }
 }
 
+/// For `PATCH`-like bodies: distinguishes an absent field (`None`, with `#[serde(default)]`) from
+/// an explicit `null` (`Some(None)`).
+pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ApiBytes, Id};
@@ -106,14 +116,4 @@ mod tests {
         let long = format!("\"{}\"", "a".repeat(65));
         assert!(serde_json::from_str::<Id>(&long).is_err());
     }
-}
-
-/// For `PATCH`-like bodies: distinguishes an absent field (`None`, with `#[serde(default)]`) from
-/// an explicit `null` (`Some(None)`).
-pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }

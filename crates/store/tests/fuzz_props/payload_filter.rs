@@ -65,7 +65,7 @@ fn value(i: &mut Input<'_>, depth: u8) -> Value {
 }
 
 fn key(i: &mut Input<'_>) -> String {
-    if i.u8() % 4 == 0 {
+    if i.u8().is_multiple_of(4) {
         i.str(6)
     } else {
         KEYS[usize::from(i.u8()) % KEYS.len()].to_owned()
@@ -74,7 +74,7 @@ fn key(i: &mut Input<'_>) -> String {
 
 fn path(i: &mut Input<'_>, top: bool) -> String {
     let mut p = if top {
-        if i.u8() % 8 == 0 {
+        if i.u8().is_multiple_of(8) {
             "type".to_owned()
         } else {
             "data".to_owned()
@@ -156,7 +156,7 @@ fn matches(f: &PayloadFilter, ty: &str, data: &Value) -> bool {
 pub(crate) fn check(data: &[u8]) {
     let mut i = Input::new(data);
     let mode = i.u8();
-    if mode % 4 == 0 {
+    if mode.is_multiple_of(4) {
         // Arbitrary text.
         let text = String::from_utf8_lossy(i.rest()).into_owned();
         if let Ok(f) = PayloadFilter::compile_text(&text) {
