@@ -328,6 +328,7 @@ pub async fn start_with_clock(
         dispatcher.clone(),
         clock.clone(),
         owner.clone(),
+        Duration::from_secs(config.storage.retention_days.saturating_mul(86_400)),
     );
 
     let listener = tokio::net::TcpListener::bind(&config.server.listen)

@@ -30,8 +30,13 @@ const MAX_BATCH_WAIT: Duration = Duration::from_secs(600);
 /// instance that stopped).
 const IDLE: Duration = Duration::from_secs(5);
 
+/// How often finished jobs older than the retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 pub struct Recoverer {
     store: Arc<dyn RecoveryStore>,
+    /// Finished jobs are kept this long (`storage.retention_days`; zero: forever).
+    keep: Duration,
     dispatcher: Arc<Dispatcher>,
     clock: SharedClock,
     owner: String,
@@ -48,9 +53,11 @@ impl Recoverer {
         dispatcher: Arc<Dispatcher>,
         clock: SharedClock,
         owner: String,
+        keep: Duration,
     ) -> Arc<Recoverer> {
         Arc::new(Recoverer {
             store,
+            keep,
             dispatcher,
             clock,
             owner,
@@ -66,8 +73,13 @@ impl Recoverer {
     pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
+            let mut purged = Instant::now();
             loop {
                 let _ = tokio::time::timeout(IDLE, me.wake.notified()).await;
+                if !me.keep.is_zero() && purged.elapsed() >= PURGE_EVERY {
+                    purged = Instant::now();
+                    me.purge().await;
+                }
                 loop {
                     let now = me.clock.now_millis();
                     match me
@@ -85,6 +97,21 @@ impl Recoverer {
                 }
             }
         })
+    }
+
+    /// Deletes finished jobs older than the retention, in bounded batches.
+    async fn purge(&self) {
+        let before = self.clock.now_millis().saturating_sub(ms(self.keep));
+        for _ in 0..100 {
+            match self.store.purge_recoveries(before, 1000).await {
+                Ok(0) => return,
+                Ok(n) => tracing::debug!(recoveries = n, "finished recoveries purged"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not purge finished recoveries");
+                    return;
+                }
+            }
+        }
     }
 
     /// Carries a claimed job on until it completes, is cancelled, or is lost to another

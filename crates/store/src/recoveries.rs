@@ -150,6 +150,9 @@ pub trait RecoveryStore: Send + Sync + 'static {
     /// due at or before `cutoff`: pending and either due by then or held by a dispatcher (in
     /// flight). One retried later, deferred by its rate limit, paused or finished is not.
     async fn count_waiting(&self, ids: &[String], cutoff: Millis) -> Result<u64>;
+    /// Deletes up to `batch` recoveries that finished (completed or cancelled) before
+    /// `finished_before`; returns how many went. Running ones are never deleted.
+    async fn purge_recoveries(&self, finished_before: Millis, batch: usize) -> Result<u64>;
     /// A delivery of event `event_id` to endpoint `endpoint_id` (which need not be subscribed,
     /// nor have existed when the event was published), due now.
     async fn add_delivery(

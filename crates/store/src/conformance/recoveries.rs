@@ -223,6 +223,22 @@ pub async fn recovery_store<S: Store + RecoveryStore>(s: &S) {
     assert_eq!(listed[0].id, "rcv_2");
     assert!(listed.more);
 
+    // Finished jobs go with retention; running ones stay.
+    assert_eq!(
+        s.purge_recoveries(2_100, 10).await.unwrap(),
+        2,
+        "rcv_1 and rcv_2"
+    );
+    assert_eq!(s.purge_recoveries(2_100, 10).await.unwrap(), 0);
+    assert_eq!(
+        s.purge_recoveries(i64::MAX, 10).await.unwrap(),
+        1,
+        "rcv_3; rcv_4 runs"
+    );
+    let listed = s.list_recoveries(Page::new(None, 10)).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["rcv_4"]);
+
     // An old event to an endpoint that did not exist when it was published.
     match s
         .add_delivery("dlv_new1", "evt_r0", "ep_gone", 3_000)

@@ -283,6 +283,20 @@ impl RecoveryStore for PgStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn purge_recoveries(&self, finished_before: Millis, batch: usize) -> Result<u64> {
+        let batch = i64::try_from(batch.clamp(1, 10_000)).unwrap_or(1000);
+        let n = sqlx::query(
+            "DELETE FROM recoveries WHERE id IN (SELECT id FROM recoveries \
+             WHERE status <> 'running' AND finished_at < $1 LIMIT $2)",
+        )
+        .bind(finished_before)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n)
+    }
+
     async fn add_delivery(
         &self,
         delivery_id: &str,

@@ -271,6 +271,20 @@ impl RecoveryStore for SqliteStore {
         .await
     }
 
+    async fn purge_recoveries(&self, finished_before: Millis, batch: usize) -> Result<u64> {
+        let batch = i64::try_from(batch.clamp(1, 10_000)).unwrap_or(1000);
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM recoveries WHERE id IN (SELECT id FROM recoveries \
+                     WHERE status <> 'running' AND finished_at < ?1 LIMIT ?2)",
+                )?
+                .execute(params![finished_before, batch])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn add_delivery(
         &self,
         delivery_id: &str,
