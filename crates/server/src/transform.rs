@@ -13,7 +13,6 @@
 //! are kept (bounded) for the dry run, never written anywhere.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -120,8 +119,9 @@ pub struct Request<'a> {
 pub struct Transformed {
     /// The JSON body to sign and send.
     pub body: Vec<u8>,
-    /// Headers to add (lower-case names, checked).
-    pub headers: BTreeMap<String, String>,
+    /// Headers to add (checked: valid, never one Hookwarden sets); they replace headers of the
+    /// same name.
+    pub headers: http::HeaderMap,
     /// The script cancelled the request: nothing is sent.
     pub cancelled: bool,
     /// `print` and `debug` lines.
@@ -213,7 +213,7 @@ impl Transformation {
                 .map_err(|_| TransformError("webhook.cancel must be true or false".into()))?,
         };
         let headers = match map.remove("headers") {
-            None => BTreeMap::new(),
+            None => http::HeaderMap::new(),
             Some(h) => headers_of(h)?,
         };
         let body = if cancelled {
@@ -270,7 +270,7 @@ impl Transformation {
 }
 
 /// The headers a script added: valid names and values, none Hookwarden sets, within bounds.
-fn headers_of(h: Dynamic) -> Result<BTreeMap<String, String>, TransformError> {
+fn headers_of(h: Dynamic) -> Result<http::HeaderMap, TransformError> {
     let Some(map) = h.try_cast::<rhai::Map>() else {
         return Err(TransformError(
             "webhook.headers must be an object map".into(),
@@ -282,12 +282,13 @@ fn headers_of(h: Dynamic) -> Result<BTreeMap<String, String>, TransformError> {
             limits::MAX_HEADERS
         )));
     }
-    let mut out = BTreeMap::new();
+    let mut out = http::HeaderMap::with_capacity(map.len());
     for (k, v) in map {
         let name = k.to_ascii_lowercase();
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.len() > 64 {
-            return Err(TransformError(format!("{k:?} is not a valid header name")));
-        }
+        let header = match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if name.len() <= 64 => h,
+            _ => return Err(TransformError(format!("{k:?} is not a valid header name"))),
+        };
         if crate::api::endpoints::is_reserved_header(&name) {
             return Err(TransformError(format!(
                 "header {k:?} is set by Hookwarden and cannot be changed"
@@ -298,13 +299,11 @@ fn headers_of(h: Dynamic) -> Result<BTreeMap<String, String>, TransformError> {
         } else {
             v.to_string()
         };
-        if v.len() > 1024
-            || http::HeaderValue::from_str(&v).is_err()
-            || v.bytes().any(|b| b < 0x20 && b != b'\t')
-        {
-            return Err(TransformError(format!("invalid value for header {k:?}")));
-        }
-        out.insert(name, v);
+        let value = match http::HeaderValue::from_str(&v) {
+            Ok(value) if v.len() <= 1024 && !v.bytes().any(|b| b < 0x20 && b != b'\t') => value,
+            _ => return Err(TransformError(format!("invalid value for header {k:?}"))),
+        };
+        out.insert(header, value);
     }
     Ok(out)
 }
@@ -347,7 +346,7 @@ mod tests {
         assert_eq!(v["data"]["amount_eur"], 12);
         assert!(v.get("timestamp").is_none());
         assert_eq!(
-            t.headers.get("x-kind").map(String::as_str),
+            t.headers.get("x-kind").and_then(|v| v.to_str().ok()),
             Some("invoice.paid")
         );
         assert_eq!(t.logs, ["sending evt_1"]);

@@ -12,7 +12,7 @@ use crate::transform::Transformation;
 use axum::extract::State;
 use hookwarden_store::Claimed;
 use hookwarden_store::filter::PayloadFilter;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -191,14 +191,7 @@ pub(crate) async fn dry_run(
         .unwrap_or(HeaderValue::from_static("Hookwarden"));
     let mut headers = delivery_headers(&rt, &job, 1, &body, now / 1000, &ua)
         .map_err(|e| ApiError::invalid("ENDPOINT_UNUSABLE", e.to_string()))?;
-    for (name, value) in added {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.insert(n, v);
-        }
-    }
+    headers.extend(added);
     let headers: Vec<(String, String)> =
         serde_json::from_str(&masked_headers_json(&headers)).unwrap_or_default();
     result.delivered = true;

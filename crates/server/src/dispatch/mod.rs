@@ -708,14 +708,9 @@ async fn attempt_once(
                 return (attempt, Next::Failed);
             }
         };
-    for (name, value) in added.into_iter().flatten() {
+    if let Some(added) = added {
         // Checked by the transformation: valid, and never a header Hookwarden sets.
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            headers.insert(n, v);
-        }
+        headers.extend(added);
     }
     attempt.request_headers = Some(masked_headers_json(&headers));
     let req = OutboundRequest {
